@@ -1,0 +1,1 @@
+"""datagate-pipelines: HaloPSA → billing → QuickBooks Online, orchestrated by Dagster."""
