@@ -1,0 +1,50 @@
+# The two commands: `make demo` and `make test`. Both build .venv from uv.lock when it is
+# missing or stale, on a machine that has only Python 3.11 and make.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster
+DEMO_HOST ?= 127.0.0.1
+DEMO_PORT ?= 3000
+PYTEST_WORKERS ?= 2
+
+.PHONY: demo test install lint validate ui clean
+
+demo: install
+	$(BIN)/datagate demo --host $(DEMO_HOST) --port $(DEMO_PORT)
+
+test: install lint validate
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+install: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-sync whenever the lock file or pyproject changes; --frozen installs exactly the lock.
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+validate: install
+	@home=$$(mktemp -d) && cp deploy/dagster.yaml $$home/ && \
+	  DAGSTER_HOME=$$home $(BIN)/dagster definitions validate -w workspace.yaml; \
+	  rc=$$?; rm -rf $$home; exit $$rc
+
+# The Dagster UI alone, on the persistent local instance.
+ui: install
+	@mkdir -p $(DAGSTER_HOME) && cp -n deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
+	@echo "Dagster UI: http://$(DEMO_HOST):$(DEMO_PORT)"
+	$(BIN)/dagster dev -w workspace.yaml -h $(DEMO_HOST) -p $(DEMO_PORT)
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

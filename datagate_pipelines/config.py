@@ -1,0 +1,297 @@
+"""portals.yaml: the one place that reads and validates portal configuration.
+
+Each portal is validated on its own, so one bad entry is reported (portal, field, reason)
+while the others keep working. Secrets never live in the file: it names environment
+variables, and their values are wrapped in `SecretStr` so neither repr nor an error
+message can show them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from datagate_pipelines.errors import PortalConfigError
+
+DEFAULT_PORTALS_FILE = "portals.yaml"
+PORTAL_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_DOC_NUMBER = 21
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+class HaloPSASettings(_Strict):
+    client_id_env: str
+    client_secret_env: str
+    tenant: str = ""
+    authorization_server: str
+    resource_server: str
+    # Halo's documented limits disagree (300/450/700 per 5 minutes); 300 is the safe floor.
+    rate_limit_requests: int = Field(300, gt=0)
+    rate_limit_window_seconds: float = Field(300.0, gt=0)
+    page_size: int = Field(100, gt=0, le=100)
+    # Where Halo's behaviour is uncertain (HALOPSA_API.md §9) it is configurable here.
+    datagate_field_name: str = "Datagate"
+
+    _check_envs = field_validator("client_id_env", "client_secret_env")(_env_name)
+
+    @field_validator("authorization_server", "resource_server")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+
+class SyncSettings(_Strict):
+    enable_product_sync: bool = True
+    use_default_agreement: bool = True
+    contract_types: list[int | str] = Field(default_factory=list)
+    in_advance_months: Literal[0, 1] = 1
+    use_site_zip_tax_for_new_customers: bool = True
+    update_site: bool = True
+    allow_pro_rata: bool = True
+    synchronize_opening_balance: bool = False
+    item_groups: list[int | str] = Field(default_factory=list)
+    # HaloPSA's recurring-invoice `period` value for monthly billing: 2 in the one captured
+    # payload (an inference, HALOPSA_API.md §4.4), so it is a setting, not a constant.
+    monthly_period_values: list[int] = Field(default_factory=lambda: [2])
+
+
+class InvoicingSettings(_Strict):
+    number_prefix: str = ""
+    next_number: int = Field(1001, ge=1)
+    payment_terms_days: int = Field(30, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _doc_number_fits(self) -> InvoicingSettings:
+        if len(self.number_prefix) + len(str(self.next_number)) > MAX_DOC_NUMBER:
+            raise ValueError(
+                f"number_prefix + next_number is longer than QBO's {MAX_DOC_NUMBER}-character DocNumber"
+            )
+        return self
+
+
+class QBOSettings(_Strict):
+    realm_id: str
+    client_id_env: str
+    client_secret_env: str
+    refresh_token_env: str
+    base_url: str = "https://quickbooks.api.intuit.com"
+    token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    revoke_url: str = "https://developer.api.intuit.com/v2/oauth2/tokens/revoke"
+    authorize_url: str = "https://appcenter.intuit.com/connect/oauth2"
+    redirect_uri: str = "http://127.0.0.1:8765/callback"
+    minor_version: int = Field(75, ge=75)
+    income_account: str = "Services"
+    # Per item-group (HaloPSA asset group id or name) income account overrides.
+    income_accounts: dict[str, str] = Field(default_factory=dict)
+    rate_limit_requests: int = Field(500, gt=0)
+    rate_limit_window_seconds: float = Field(60.0, gt=0)
+    max_concurrent: int = Field(10, gt=0)
+    batch_size: int = Field(30, gt=0, le=30)
+
+    _check_envs = field_validator("client_id_env", "client_secret_env", "refresh_token_env")(
+        _env_name
+    )
+
+    @field_validator("realm_id")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        if not value.isdigit():
+            raise ValueError("must be the QBO company id (digits only)")
+        return value
+
+
+class PortalSettings(_Strict):
+    id: str
+    name: str
+    currency: str = "USD"
+    billing_start: date
+    halopsa: HaloPSASettings
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
+    qbo: QBOSettings | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        # Portal ids are Dagster partition keys: no commas or pipes, ever.
+        if not PORTAL_ID_PATTERN.match(value):
+            raise ValueError("must match [a-z0-9-]+ (it is a Dagster partition key)")
+        return value
+
+    @field_validator("billing_start", mode="before")
+    @classmethod
+    def _month(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}", value.strip()):
+            return f"{value.strip()}-01"
+        return value
+
+    @field_validator("billing_start")
+    @classmethod
+    def _first_of_month(cls, value: date) -> date:
+        return value.replace(day=1)
+
+
+@dataclass(frozen=True)
+class HaloPSACredentials:
+    client_id: str
+    client_secret: SecretStr
+
+
+@dataclass(frozen=True)
+class QBOCredentials:
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr
+
+
+@dataclass(frozen=True)
+class Portal:
+    """A validated portal: its settings plus accessors for its secrets."""
+
+    settings: PortalSettings
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    def halopsa_credentials(self, environ: Mapping[str, str] | None = None) -> HaloPSACredentials:
+        env = os.environ if environ is None else environ
+        halo = self.settings.halopsa
+        return HaloPSACredentials(
+            client_id=_require_env(env, self.id, "halopsa.client_id_env", halo.client_id_env),
+            client_secret=SecretStr(
+                _require_env(env, self.id, "halopsa.client_secret_env", halo.client_secret_env)
+            ),
+        )
+
+    def qbo_credentials(self, environ: Mapping[str, str] | None = None) -> QBOCredentials:
+        env = os.environ if environ is None else environ
+        qbo = self.settings.qbo
+        if qbo is None:
+            raise PortalConfigError(self.id, "qbo", "no qbo section: QBO export is off")
+        return QBOCredentials(
+            client_id=_require_env(env, self.id, "qbo.client_id_env", qbo.client_id_env),
+            client_secret=SecretStr(
+                _require_env(env, self.id, "qbo.client_secret_env", qbo.client_secret_env)
+            ),
+            refresh_token=SecretStr(
+                _require_env(env, self.id, "qbo.refresh_token_env", qbo.refresh_token_env)
+            ),
+        )
+
+
+def _require_env(env: Mapping[str, str], portal_id: str, field_path: str, name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise PortalConfigError(portal_id, field_path, f"environment variable {name} is not set")
+    return value
+
+
+@dataclass
+class PortalRegistry:
+    """Every portal in the file: the valid ones, and the errors of the others."""
+
+    path: Path
+    portals: dict[str, Portal] = field(default_factory=dict)
+    errors: list[PortalConfigError] = field(default_factory=list)
+
+    def get(self, portal_id: str) -> Portal:
+        if portal_id in self.portals:
+            return self.portals[portal_id]
+        for error in self.errors:
+            if error.portal_id == portal_id:
+                raise error
+        raise PortalConfigError(portal_id, "id", f"no such portal in {self.path}")
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.portals)
+
+
+def portals_file_path(path: str | os.PathLike[str] | None = None) -> Path:
+    return Path(path or os.environ.get("DATAGATE_PORTALS_FILE") or DEFAULT_PORTALS_FILE)
+
+
+def load_portals(path: str | os.PathLike[str] | None = None) -> PortalRegistry:
+    """Read portals.yaml. File-level problems raise; per-portal problems are collected."""
+    file_path = portals_file_path(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PortalConfigError(
+            None, "file", f"{file_path} not found (set DATAGATE_PORTALS_FILE)"
+        ) from None
+    return parse_portals(text, file_path)
+
+
+def parse_portals(text: str, path: Path | str = DEFAULT_PORTALS_FILE) -> PortalRegistry:
+    registry = PortalRegistry(path=Path(path))
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PortalConfigError(None, "file", f"{path} is not valid YAML{where}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("portals"), list):
+        raise PortalConfigError(None, "portals", f"{path} must contain a 'portals:' list")
+    unknown = sorted(set(document) - {"portals"})
+    if unknown:
+        raise PortalConfigError(None, unknown[0], f"unknown top-level field in {path}")
+
+    for index, entry in enumerate(document["portals"]):
+        label = entry.get("id") if isinstance(entry, dict) else None
+        label = str(label) if label else f"#{index + 1}"
+        if not isinstance(entry, dict):
+            registry.errors.append(PortalConfigError(label, "-", "each portal must be a mapping"))
+            continue
+        try:
+            settings = PortalSettings.model_validate(entry)
+        except ValidationError as exc:
+            registry.errors.extend(_portal_errors(label, exc))
+            continue
+        if settings.id in registry.portals:
+            registry.errors.append(PortalConfigError(label, "id", "duplicate portal id"))
+            continue
+        registry.portals[settings.id] = Portal(settings)
+    return registry
+
+
+def _portal_errors(label: str, exc: ValidationError) -> list[PortalConfigError]:
+    errors = []
+    for problem in exc.errors(include_input=False, include_url=False):
+        field_path = ".".join(str(part) for part in problem["loc"]) or "-"
+        reason = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif problem["type"] == "missing":
+            reason = "required field is missing"
+        errors.append(PortalConfigError(label, field_path, reason))
+    return errors

@@ -1,0 +1,105 @@
+"""The warehouse connection: one URL (`DATAGATE_DATABASE_URL`), migrated with Alembic."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from datagate_pipelines.errors import WarehouseError
+
+DEFAULT_DATA_DIR = ".datagate"
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def database_url(url: str | None = None) -> str:
+    """The warehouse URL; the default is a SQLite file under ./.datagate/, made on first use."""
+    url = url or os.environ.get("DATAGATE_DATABASE_URL")
+    if not url:
+        data_dir = Path(os.environ.get("DATAGATE_DATA_DIR", DEFAULT_DATA_DIR))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(data_dir / 'warehouse.db').resolve()}"
+    # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; dagster-postgres ships psycopg2.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def redacted(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for the warehouse URL (PostgreSQL options such as search_path ride in the URL)."""
+    url = database_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise WarehouseError(
+            f"DATAGATE_DATABASE_URL is not a database URL: {redacted(url)}"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        # Several Dagster steps and threads share the file; wait for the writer instead of failing.
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the warehouse to the newest schema (idempotent)."""
+    try:
+        command.upgrade(alembic_config(engine), "head")
+    except OperationalError as exc:
+        raise WarehouseError(
+            f"cannot reach the warehouse at {redacted(str(engine.url))}: {exc.orig}"
+        ) from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+@cache
+def _migrated_engine(url: str) -> Engine:
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
+def warehouse_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for `url`, migrated to head on first use."""
+    return _migrated_engine(database_url(url))

@@ -1,0 +1,508 @@
+"""The warehouse schema: every table of the domain, in SQLAlchemy Core.
+
+Three layers:
+- HaloPSA mirror tables (`halo_*`, `contracts`, `items`, `item_groups`, recurring invoices):
+  what HaloPSA said, upserted by the ingest assets. Records that vanish get `deleted_at`.
+- Domain tables (`customers`, `sites`, `products`, `agreements`, imports, `invoices`, the
+  billing ledger, `exports`): what we bill.
+- Operations (`api_requests`, `rejects`, `sync_runs`, `force_sync_requests`, `qbo_tokens`).
+
+Money invariants live in unique constraints, so a bug or a re-run can never bill or export
+twice: one ledger row per (portal, product, service month); one invoice number per portal;
+one export per (invoice, target system). Schema changes go through Alembic (migrations/).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from datagate_pipelines.warehouse.types import Money, Quantity, Rate
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+PORTAL_ID = String(64)
+
+
+def _portal() -> Column:
+    return Column("portal_id", PORTAL_ID, ForeignKey("portals.id"), nullable=False)
+
+
+def _seen() -> list[Column]:
+    """When a mirrored HaloPSA record was first and last seen, and when it vanished."""
+    return [
+        Column("raw", JSON, nullable=False),
+        Column("first_seen_at", DateTime(timezone=True), nullable=False),
+        Column("last_seen_at", DateTime(timezone=True), nullable=False),
+        Column("deleted_at", DateTime(timezone=True)),
+    ]
+
+
+portals = Table(
+    "portals",
+    metadata,
+    Column("id", PORTAL_ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),
+    # The next invoice number: starts at portals.yaml's next_number and only ever grows,
+    # so a number is never reused, even when an export later fails.
+    Column("next_invoice_number", BigInteger, nullable=False),
+    Column("last_successful_sync_at", DateTime(timezone=True)),
+)
+
+# --- HaloPSA mirror -------------------------------------------------------------------
+
+halo_clients = Table(
+    "halo_clients",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("inactive", Boolean, nullable=False),
+    Column("opted_in", Boolean, nullable=False),
+    Column("main_site_id", BigInteger),
+    Column("start_balance", Money()),
+    Column("start_date", Date),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+halo_sites = Table(
+    "halo_sites",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("client_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("postcode", String(32)),
+    Column("address", Text),
+    Column("inactive", Boolean, nullable=False),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+contracts = Table(
+    "contracts",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("client_id", BigInteger, nullable=False),
+    Column("ref", String(200)),
+    Column("contract_type_id", BigInteger),
+    Column("contract_type_name", String(200)),
+    Column("site_id", BigInteger),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("active", Boolean, nullable=False),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+item_groups = Table(
+    "item_groups",
+    metadata,
+    _portal(),
+    # HaloPSA Asset Groups flagged "Use for Items": what an item's assetgroup_id points to.
+    Column("halo_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("item_group_id", BigInteger),
+    Column("halo_tax_id", BigInteger),
+    Column("is_recurring", Boolean, nullable=False),
+    Column("base_price", Quantity()),
+    Column("nominal_code", String(100)),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+halo_taxes = Table(
+    "halo_taxes",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("code", String(100)),
+    Column("rate_percent", Rate()),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+recurring_invoices = Table(
+    "recurring_invoices",
+    metadata,
+    _portal(),
+    # Recurring-invoice templates have negative ids in HaloPSA.
+    Column("halo_id", BigInteger, nullable=False),
+    Column("client_id", BigInteger, nullable=False),
+    Column("site_id", BigInteger),
+    Column("contract_id", BigInteger),
+    Column("period", Integer),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+recurring_invoice_lines = Table(
+    "recurring_invoice_lines",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("recurring_invoice_id", BigInteger, nullable=False),
+    Column("client_id", BigInteger, nullable=False),
+    Column("item_id", BigInteger),
+    Column("description", String(1000)),
+    Column("qty", Quantity(), nullable=False),
+    Column("unit_price", Quantity(), nullable=False),
+    Column("halo_tax_code", String(32)),
+    Column("contract_id", BigInteger),
+    Column("site_id", BigInteger),
+    Column("start_date", Date),
+    Column("end_date", Date),
+    Column("is_inactive", Boolean, nullable=False),
+    Column("period", Integer),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+# --- Domain ---------------------------------------------------------------------------
+
+customers = Table(
+    "customers",
+    metadata,
+    _portal(),
+    Column("halo_client_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("main_site_id", BigInteger),
+    Column("address", Text),
+    Column("zip", String(32)),
+    # Set from the portal setting when the customer is first created, then kept.
+    Column("use_site_zip_tax", Boolean, nullable=False),
+    Column("opening_balance", Money()),
+    Column("opening_balance_date", Date),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "halo_client_id"),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    _portal(),
+    Column("halo_site_id", BigInteger, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("address", Text),
+    Column("zip", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "halo_site_id"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    _portal(),
+    # One product per HaloPSA recurring-invoice line that passed the portal's filters.
+    Column("product_id", String(64), nullable=False),
+    Column("source_line_id", BigInteger, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("site_id", BigInteger),
+    Column("contract_id", BigInteger),
+    Column("item_id", BigInteger),
+    Column("description", String(1000), nullable=False),
+    Column("qty", Quantity(), nullable=False),
+    Column("unit_price", Quantity(), nullable=False),
+    Column("tax_code", String(64)),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date),
+    Column("billing_cycle", String(32), nullable=False),
+    # Why an end date was set by the sync (line inactive, line gone) rather than by HaloPSA.
+    Column("ended_reason", String(200)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "product_id"),
+)
+
+product_sites = Table(
+    "product_sites",
+    metadata,
+    _portal(),
+    Column("product_id", String(64), nullable=False),
+    Column("site_id", BigInteger, nullable=False),
+    PrimaryKeyConstraint("portal_id", "product_id"),
+)
+
+agreements = Table(
+    "agreements",
+    metadata,
+    _portal(),
+    Column("agreement_key", String(100), nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("contract_id", BigInteger),
+    # The HaloPSA contract invoices of this agreement are exported against (BILLING.md).
+    Column("halo_export_contract_id", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "agreement_key"),
+    CheckConstraint("kind IN ('default', 'contract', 'no_contract')", name="kind"),
+)
+
+tax_rates = Table(
+    "tax_rates",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("zip", String(32), nullable=False),
+    Column("tax_code", String(64), nullable=False),
+    Column("jurisdiction", String(200), nullable=False),
+    Column("rate", Rate(), nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("zip", "tax_code", "jurisdiction"),
+)
+
+product_templates = Table(
+    "product_templates",
+    metadata,
+    _portal(),
+    Column("item_id", BigInteger, nullable=False),
+    Column("item_name", String(300)),
+    Column("tax_code", String(64)),
+    Column("income_account", String(200)),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "item_id"),
+)
+
+usage_charges = Table(
+    "usage_charges",
+    metadata,
+    _portal(),
+    Column("usage_id", String(64), nullable=False),
+    Column("period", Date, nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("site_id", BigInteger),
+    Column("contract_id", BigInteger),
+    Column("description", String(1000), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("tax_code", String(64)),
+    Column("usage_date", Date, nullable=False),
+    Column("source", String(500)),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "usage_id"),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("period", Date, nullable=False),
+    Column("invoice_key", String(150), nullable=False),
+    Column("customer_id", BigInteger, nullable=False),
+    Column("customer_name", String(300), nullable=False),
+    Column("agreement_key", String(100), nullable=False),
+    Column("halo_contract_id", BigInteger),
+    Column("status", String(16), nullable=False),
+    Column("hold_reasons", JSON, nullable=False),
+    Column("number", BigInteger),
+    Column("doc_number", String(21)),
+    Column("invoice_date", Date, nullable=False),
+    Column("due_date", Date, nullable=False),
+    Column("subtotal", Money(), nullable=False),
+    Column("tax", Money(), nullable=False),
+    Column("total", Money(), nullable=False),
+    Column("balance", Money()),
+    Column("payment_status", String(16)),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Column("finalized_at", DateTime(timezone=True)),
+    UniqueConstraint("portal_id", "invoice_key"),
+    UniqueConstraint("portal_id", "number"),
+    UniqueConstraint("portal_id", "doc_number"),
+    CheckConstraint("status IN ('draft', 'held', 'final')", name="status"),
+    Index(None, "portal_id", "period"),
+)
+
+invoice_lines = Table(
+    "invoice_lines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invoice_id", Integer, ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("product_id", String(64)),
+    Column("usage_id", String(64)),
+    Column("description", String(1000), nullable=False),
+    Column("service_month", Date),
+    Column("site_id", BigInteger),
+    Column("qty", Quantity()),
+    Column("unit_price", Quantity()),
+    Column("amount", Money(), nullable=False),
+    Column("tax_code", String(64)),
+    Column("tax_zip", String(32)),
+    Column("tax_rate", Rate()),
+    Column("tax", Money(), nullable=False),
+    UniqueConstraint("invoice_id", "line_no"),
+    CheckConstraint("kind IN ('recurring', 'usage')", name="kind"),
+)
+
+billing_ledger = Table(
+    "billing_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("product_id", String(64), nullable=False),
+    Column("service_month", Date, nullable=False),
+    Column("period", Date, nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
+    # The money invariant: a (product, service month) is billed once, ever.
+    UniqueConstraint("portal_id", "product_id", "service_month"),
+)
+
+exports = Table(
+    "exports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("external_id", String(64)),
+    Column("external_number", String(64)),
+    # Sent with every create so a retried or re-run create replays instead of duplicating.
+    Column("request_id", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("exported_at", DateTime(timezone=True)),
+    UniqueConstraint("invoice_id", "target"),
+    CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
+    CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),
+)
+
+qbo_entities = Table(
+    "qbo_entities",
+    metadata,
+    _portal(),
+    # Links between our records (customer id, item id, term days) and QBO ids.
+    Column("entity", String(32), nullable=False),
+    Column("local_key", String(100), nullable=False),
+    Column("qbo_id", String(64), nullable=False),
+    Column("name", String(300)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("portal_id", "entity", "local_key"),
+)
+
+# --- Operations -----------------------------------------------------------------------
+
+api_requests = Table(
+    "api_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(16), nullable=False),
+    Column("direction", String(8), nullable=False, default="outbound"),
+    Column("portal_id", PORTAL_ID),
+    Column("run_id", String(64)),
+    Column("method", String(8), nullable=False),
+    Column("path", String(1000), nullable=False),
+    Column("query", JSON),
+    Column("status", Integer),
+    Column("duration_ms", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Index(None, "portal_id", "started_at"),
+)
+
+rejects = Table(
+    "rejects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("portal_id", PORTAL_ID, nullable=False),
+    Column("run_id", String(64)),
+    Column("asset", String(100), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("record_id", String(100)),
+    Column("field", String(100)),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index(None, "portal_id", "asset"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("portal_id", PORTAL_ID, nullable=False),
+    Column("run_id", String(64)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+    # The time of the data (when HaloPSA was read), not of the request.
+    Column("data_as_of", DateTime(timezone=True)),
+    Column("stats", JSON),
+    Index(None, "portal_id", "started_at"),
+)
+
+force_sync_requests = Table(
+    "force_sync_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("portal_id", PORTAL_ID, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("run_id", String(64)),
+    Column("error", Text),
+    Column("handled_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "status IN ('pending', 'launched', 'coalesced', 'failed', 'done')", name="status"
+    ),
+)
+
+qbo_tokens = Table(
+    "qbo_tokens",
+    metadata,
+    Column("portal_id", PORTAL_ID, primary_key=True),
+    Column("realm_id", String(32), nullable=False),
+    # Fernet-encrypted; the key comes from the environment, never from the database.
+    Column("refresh_token", Text, nullable=False),
+    Column("refresh_token_issued_at", DateTime(timezone=True), nullable=False),
+    Column("access_token", Text),
+    Column("access_token_expires_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,83 @@
+"""Shared fixtures: every warehouse test runs on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from datagate_pipelines.warehouse.db import make_engine, migrate
+from datagate_pipelines.warehouse.models import metadata
+
+POSTGRES_URL = os.environ.get(
+    "DATAGATE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_or_skip() -> None:
+    try:
+        with create_engine(POSTGRES_URL).connect() as connection:
+            connection.execute(text("select 1"))
+    except Exception as exc:
+        message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({type(exc).__name__})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+        pytest.skip(f"SKIPPING POSTGRES TESTS: {message}")
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url() -> Iterator[callable]:
+    """Make URLs of fresh PostgreSQL schemas; every schema is dropped at the end."""
+    _postgres_or_skip()
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"test_{uuid.uuid4().hex[:12]}"
+        with create_engine(POSTGRES_URL).begin() as connection:
+            connection.execute(text(f'create schema "{schema}"'))
+        made.append(schema)
+        return f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+
+    yield make
+    with create_engine(POSTGRES_URL).begin() as connection:
+        for schema in made:
+            connection.execute(text(f'drop schema if exists "{schema}" cascade'))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path) -> str:
+    """An empty database (not migrated) of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("postgres_schema_url")()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def _migrated_engine(request, tmp_path_factory) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('warehouse') / 'warehouse.db'}"
+    else:
+        url = request.getfixturevalue("postgres_schema_url")()
+    engine = make_engine(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(_migrated_engine: Engine) -> Iterator[Engine]:
+    """A migrated warehouse on SQLite and on PostgreSQL, emptied after each test."""
+    yield _migrated_engine
+    with _migrated_engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def engine_url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)

@@ -1,0 +1,190 @@
+"""The warehouse schema: migrations, exact numbers and the money invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from datagate_pipelines.warehouse.db import current_revision, head_revision, make_engine, migrate
+from datagate_pipelines.warehouse.models import (
+    billing_ledger,
+    exports,
+    invoice_lines,
+    invoices,
+    metadata,
+    portals,
+    tax_rates,
+)
+
+NOW = datetime(2026, 8, 1, tzinfo=UTC)
+
+
+def test_upgrade_from_empty_reaches_head_and_matches_the_models(database_url):
+    engine = make_engine(database_url)
+    migrate(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_migrate_twice_is_harmless(database_url):
+    engine = make_engine(database_url)
+    migrate(engine)
+    migrate(engine)
+    assert current_revision(engine) == head_revision()
+
+
+def _portal(connection, portal_id="acme"):
+    connection.execute(
+        insert(portals).values(
+            id=portal_id, name="Acme", currency="USD", registered_at=NOW, next_invoice_number=1001
+        )
+    )
+
+
+def _invoice(connection, key="2026-07:customer:1", number=None, total=Decimal("376.46")):
+    result = connection.execute(
+        insert(invoices).values(
+            portal_id="acme",
+            period=date(2026, 7, 1),
+            invoice_key=key,
+            customer_id=1,
+            customer_name="Bayside Dental",
+            agreement_key="customer:1",
+            status="draft",
+            hold_reasons=[],
+            number=number,
+            doc_number=None if number is None else str(number),
+            invoice_date=date(2026, 8, 1),
+            due_date=date(2026, 8, 31),
+            subtotal=Decimal("350.85"),
+            tax=Decimal("25.61"),
+            total=total,
+            computed_at=NOW,
+        )
+    )
+    return result.inserted_primary_key[0]
+
+
+def test_money_and_rates_round_trip_exactly(engine):
+    with engine.begin() as connection:
+        _portal(connection)
+        invoice_id = _invoice(connection, total=Decimal("12345678901.99"))
+        connection.execute(
+            insert(invoice_lines).values(
+                invoice_id=invoice_id,
+                line_no=1,
+                kind="recurring",
+                description="Hosted PBX seat",
+                qty=Decimal("10.1234"),
+                unit_price=Decimal("-24.9999"),
+                amount=Decimal("0.01"),
+                tax_rate=Decimal("0.06125"),
+                tax=Decimal("0.00"),
+            )
+        )
+        connection.execute(
+            insert(tax_rates).values(
+                zip="94107",
+                tax_code="TEL",
+                jurisdiction="CA",
+                rate=Decimal("0.0725"),
+                imported_at=NOW,
+            )
+        )
+    with engine.connect() as connection:
+        assert connection.execute(select(invoices.c.total)).scalar_one() == Decimal(
+            "12345678901.99"
+        )
+        line = connection.execute(select(invoice_lines)).one()
+        assert (line.qty, line.unit_price, line.amount) == (
+            Decimal("10.1234"),
+            Decimal("-24.9999"),
+            Decimal("0.01"),
+        )
+        assert line.tax_rate == Decimal("0.06125")
+        assert connection.execute(select(tax_rates.c.rate)).scalar_one() == Decimal("0.0725")
+
+
+def test_exact_columns_refuse_floats_and_excess_precision(engine):
+    with engine.begin() as connection:
+        _portal(connection)
+    for bad in (376.46, Decimal("1.001")):
+        with pytest.raises(Exception, match=r"float|decimal places"), engine.begin() as connection:
+            _invoice(connection, total=bad)
+
+
+def test_a_service_month_is_billed_once(engine):
+    with engine.begin() as connection:
+        _portal(connection)
+        invoice_id = _invoice(connection)
+        row = dict(
+            portal_id="acme",
+            product_id="line:1",
+            service_month=date(2026, 8, 1),
+            period=date(2026, 7, 1),
+            invoice_id=invoice_id,
+        )
+        connection.execute(insert(billing_ledger).values(**row))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(billing_ledger).values(**{**row, "period": date(2026, 8, 1)}))
+
+
+def test_an_invoice_number_is_used_once_per_portal(engine):
+    with engine.begin() as connection:
+        _portal(connection)
+        _invoice(connection, key="a", number=1001)
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        _invoice(connection, key="b", number=1001)
+
+
+def test_an_invoice_is_exported_once_per_target(engine):
+    with engine.begin() as connection:
+        _portal(connection)
+        invoice_id = _invoice(connection)
+        row = dict(
+            invoice_id=invoice_id,
+            target="qbo",
+            status="pending",
+            request_id="r1",
+            attempts=0,
+            updated_at=NOW,
+        )
+        connection.execute(insert(exports).values(**row))
+        connection.execute(insert(exports).values(**{**row, "target": "halopsa"}))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert(exports).values(**row))
+
+
+def test_default_database_is_a_sqlite_file_made_on_first_use(tmp_path, monkeypatch):
+    from datagate_pipelines.warehouse.db import database_url
+
+    monkeypatch.delenv("DATAGATE_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = database_url()
+    assert url.startswith("sqlite:///") and url.endswith(".datagate/warehouse.db")
+    assert (tmp_path / ".datagate").is_dir()
+
+
+def test_plain_postgresql_urls_use_the_installed_driver(monkeypatch):
+    from datagate_pipelines.warehouse.db import database_url
+
+    monkeypatch.setenv("DATAGATE_DATABASE_URL", "postgresql://u@h/db")
+    assert database_url() == "postgresql+psycopg2://u@h/db"
+
+
+def test_unreachable_database_is_one_clear_error():
+    from datagate_pipelines.errors import WarehouseError
+
+    engine = make_engine("postgresql+psycopg2://nobody:secret@127.0.0.1:1/none")
+    with pytest.raises(WarehouseError) as info:
+        migrate(engine)
+    assert "cannot reach the warehouse" in str(info.value)
+    assert "secret" not in str(info.value)
