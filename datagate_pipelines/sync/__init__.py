@@ -1,0 +1,1 @@
+"""Sync: HaloPSA records into the warehouse, and the domain records derived from them."""

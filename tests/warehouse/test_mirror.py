@@ -1,0 +1,69 @@
+"""Mirroring a HaloPSA listing: upsert, never hard-delete, keep undecodable records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import insert, select
+
+from datagate_pipelines.warehouse.models import halo_sites, portals
+from datagate_pipelines.warehouse.upsert import mirror_snapshot
+
+T1 = datetime(2026, 8, 1, 2, 0, tzinfo=UTC)
+T2 = datetime(2026, 8, 2, 2, 0, tzinfo=UTC)
+T3 = datetime(2026, 8, 3, 2, 0, tzinfo=UTC)
+
+
+def _site(halo_id, name):
+    return {
+        "halo_id": halo_id,
+        "client_id": 1,
+        "name": name,
+        "postcode": None,
+        "address": None,
+        "inactive": False,
+        "raw": {"id": halo_id},
+    }
+
+
+def _state(engine):
+    with engine.connect() as c:
+        return {
+            r.halo_id: (r.name, r.deleted_at is not None) for r in c.execute(select(halo_sites))
+        }
+
+
+def test_vanished_records_are_marked_deleted_and_come_back(engine):
+    with engine.begin() as c:
+        c.execute(
+            insert(portals).values(
+                id="acme", name="Acme", currency="USD", registered_at=T1, next_invoice_number=1
+            )
+        )
+        first = mirror_snapshot(
+            c, halo_sites, "acme", [_site(1, "Main"), _site(2, "Annex")], seen_ids=[], seen_at=T1
+        )
+    assert first == {"rows": 2, "inserted": 2, "updated": 0, "restored": 0, "deleted": 0}
+
+    with engine.begin() as c:
+        # Site 2 vanished; site 1 was listed but could not be decoded this time.
+        second = mirror_snapshot(c, halo_sites, "acme", [_site(3, "New")], seen_ids=[1], seen_at=T2)
+    assert second["deleted"] == 1
+    assert _state(engine) == {1: ("Main", False), 2: ("Annex", True), 3: ("New", False)}
+
+    with engine.begin() as c:
+        third = mirror_snapshot(
+            c,
+            halo_sites,
+            "acme",
+            [_site(1, "Main HQ"), _site(2, "Annex"), _site(3, "New")],
+            seen_ids=[],
+            seen_at=T3,
+        )
+    assert third["restored"] == 1 and third["deleted"] == 0
+    assert _state(engine) == {1: ("Main HQ", False), 2: ("Annex", False), 3: ("New", False)}
+    with engine.connect() as c:
+        first_seen = c.execute(
+            select(halo_sites.c.first_seen_at).where(halo_sites.c.halo_id == 1)
+        ).scalar_one()
+    assert first_seen.replace(tzinfo=UTC) == T1
