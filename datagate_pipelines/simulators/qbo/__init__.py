@@ -1,0 +1,31 @@
+"""A QuickBooks Online simulator: Intuit OAuth 2.0 and the v3 Accounting API (QBO_API.md).
+
+Moto-style: :class:`QBOBackend` holds the companies and the rules in plain Python;
+:func:`create_app` is the thin ASGI layer over it; ``python -m
+datagate_pipelines.simulators.qbo`` serves it on loopback.
+"""
+
+from .app import create_app
+from .backend import DEFAULT_ACCOUNTS, DEFAULT_TERMS, QBOBackend, QBOSettings
+from .clock import FakeClock, SystemClock
+from .company import Company
+from .errors import OAuthError, QBOError, QBOFault
+from .oauth import ACCOUNTING_SCOPE, OAuthSettings
+from .throttle import ThrottleSettings
+
+__all__ = [
+    "ACCOUNTING_SCOPE",
+    "DEFAULT_ACCOUNTS",
+    "DEFAULT_TERMS",
+    "Company",
+    "FakeClock",
+    "OAuthError",
+    "OAuthSettings",
+    "QBOBackend",
+    "QBOError",
+    "QBOFault",
+    "QBOSettings",
+    "SystemClock",
+    "ThrottleSettings",
+    "create_app",
+]
