@@ -1,0 +1,416 @@
+"""Benchmark of the billing engine: one portal, one billing period, a million product lines.
+
+    .venv/bin/python benchmarks/bench_billing.py            # print the Markdown block
+    .venv/bin/python benchmarks/bench_billing.py --write    # and record it in BENCHMARKS.md
+
+The portal is generated deterministically (seeded numpy): 100,000 customers with 1–3
+sites each (site-zip tax on for ~70% of them), 1–2 contracts each, 10 products per customer
+on average (1,000,000 product lines) with mixed quantities, prices (discount lines
+included), tax codes, start dates (long-running, mid-month, month ends, future) and end
+dates, a few unsupported cycles; one usage charge per customer; a ledger holding every
+earlier (product, month) pair except for ~2% "late-entered" products, which are caught up;
+a tax-rate table with gaps (some invoices are held).
+
+Each measurement runs in its own process so that peak RSS is that run's alone:
+- the engine at 1M products, with the default settings (a = 1, pro rata, default
+  agreement) and with the other settings (a = 0, no pro rata, one agreement per contract);
+- the engine at 100k products (the scaling ratio 1M / 100k);
+- the oracle (tests/billing/oracle.py, row by row in Decimal) on the same 100k portal, whose
+  result is also compared with the engine's, line by line, to the cent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datagate_pipelines.billing import BillingSettings, bill_period  # noqa: E402
+
+PERIOD = date(2026, 7, 1)
+BILLING_START = date(2026, 4, 1)
+SEED = 20260701
+TARGETS = {"wall_s": 30.0, "rss_gb": 4.0, "oracle_ratio": 50.0, "scaling": 12.0}
+
+
+def _objects(values) -> np.ndarray:
+    values = list(values)
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _month(index: int) -> date:
+    year, month0 = divmod(index, 12)
+    return date(year, month0 + 1, 1)
+
+
+def generate_portal(customers_count: int, settings: BillingSettings) -> dict[str, pd.DataFrame]:
+    """A portal of `customers_count` customers with ~10 products each (deterministic)."""
+    rng = np.random.default_rng(SEED + customers_count)
+    n_customers = customers_count
+    customer_ids = np.arange(1, n_customers + 1, dtype=np.int64) * 3 + 1000
+
+    zip_pool = _objects(
+        f"{z:05d}" for z in rng.choice(np.arange(10000, 99999), 2000, replace=False)
+    )
+    zip_plus4 = _objects(f"{z}-{rng.integers(1000, 9999)}" for z in zip_pool)
+    word = _objects(["Bayside", "acme", "Zenith", "ärzte", "Harbor", "north", "Summit", "delta"])
+    names = _objects(
+        f"{word[i % len(word)]} {kind} {i}"
+        for i, kind in zip(
+            range(n_customers),
+            rng.choice(["Dental", "Law", "Clinic", "LLC"], n_customers),
+            strict=True,
+        )
+    )
+    customer_zip_index = rng.integers(0, len(zip_pool), n_customers)
+    customer_zip = zip_pool[customer_zip_index]
+    customer_zip[rng.random(n_customers) < 0.001] = None  # no zip: held unless nontaxable
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "name": names,
+            "zip": customer_zip,
+            "use_site_zip_tax": rng.random(n_customers) < 0.7,
+        }
+    )
+
+    sites_per_customer = rng.integers(1, 4, n_customers)
+    site_owner = np.repeat(np.arange(n_customers), sites_per_customer)
+    n_sites = len(site_owner)
+    site_ids = np.arange(n_sites, dtype=np.int64) + 500_000
+    site_zip_index = rng.integers(0, len(zip_pool), n_sites)
+    site_zip = np.where(
+        rng.random(n_sites) < 0.2, zip_plus4[site_zip_index], zip_pool[site_zip_index]
+    )
+    site_zip[rng.random(n_sites) < 0.05] = None
+    site_starts = np.cumsum(sites_per_customer) - sites_per_customer
+    sites = pd.DataFrame(
+        {
+            "site_id": site_ids,
+            "customer_id": customer_ids[site_owner],
+            "name": _objects(f"Site {i}" for i in range(n_sites)),
+            "zip": site_zip,
+        }
+    )
+
+    contracts_per_customer = rng.integers(1, 3, n_customers)
+    contract_owner = np.repeat(np.arange(n_customers), contracts_per_customer)
+    contract_ids = np.arange(len(contract_owner), dtype=np.int64) + 7_000_000
+    contract_starts = np.cumsum(contracts_per_customer) - contracts_per_customer
+    contracts = pd.DataFrame(
+        {"contract_id": contract_ids, "customer_id": customer_ids[contract_owner]}
+    )
+
+    products_per_customer = rng.integers(5, 16, n_customers)  # mean 10
+    owner = np.repeat(np.arange(n_customers), products_per_customer)
+    n = len(owner)
+    site_pick = site_starts[owner] + (rng.integers(0, 3, n) % sites_per_customer[owner])
+    site_of = pd.array(site_ids[site_pick], dtype="Int64")
+    site_of[rng.random(n) < 0.1] = pd.NA
+    contract_pick = contract_starts[owner] + (rng.integers(0, 2, n) % contracts_per_customer[owner])
+    contract_of = pd.array(contract_ids[contract_pick], dtype="Int64")
+    contract_of[rng.random(n) < 0.15] = pd.NA
+
+    qty_pool = _objects(
+        [Decimal(q) for q in range(1, 51)]
+        + [Decimal("0"), Decimal("0.5"), Decimal("2.25"), Decimal("1.3333")]
+    )
+    price_pool = _objects(
+        [Decimal(int(p)).scaleb(-2) for p in rng.integers(50, 50000, 3000)]
+        + [Decimal(int(p)).scaleb(-4) for p in rng.integers(1, 10**7, 500)]
+        + [-Decimal(int(p)).scaleb(-2) for p in rng.integers(100, 5000, 200)]  # discounts
+    )
+    qty = qty_pool[rng.integers(0, len(qty_pool), n)]
+    unit_price = price_pool[rng.integers(0, len(price_pool), n)]
+    code_pool = _objects(["TEL"] * 12 + ["NONTAXABLE"] * 4 + ["VOIP"] * 3 + [" TEL"])
+    tax_code = code_pool[rng.integers(0, len(code_pool), n)]
+    tax_code[rng.random(n) < 0.0005] = None
+
+    day_pool = _objects(date(2023, 1, 1) + timedelta(days=int(d)) for d in range(0, 1500))
+    month_ends = _objects(_month(m + 1) - timedelta(days=1) for m in range(2025 * 12, 2027 * 12))
+    kind = rng.random(n)
+    start_index = np.where(
+        kind < 0.75,
+        rng.integers(0, 1200, n),  # long-running: 2023-01 … 2026-04
+        rng.integers(1200, 1500, n),  # recent or future: mid-month starts
+    )
+    start = day_pool[start_index]
+    at_month_end = rng.random(n) < 0.03
+    start[at_month_end] = month_ends[rng.integers(0, len(month_ends), int(at_month_end.sum()))]
+    end = np.full(n, None, dtype=object)
+    has_end = rng.random(n) < 0.15
+    end_index = np.minimum(start_index + rng.integers(0, 700, n), len(day_pool) - 1)
+    end[has_end] = day_pool[end_index[has_end]]
+    inverted = rng.random(n) < 0.0005
+    end[inverted] = _objects(s - timedelta(days=3) for s in start[inverted])  # rejected
+    cycle = np.full(n, "monthly", dtype=object)
+    cycle[rng.random(n) < 0.002] = "quarterly"  # rejected: unsupported billing cycle
+
+    product_ids = _objects(f"RI{i // 4 + 100000}-{i % 4 + 1}" for i in range(n))
+    descriptions = _objects(["Hosted PBX seat", "SIP trunk", "Managed router", "Fax line", "DID"])
+    products = pd.DataFrame(
+        {
+            "product_id": product_ids,
+            "customer_id": customer_ids[owner],
+            "site_id": site_of,
+            "contract_id": contract_of,
+            "item_id": rng.integers(1, 200, n),
+            "description": descriptions[rng.integers(0, len(descriptions), n)],
+            "qty": qty,
+            "unit_price": unit_price,
+            "tax_code": tax_code,
+            "start_date": start,
+            "end_date": end,
+            "billing_cycle": cycle,
+        }
+    )
+
+    # The ledger: every billable month before T of every product, except late-entered ones.
+    a = settings.in_advance_months
+    first = (BILLING_START.year * 12 + BILLING_START.month - 1) + a
+    target = (PERIOD.year * 12 + PERIOD.month - 1) + a
+    start_month = np.array([d.year * 12 + d.month - 1 for d in day_pool])[start_index]
+    start_month[at_month_end] = [d.year * 12 + d.month - 1 for d in start[at_month_end]]
+    end_month = np.where(
+        has_end, np.array([d.year * 12 + d.month - 1 for d in day_pool])[end_index], 10**6
+    )
+    lo = np.maximum(start_month, first)
+    hi = np.minimum(end_month, target - 1)
+    late = rng.random(n) < 0.02
+    lengths = np.where(late | inverted, 0, np.maximum(hi - lo + 1, 0))
+    rows = np.repeat(np.arange(n), lengths)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    months = np.repeat(lo, lengths) + offsets
+    month_objects = {m: _month(m) for m in range(first - 1, target + 1)}
+    ledger = pd.DataFrame(
+        {
+            # New string objects, as read back from the warehouse (not the products' own).
+            "product_id": _objects(f"RI{i // 4 + 100000}-{i % 4 + 1}" for i in rows.tolist()),
+            "service_month": _objects(month_objects[m] for m in months),
+            "period": _objects(month_objects[m - a] for m in months),
+        }
+    )
+
+    usage = pd.DataFrame(
+        {
+            "usage_id": _objects(f"U{i}" for i in range(n_customers)),
+            "customer_id": customer_ids,
+            "site_id": pd.array(site_ids[site_starts], dtype="Int64"),
+            "contract_id": pd.array(contract_ids[contract_starts], dtype="Int64"),
+            "description": _objects(["Call usage"] * n_customers),
+            "amount": _objects(
+                Decimal(int(c)).scaleb(-2) for c in rng.integers(0, 100000, n_customers)
+            ),
+            "tax_code": _objects(["TEL"] * n_customers),
+            "usage_date": _objects(
+                PERIOD + timedelta(days=int(d)) for d in rng.integers(0, 31, n_customers)
+            ),
+        }
+    )
+
+    rate_rows = []
+    for z in zip_pool[: int(len(zip_pool) * 0.995)]:  # a few zips have no rates: held
+        for code in ("TEL", "VOIP"):
+            for j in range(int(rng.integers(1, 4))):
+                rate_rows.append(
+                    (z, code, f"J{j}", Decimal(int(rng.integers(0, 50000))).scaleb(-6))
+                )
+    tax_rates = pd.DataFrame(rate_rows, columns=["zip", "tax_code", "jurisdiction", "rate"])
+    return {
+        "products": products,
+        "customers": customers,
+        "sites": sites,
+        "contracts": contracts,
+        "ledger": ledger,
+        "usage": usage,
+        "tax_rates": tax_rates,
+    }
+
+
+SETTINGS = {
+    "default": BillingSettings(billing_start=BILLING_START),
+    "other": BillingSettings(
+        billing_start=BILLING_START,
+        in_advance_months=0,
+        allow_pro_rata=False,
+        use_default_agreement=False,
+    ),
+}
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
+
+
+def worker(what: str, customers_count: int, settings_name: str) -> dict:
+    """One measurement in this process."""
+    settings = SETTINGS[settings_name]
+    frames = generate_portal(customers_count, settings)
+    rss_inputs = peak_rss_gb()
+    started = time.perf_counter()
+    result = bill_period(PERIOD, settings, **frames)
+    engine_s = time.perf_counter() - started
+    out = {
+        "what": what,
+        "settings": settings_name,
+        "products": len(frames["products"]),
+        "ledger_rows": len(frames["ledger"]),
+        "usage_rows": len(frames["usage"]),
+        "engine_s": engine_s,
+        "rss_inputs_gb": rss_inputs,
+        "rss_peak_gb": peak_rss_gb(),
+        "invoices": len(result.invoices),
+        "held": int((result.invoices["status"] == "held").sum()),
+        "lines": len(result.invoice_lines),
+        "rejects": len(result.rejects),
+        "catch_up_lines": int(
+            (
+                result.invoice_lines["service_month"].dropna()
+                != _month(PERIOD.year * 12 + PERIOD.month - 1 + settings.in_advance_months)
+            ).sum()
+        ),
+    }
+    if what == "oracle":
+        from tests.billing.oracle import oracle_bill
+        from tests.billing.portal import assert_same
+
+        started = time.perf_counter()
+        expected = oracle_bill(PERIOD, settings, **frames)
+        out["oracle_s"] = time.perf_counter() - started
+        assert_same(result, expected)
+        out["oracle_agrees"] = True
+    return out
+
+
+def run(what: str, customers_count: int, settings_name: str = "default") -> dict:
+    command = [sys.executable, __file__, "--worker", what, str(customers_count), settings_name]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def markdown(results: dict, command: str) -> str:
+    big, big_other, small, oracle = (
+        results["engine_1m"],
+        results["engine_1m_other"],
+        results["engine_100k"],
+        results["oracle_100k"],
+    )
+    engine_rate = big["products"] / big["engine_s"]
+    oracle_rate = oracle["products"] / oracle["oracle_s"]
+    ratio = engine_rate / oracle_rate
+    scaling = big["engine_s"] / small["engine_s"]
+    ok = lambda good: "yes" if good else "**NO**"  # noqa: E731
+    lines = [
+        "## Billing engine",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.machine()}, {platform.python_implementation()} "
+        f"{platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
+        f"{_cpus()} CPU(s). One billing period ({PERIOD:%Y-%m}), data generated "
+        "deterministically in the script; each run in its own process.",
+        "",
+        "| run | products | ledger rows | usage rows | invoices (held) | lines | rejects | time | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, row in (
+        ("engine, a=1, pro rata, default agreement", big),
+        ("engine, a=0, no pro rata, per contract", big_other),
+        ("engine, a=1, pro rata, default agreement", small),
+    ):
+        lines.append(
+            f"| {label} | {row['products']:,} | {row['ledger_rows']:,} | {row['usage_rows']:,} "
+            f"| {row['invoices']:,} ({row['held']:,}) | {row['lines']:,} | {row['rejects']:,} "
+            f"| {row['engine_s']:.2f} s | {row['rss_peak_gb']:.2f} GB |"
+        )
+    lines.append(
+        f"| oracle (row by row, Decimal), the same portal | {oracle['products']:,} "
+        f"| {oracle['ledger_rows']:,} | {oracle['usage_rows']:,} | {oracle['invoices']:,} "
+        f"({oracle['held']:,}) | {oracle['lines']:,} | {oracle['rejects']:,} "
+        f"| {oracle['oracle_s']:.2f} s | — |"
+    )
+    slowest = max(big["engine_s"], big_other["engine_s"])
+    peak = max(big["rss_peak_gb"], big_other["rss_peak_gb"])
+    lines += [
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| engine at {big['products']:,} products ≤ {TARGETS['wall_s']:.0f} s wall | {slowest:.2f} s | {ok(slowest <= TARGETS['wall_s'])} |",
+        f"| engine at {big['products']:,} products ≤ {TARGETS['rss_gb']:.0f} GB peak RSS (process, inputs included) "
+        f"| {peak:.2f} GB (inputs alone {big['rss_inputs_gb']:.2f} GB) | {ok(peak <= TARGETS['rss_gb'])} |",
+        f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per second) "
+        f"| {ratio:.0f}× ({engine_rate:,.0f}/s vs {oracle_rate:,.0f}/s) | {ok(ratio >= TARGETS['oracle_ratio'])} |",
+        f"| {big['products']:,} products cost ≤ {TARGETS['scaling']:.0f}× {small['products']:,} | {scaling:.1f}× | {ok(scaling <= TARGETS['scaling'])} |",
+        "",
+        f"The engine's result for the {small['products']:,}-product portal equals the oracle's "
+        "invoice by invoice, line by line, to the cent (and the rejects and ledger rows): "
+        f"{'yes' if oracle.get('oracle_agrees') else 'NO'}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def write_section(section: str) -> None:
+    path = ROOT / "BENCHMARKS.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find("## Billing engine")
+    if start >= 0:
+        following = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if following < 0 else text[following + 1 :])
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="record the section in BENCHMARKS.md")
+    parser.add_argument(
+        "--customers", type=int, default=100_000, help="customers of the big run (10 products each)"
+    )
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        what, count, settings_name = args.worker
+        print(json.dumps(worker(what, int(count), settings_name)))
+        return
+    small = args.customers // 10
+    results = {
+        "engine_1m": run("engine", args.customers),
+        "engine_1m_other": run("engine", args.customers, "other"),
+        "engine_100k": run("engine", small),
+        "oracle_100k": run("oracle", small),
+    }
+    command = (
+        ".venv/bin/python benchmarks/bench_billing.py"
+        + (f" --customers {args.customers}" if args.customers != 100_000 else "")
+        + (" --write" if args.write else "")
+    )
+    section = markdown(results, command)
+    print(section)
+    if args.write:
+        write_section(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The engine's input tables, checked and turned into arrays.
+
+The boundary format (what the assets pass): pandas DataFrames whose money and quantity
+columns hold `decimal.Decimal` objects, ids are ints (nullable Int64 or None where
+optional) and dates are `datetime.date`. A table that lacks a required column, or has
+duplicate ids where ids must be unique, is an input error (`BillingInputError`); a bad
+*row* of products or usage becomes a reject instead (see recurring.py and usage.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from datagate_pipelines.billing.errors import BillingInputError
+from datagate_pipelines.billing.tax import normalize_zip
+
+PRODUCT_COLUMNS = (
+    "product_id",
+    "customer_id",
+    "site_id",
+    "contract_id",
+    "description",
+    "qty",
+    "unit_price",
+    "tax_code",
+    "start_date",
+    "end_date",
+    "billing_cycle",
+)
+CUSTOMER_COLUMNS = ("customer_id", "name", "zip", "use_site_zip_tax")
+SITE_COLUMNS = ("site_id", "customer_id", "zip")
+CONTRACT_COLUMNS = ("contract_id", "customer_id")
+LEDGER_COLUMNS = ("product_id", "service_month", "period")
+USAGE_COLUMNS = (
+    "usage_id",
+    "customer_id",
+    "site_id",
+    "description",
+    "amount",
+    "tax_code",
+    "usage_date",
+)
+TAX_RATE_COLUMNS = ("zip", "tax_code", "rate")
+
+
+def table(frame: pd.DataFrame | None, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The frame with its required columns checked; None or a column-less empty frame is an
+    empty table."""
+    if frame is None or (len(frame) == 0 and len(frame.columns) == 0):
+        return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise BillingInputError(f"{name}: missing column(s) {', '.join(missing)}")
+    return frame  # only positions are used: the index does not matter
+
+
+def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """An id column as (int64 values, present mask); missing ids hold 0."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):  # nullable Int64
+            present = ~values.isna().to_numpy()
+            return values.to_numpy(dtype=np.int64, na_value=0), present
+        return values.to_numpy(np.int64), np.ones(len(values), dtype=bool)
+    try:
+        array = pd.array(values.to_numpy(dtype=object), dtype="Int64")
+    except (TypeError, ValueError) as error:
+        raise BillingInputError(f"{what} must hold whole numbers: {error}") from None
+    present = ~np.asarray(array.isna(), dtype=bool)
+    return array.to_numpy(dtype=np.int64, na_value=0), present
+
+
+def normalize_column(values: np.ndarray | pd.Series, normalize) -> np.ndarray:
+    """Apply a scalar normaliser once per distinct value of an object column."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    normalized = np.empty(len(uniques) + 1, dtype=object)
+    normalized[:-1] = [normalize(u) for u in uniques]
+    normalized[-1] = normalize(None)
+    return normalized[codes]  # code -1 (missing) picks the last slot
+
+
+def _text(value: object) -> str:
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def _flag(value: object) -> bool:
+    return False if value is None or pd.isna(value) else bool(value)
+
+
+def texts(values: np.ndarray) -> np.ndarray:
+    """A free-text column with missing values as empty strings."""
+    missing = pd.isna(values)
+    if missing.any():
+        return np.where(missing, "", values).astype(object)
+    return values
+
+
+def strings(values: pd.Series) -> np.ndarray:
+    """A text id column as an object array of str (ints are turned into their digits)."""
+    array = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(array, skipna=False) == "string":
+        return array
+    return np.array([None if v is None else str(v) for v in array], dtype=object)
+
+
+@dataclass
+class Customers:
+    """Billed customers by position: id, name, normalised zip, site-zip-tax flag, and the
+    numbering rank (name case-folded, then id)."""
+
+    ids: np.ndarray
+    names: np.ndarray
+    zips: np.ndarray
+    use_site_zip: np.ndarray
+    rank: np.ndarray
+    index: pd.Index
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | None) -> Customers:
+        frame = table(frame, "customers", CUSTOMER_COLUMNS)
+        ids, present = nullable_ints(frame["customer_id"], "customers.customer_id")
+        if not present.all():
+            raise BillingInputError("customers: a row has no customer_id")
+        index = pd.Index(ids)
+        if not index.is_unique:
+            duplicates = sorted(set(index[index.duplicated()].tolist()))
+            raise BillingInputError(f"customers: duplicate customer_id {duplicates[:10]}")
+        names = normalize_column(frame["name"], _text)
+        zips = normalize_column(frame["zip"], normalize_zip)
+        flags = normalize_column(frame["use_site_zip_tax"], _flag).astype(bool)
+        folded = normalize_column(names, lambda name: _text(name).casefold())
+        order = np.lexsort((ids, folded.astype(str))) if len(ids) else np.zeros(0, np.int64)
+        rank = np.empty(len(ids), dtype=np.int64)
+        rank[order] = np.arange(len(ids))
+        return cls(ids, names, zips, flags, rank, index)
+
+    def positions(self, customer_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Position of each id in this table, -1 when it is not a billed customer."""
+        found = self.index.get_indexer(customer_ids)
+        return np.where(present, found, -1)
+
+
+@dataclass
+class Sites:
+    """Sites by position: id, owning customer id and normalised zip."""
+
+    ids: np.ndarray
+    customer_ids: np.ndarray
+    zips: np.ndarray
+    index: pd.Index
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | None) -> Sites:
+        frame = table(frame, "sites", SITE_COLUMNS)
+        ids, present = nullable_ints(frame["site_id"], "sites.site_id")
+        if not present.all():
+            raise BillingInputError("sites: a row has no site_id")
+        index = pd.Index(ids)
+        if not index.is_unique:
+            duplicates = sorted(set(index[index.duplicated()].tolist()))
+            raise BillingInputError(f"sites: duplicate site_id {duplicates[:10]}")
+        customer_ids, has_customer = nullable_ints(frame["customer_id"], "sites.customer_id")
+        if not has_customer.all():
+            raise BillingInputError("sites: a row has no customer_id")
+        zips = normalize_column(frame["zip"], normalize_zip)
+        return cls(ids, customer_ids, zips, index)
+
+    def positions(self, site_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Position of each site id in this table, -1 when absent or unknown."""
+        if len(self.ids) == 0:
+            return np.full(len(site_ids), -1, dtype=np.int64)
+        return np.where(present, self.index.get_indexer(site_ids), -1)
+
+
+@dataclass
+class Contracts:
+    """Imported contracts: the owning customer of each contract, and each customer's
+    export contract (the lowest contract id)."""
+
+    owner: pd.Series  # contract id → customer id
+    lowest: dict[int, int]
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame | None) -> Contracts:
+        frame = table(frame, "contracts", CONTRACT_COLUMNS)
+        ids, present = nullable_ints(frame["contract_id"], "contracts.contract_id")
+        customers, has_customer = nullable_ints(frame["customer_id"], "contracts.customer_id")
+        if not (present & has_customer).all():
+            raise BillingInputError("contracts: a row has no contract_id or customer_id")
+        pairs = pd.DataFrame({"contract_id": ids, "customer_id": customers}).drop_duplicates()
+        if pairs["contract_id"].duplicated().any():
+            clash = pairs.loc[pairs["contract_id"].duplicated(), "contract_id"].tolist()
+            raise BillingInputError(f"contracts: contract(s) {clash[:10]} belong to two customers")
+        owner = pd.Series(pairs["customer_id"].to_numpy(), index=pairs["contract_id"].to_numpy())
+        lowest = pairs.groupby("customer_id")["contract_id"].min()
+        return cls(owner, {int(k): int(v) for k, v in lowest.items()})
+
+    def owned_by(
+        self, contract_ids: np.ndarray, present: np.ndarray, customer_ids: np.ndarray
+    ) -> np.ndarray:
+        """True where the contract is imported and belongs to the given customer."""
+        if len(self.owner) == 0:
+            return np.zeros(len(contract_ids), dtype=bool)
+        found = self.owner.index.get_indexer(contract_ids)
+        owner = self.owner.to_numpy()[np.maximum(found, 0)]
+        return present & (found >= 0) & (owner == customer_ids)

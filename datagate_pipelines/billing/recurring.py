@@ -1,0 +1,216 @@
+"""Recurring lines: products → the (product, service month) pairs billed in a period, with
+their amounts (BILLING.md, "What an invoice for P bills" and "Amount of one line").
+
+Amount of (product, M), with D = days in M and A = days of M on which the product is
+active (start ≤ day ≤ end, an open end counting as active):
+  pro rata:     qty × unit_price × A / D
+  no pro rata:  qty × unit_price (A > 0 holds for every billable month)
+rounded once to cents, half away from zero. With qty and unit_price scaled by 10**4 to
+integers Q and U, the amount in cents is Q·U·A / (10**6·D): one exact integer division.
+
+Where BILLING.md is silent (choices made here):
+- A quantity of 0 "bills nothing": its month still gets a line of 0.00 and a ledger pair,
+  so a later change of quantity applies from the next unbilled month (rule 6) instead of
+  catching up the zero months at the new quantity.
+- Negative quantities are billed like negative prices (a credit line).
+- A product is rejected (with every reason that applies) when: its id is missing or
+  repeated; its customer is not billed; its site belongs to another customer; agreements
+  are per contract and its contract is not one of the customer's imported contracts; its
+  cycle is not monthly; its qty or unit price is not a Decimal with ≤ 4 decimals; its start
+  date is missing or not a date; its end date is not a date; its start is after its end.
+  A site id that is not in the site table is kept: the line has no site zip.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from datagate_pipelines.billing import agreements
+from datagate_pipelines.billing.checks import check_ids, check_owners
+from datagate_pipelines.billing.errors import BillingInputError
+from datagate_pipelines.billing.inputs import (
+    LEDGER_COLUMNS,
+    PRODUCT_COLUMNS,
+    Contracts,
+    Customers,
+    Sites,
+    normalize_column,
+    strings,
+    table,
+    texts,
+)
+from datagate_pipelines.billing.ledger import unbilled_months
+from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects
+from datagate_pipelines.billing.periods import (
+    dates_to_datetime64,
+    day_of_month_array,
+    days_in_month_array,
+    first_service_month,
+    month_index,
+    month_index_array,
+    target_month,
+)
+from datagate_pipelines.billing.settings import BillingSettings
+from datagate_pipelines.billing.tax import normalize_tax_code
+from datagate_pipelines.money import decimals_to_scaled, mul_div_round_half_away
+
+QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (BILLING.md)
+MONTHLY = "monthly"
+
+
+def _is_monthly(cycle: object) -> bool:
+    return isinstance(cycle, str) and cycle.strip().lower() == MONTHLY
+
+
+class Terms(NamedTuple):
+    """What each product bills: scaled quantity and price (× 10**4), start, end (datetime64)."""
+
+    qty: np.ndarray
+    price: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    open_end: np.ndarray
+
+
+def recurring_lines(
+    products: pd.DataFrame | None,
+    ledger: pd.DataFrame | None,
+    *,
+    period: date,
+    settings: BillingSettings,
+    customers: Customers,
+    sites: Sites,
+    contracts: Contracts,
+) -> tuple[LineBlock, list[dict[str, str]]]:
+    """The recurring lines of period P and the rejected products."""
+    frame = table(products, "products", PRODUCT_COLUMNS)
+    product_ids = strings(frame["product_id"])
+    rejects = Rejects("product", product_ids)
+    rank = check_ids(rejects, product_ids, "product")
+    owners = check_owners(rejects, frame, settings, customers, sites, contracts)
+    terms = _check_terms(rejects, frame)
+    valid = np.flatnonzero(~rejects.rejected)
+
+    # Billable months of each valid product: [lo, hi] (BILLING.md rule 1), minus the ledger.
+    first_month = month_index(
+        first_service_month(settings.billing_start, settings.in_advance_months)
+    )
+    last_month = month_index(target_month(period, settings.in_advance_months))
+    start, end, has_end = terms.start[valid], terms.end[valid], ~terms.open_end[valid]
+    start_month, start_day = month_index_array(start), day_of_month_array(start)
+    end_month, end_day = month_index_array(end), day_of_month_array(end)
+    lo = np.maximum(start_month, first_month)
+    hi = np.where(has_end, np.minimum(end_month, last_month), last_month)
+    owner, billed_month = _ledger_pairs(ledger, product_ids[valid], month_index(period))
+    slot, month = unbilled_months(lo, hi, owner, billed_month)
+    rows = valid[slot]
+
+    # Amount of each (product, month): A active days of D, rounded once.
+    days = days_in_month_array(month)
+    first_day = np.where(month == start_month[slot], start_day[slot], 1)
+    last_day = np.where(has_end[slot] & (month == end_month[slot]), end_day[slot], days)
+    active = last_day - first_day + 1
+    qty, price = terms.qty[rows], terms.price[rows]
+    if settings.allow_pro_rata:
+        amount = mul_div_round_half_away([qty, price, active], 10**6 * days)
+    else:
+        amount = mul_div_round_half_away([qty, price], 10**6)
+
+    kind, contract = agreements.assign_agreements(
+        owners.contract_ids[rows], owners.has_contract[rows], settings.use_default_agreement
+    )
+    tax_codes = normalize_column(frame["tax_code"].to_numpy(dtype=object)[rows], normalize_tax_code)
+    block = LineBlock(
+        kind=np.full(len(rows), RECURRING, dtype=np.int8),
+        customer=owners.customer[rows],
+        site_id=owners.site_ids[rows],
+        has_site=owners.has_site[rows],
+        site_pos=owners.site_pos[rows],
+        agreement_kind=kind,
+        agreement_contract=contract,
+        month=month,
+        order=rank[rows],
+        amount=amount,
+        tax_code=tax_codes,
+        record_id=product_ids[rows],
+        description=texts(frame["description"].to_numpy(dtype=object)[rows]),
+        qty=frame["qty"].to_numpy(dtype=object)[rows],
+        unit_price=frame["unit_price"].to_numpy(dtype=object)[rows],
+    )
+    return block, rejects.rows()
+
+
+def _check_terms(rejects: Rejects, frame: pd.DataFrame) -> Terms:
+    """Reject products whose cycle, quantity, price or dates cannot be billed."""
+    cycles = frame["billing_cycle"].to_numpy(dtype=object)
+    monthly = normalize_column(cycles, _is_monthly).astype(bool)
+    rejects.add(~monthly, "billing_cycle", lambda i: f"unsupported billing cycle {cycles[i]!r}")
+
+    qty, bad_qty = decimals_to_scaled(frame["qty"], QUANTITY_PLACES)
+    rejects.add(
+        bad_qty,
+        "qty",
+        lambda i: (
+            f"quantity {frame['qty'].iat[i]!r} is not a Decimal"
+            f" with at most {QUANTITY_PLACES} decimal places"
+        ),
+    )
+    price, bad_price = decimals_to_scaled(frame["unit_price"], QUANTITY_PLACES)
+    rejects.add(
+        bad_price,
+        "unit_price",
+        lambda i: (
+            f"unit price {frame['unit_price'].iat[i]!r} is not a Decimal"
+            f" with at most {QUANTITY_PLACES} decimal places"
+        ),
+    )
+
+    start, no_start, bad_start = dates_to_datetime64(frame["start_date"])
+    rejects.add(no_start, "start_date", lambda i: "missing start date")
+    rejects.add(
+        bad_start,
+        "start_date",
+        lambda i: f"start date {frame['start_date'].iat[i]!r} is not a date",
+    )
+    end, open_end, bad_end = dates_to_datetime64(frame["end_date"])
+    rejects.add(
+        bad_end, "end_date", lambda i: f"end date {frame['end_date'].iat[i]!r} is not a date"
+    )
+    dated = ~(no_start | bad_start | open_end | bad_end)
+    rejects.add(
+        dated & (start > end),
+        "start_date",
+        lambda i: f"start date {start[i]} is after end date {end[i]}",
+    )
+    return Terms(qty, price, start, end, open_end)
+
+
+def _ledger_pairs(
+    ledger: pd.DataFrame | None, product_ids: np.ndarray, period_month: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Billed pairs as (position in `product_ids`, month index); pairs of products not in
+    `product_ids` are dropped.
+
+    Rows of the period being billed are ignored — its drafts are recomputed from scratch
+    (BILLING.md rule 3) — unless the optional `final` column is true for them: pairs on
+    invoices of P that are already final stay billed, so re-running P for its held
+    invoices cannot bill them again even if a product moved to another agreement.
+    """
+    frame = table(ledger, "ledger", LEDGER_COLUMNS)
+    if len(frame) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    service, no_service, bad_service = dates_to_datetime64(frame["service_month"])
+    billed_in, no_period, bad_period = dates_to_datetime64(frame["period"])
+    if (no_service | bad_service | no_period | bad_period).any():
+        raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
+    counted = month_index_array(billed_in) != period_month
+    if "final" in frame.columns:
+        counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
+    owner = pd.Index(product_ids).get_indexer(strings(frame["product_id"])[counted])
+    months = month_index_array(service[counted])
+    known = owner >= 0
+    return owner[known].astype(np.int64), months[known]

@@ -1,0 +1,110 @@
+"""Usage lines: usage charges dated inside the billing period, billed as given (BILLING.md,
+Usage). A usage line has no quantity, no unit price and no service month.
+
+Where BILLING.md is silent (choices made here):
+- An amount with more than 2 decimals is rounded once to cents, half away from zero.
+- With agreements per contract, a usage row naming a contract goes to that contract's
+  agreement (the contract must be one of the customer's imported contracts, else the row
+  is rejected); without a contract it goes to the customer's "no contract" agreement. With
+  the default agreement the contract is ignored. The `contract_id` column is optional.
+- A usage row is rejected (with every reason that applies) when: its id is missing or
+  repeated; its customer is not billed; its site belongs to another customer; its contract
+  is not the customer's (per-contract agreements only); its amount is not a Decimal; its
+  date is missing, not a date, or outside the billing period.
+- Usage lines of one site are ordered by usage date, then usage id.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from datagate_pipelines.billing import agreements
+from datagate_pipelines.billing.checks import check_ids, check_owners
+from datagate_pipelines.billing.inputs import (
+    USAGE_COLUMNS,
+    Contracts,
+    Customers,
+    Sites,
+    normalize_column,
+    strings,
+    table,
+    texts,
+)
+from datagate_pipelines.billing.lines import USAGE, LineBlock, Rejects
+from datagate_pipelines.billing.periods import (
+    dates_to_datetime64,
+    month_index,
+    month_index_array,
+    period_label,
+)
+from datagate_pipelines.billing.settings import BillingSettings
+from datagate_pipelines.billing.tax import normalize_tax_code
+from datagate_pipelines.money import CENT_PLACES, decimals_to_scaled
+
+
+def usage_lines(
+    usage: pd.DataFrame | None,
+    *,
+    period: date,
+    settings: BillingSettings,
+    customers: Customers,
+    sites: Sites,
+    contracts: Contracts,
+) -> tuple[LineBlock, list[dict[str, str]]]:
+    """The usage lines of period P and the rejected usage rows."""
+    frame = table(usage, "usage", USAGE_COLUMNS)
+    usage_ids = strings(frame["usage_id"])
+    rejects = Rejects("usage", usage_ids)
+
+    id_rank = check_ids(rejects, usage_ids, "usage")
+    owners = check_owners(rejects, frame, settings, customers, sites, contracts)
+
+    amount, bad_amount = decimals_to_scaled(frame["amount"], CENT_PLACES, rounding=True)
+    rejects.add(
+        bad_amount, "amount", lambda i: f"amount {frame['amount'].iat[i]!r} is not a Decimal"
+    )
+
+    day, no_day, bad_day = dates_to_datetime64(frame["usage_date"])
+    rejects.add(no_day, "usage_date", lambda i: "missing usage date")
+    rejects.add(
+        bad_day,
+        "usage_date",
+        lambda i: f"usage date {frame['usage_date'].iat[i]!r} is not a date",
+    )
+    outside = ~(no_day | bad_day) & (month_index_array(day) != month_index(period))
+    rejects.add(
+        outside,
+        "usage_date",
+        lambda i: f"usage date {day[i]} is outside the billing period {period_label(period)}",
+    )
+
+    rows = np.flatnonzero(~rejects.rejected)
+    kind, contract = agreements.assign_agreements(
+        owners.contract_ids[rows], owners.has_contract[rows], settings.use_default_agreement
+    )
+    order = np.empty(len(rows), dtype=np.int64)
+    order[np.lexsort((id_rank[rows], day[rows]))] = np.arange(len(rows))
+    nothing = np.full(len(rows), None, dtype=object)
+    block = LineBlock(
+        kind=np.full(len(rows), USAGE, dtype=np.int8),
+        customer=owners.customer[rows],
+        site_id=owners.site_ids[rows],
+        has_site=owners.has_site[rows],
+        site_pos=owners.site_pos[rows],
+        agreement_kind=kind,
+        agreement_contract=contract,
+        month=np.full(len(rows), -1, dtype=np.int64),
+        order=order,
+        amount=amount[rows],
+        tax_code=normalize_column(
+            frame["tax_code"].to_numpy(dtype=object)[rows], normalize_tax_code
+        ),
+        record_id=usage_ids[rows],
+        description=texts(frame["description"].to_numpy(dtype=object)[rows]),
+        qty=nothing,
+        unit_price=nothing.copy(),
+    )
+    return block, rejects.rows()

@@ -1,0 +1,219 @@
+"""Money: exact amounts as `Decimal` or integer minor units, and the one rounding rule.
+
+BILLING.md: amounts are rounded to cents *half away from zero* (Python's ``ROUND_HALF_UP``),
+once, at the end, with exact arithmetic throughout — never binary floats. Everything in the
+project that rounds money goes through this module:
+
+- scalars: `round_half_away` (Decimal in, Decimal out), `to_minor_units` / `from_minor_units`
+  (exact conversions between Decimal and scaled integers);
+- vectors: `div_round_half_away` and `mul_div_round_half_away` compute the same rule with
+  integer arithmetic on numpy arrays (int64, or object arrays of Python ints when int64
+  could overflow), `decimals_to_scaled` / `scaled_to_decimals` convert whole columns.
+
+Floats are refused everywhere with a `TypeError`: a float has already lost the cents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
+from itertools import repeat
+
+import numpy as np
+import pandas as pd
+
+CENT_PLACES = 2
+# A context that never rounds: scaleb / quantize / to_integral are exact in it.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP)
+# |values| below this fit int64 with room for the 2 × remainder in the rounding step.
+_INT64_SAFE = float(2**62)
+
+
+def _check_decimal(x: object, what: str = "amount") -> Decimal:
+    if isinstance(x, bool) or not isinstance(x, Decimal | int):
+        raise TypeError(f"{what} must be a Decimal or int, got {type(x).__name__} {x!r}")
+    value = Decimal(x)
+    if not value.is_finite():
+        raise ValueError(f"{what} must be a finite number, got {value}")
+    return value
+
+
+def round_half_away(x: Decimal, places: int = CENT_PLACES) -> Decimal:
+    """Round `x` to `places` decimals, halves away from zero (ROUND_HALF_UP): 2.345 → 2.35,
+    -2.345 → -2.35, -0.001 → 0.00 (never a negative zero). Exact for any size of `x`."""
+    value = _check_decimal(x)
+    if places < 0:
+        raise ValueError("places must be >= 0")
+    rounded = value.quantize(Decimal((0, (1,), -places)), rounding=ROUND_HALF_UP, context=_EXACT)
+    return rounded.copy_abs() if rounded.is_zero() else rounded  # never "-0.00"
+
+
+def to_minor_units(x: Decimal, places: int = CENT_PLACES) -> int:
+    """`x` × 10**places as an int, exactly. Raises ValueError when `x` has more than `places`
+    significant decimals (round first with `round_half_away` if that is what you mean)."""
+    value = _check_decimal(x)
+    scaled = value.scaleb(places, context=_EXACT)
+    if scaled != scaled.to_integral_value(context=_EXACT):
+        raise ValueError(f"{value} has more than {places} decimal places")
+    return int(scaled)
+
+
+def from_minor_units(n: int, places: int = CENT_PLACES) -> Decimal:
+    """The Decimal n × 10**-places, exactly, with exactly `places` decimals (1234 → 12.34)."""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise TypeError(f"minor units must be an int, got {type(n).__name__} {n!r}")
+    return Decimal(int(n)).scaleb(-places, context=_EXACT)
+
+
+def div_round_half_away(numerator, denominator):
+    """numerator / denominator rounded to an integer, halves away from zero, integers only.
+
+    `numerator`: an int, an int64 array, or an object array of Python ints; `denominator`:
+    a positive int or array of the same kinds. For int64 input the caller guarantees
+    |numerator| < 2**62 and denominator < 2**61 (`mul_div_round_half_away` checks this).
+    """
+    if np.ndim(numerator) == 0 and np.ndim(denominator) == 0:
+        numerator, denominator = int(numerator), int(denominator)
+        if denominator <= 0:
+            raise ValueError("denominator must be positive")
+        quotient, remainder = divmod(abs(numerator), denominator)
+        quotient += 2 * remainder >= denominator
+        return -quotient if numerator < 0 else quotient
+    if np.any(np.asarray(denominator) <= 0):
+        raise ValueError("denominator must be positive")
+    negative = numerator < 0
+    magnitude = np.where(negative, -numerator, numerator)
+    quotient = magnitude // denominator
+    remainder = magnitude - quotient * denominator
+    quotient = np.where(2 * remainder >= denominator, quotient + 1, quotient)
+    result = np.where(negative, -quotient, quotient)
+    if result.dtype == object:
+        return result
+    return result.astype(np.int64, copy=False)
+
+
+def _magnitude_bound(values: np.ndarray) -> np.ndarray:
+    """|values| as float64, for overflow checks only (inf when a Python int is too big)."""
+    try:
+        return np.abs(values.astype(np.float64))
+    except OverflowError:
+        return np.array(
+            [abs(float(v)) if abs(v) < 2**1000 else np.inf for v in values], dtype=np.float64
+        )
+
+
+def as_int64_if_fits(values: np.ndarray) -> np.ndarray:
+    """An object array of Python ints as int64 when every value fits, else unchanged."""
+    if values.dtype != object:
+        return values
+    if len(values) == 0 or bool((_magnitude_bound(values) < _INT64_SAFE).all()):
+        return values.astype(np.int64)
+    return values
+
+
+def mul_div_round_half_away(factors: Sequence[np.ndarray], denominator) -> np.ndarray:
+    """Row by row, round_half_away(product(factors) / denominator) to an integer, exactly.
+
+    Rows whose product could overflow int64 are computed with Python ints (object arrays);
+    the result is int64 when every value fits, else an object array of Python ints.
+    """
+    n = len(factors[0])
+    denominators = np.broadcast_to(np.asarray(denominator), (n,))
+    bound = _magnitude_bound(denominators) * 4  # the rounding step doubles a remainder
+    product_bound = np.ones(n, dtype=np.float64)
+    safe = bound < _INT64_SAFE
+    for factor in factors:
+        factor_bound = _magnitude_bound(factor)
+        safe &= factor_bound < _INT64_SAFE  # a zero factor must not hide a huge one
+        product_bound *= factor_bound
+    safe &= product_bound < _INT64_SAFE
+    if safe.all() and all(f.dtype != object for f in factors) and denominators.dtype != object:
+        product = np.ones(n, dtype=np.int64)
+        for factor in factors:
+            product = product * factor.astype(np.int64, copy=False)
+        return div_round_half_away(product, denominators.astype(np.int64, copy=False))
+    result = np.empty(n, dtype=object)
+    if safe.any():
+        product = np.ones(int(safe.sum()), dtype=np.int64)
+        for factor in factors:
+            product = product * factor[safe].astype(np.int64)
+        quotient = div_round_half_away(product, denominators[safe].astype(np.int64))
+        result[safe] = quotient.astype(object)
+    unsafe = ~safe
+    if unsafe.any():
+        product = np.ones(int(unsafe.sum()), dtype=object)
+        for factor in factors:
+            product = product * factor[unsafe].astype(object)
+        quotient = div_round_half_away(product, denominators[unsafe].astype(object))
+        result[unsafe] = [int(q) for q in quotient]
+    return as_int64_if_fits(result)
+
+
+def sum_segments(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Exact sums of consecutive segments of `values` beginning at `starts` (int64 when the
+    sums cannot overflow, else Python ints)."""
+    if len(starts) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if values.dtype != object and float(_magnitude_bound(values).sum()) < _INT64_SAFE:
+        return np.add.reduceat(values.astype(np.int64, copy=False), starts)
+    sums = np.add.reduceat(values.astype(object), starts)
+    return as_int64_if_fits(np.array([int(s) for s in sums], dtype=object))
+
+
+def decimals_to_scaled(
+    values: np.ndarray | pd.Series, places: int, *, rounding: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert a column of Decimals (ints allowed) to integers × 10**places.
+
+    Returns (scaled, invalid): `invalid` marks missing values, non-numbers (floats
+    included) and — unless `rounding` — values with more than `places` decimals; their
+    scaled value is 0. With `rounding`, values are rounded half away from zero first.
+    Unique values are converted once, so repeated prices cost a hash lookup.
+    """
+    array = np.asarray(values, dtype=object)
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    codes = uniques = None
+    if pd.api.types.infer_dtype(array, skipna=True) in ("decimal", "integer"):
+        try:
+            codes, uniques = pd.factorize(array)
+        except TypeError:  # a signalling NaN cannot be hashed
+            codes = None
+    if codes is None:
+        # Mixed types: floats compare equal to Decimals, so never let them share a code.
+        codes = np.arange(len(array))
+        uniques = array
+    scaled_uniques = np.zeros(len(uniques), dtype=object)
+    invalid_uniques = np.zeros(len(uniques), dtype=bool)
+    for i, value in enumerate(uniques):
+        if type(value) is int:
+            scaled_uniques[i] = value * 10**places
+            continue
+        if type(value) is not Decimal or not value.is_finite():
+            invalid_uniques[i] = True
+            continue
+        scaled = value.scaleb(places, context=_EXACT)
+        # Rounding the scaled value to an integer half-up = round_half_away(value, places).
+        whole = scaled.to_integral_value(rounding=ROUND_HALF_UP, context=_EXACT)
+        if whole != scaled and not rounding:
+            invalid_uniques[i] = True
+            continue
+        scaled_uniques[i] = int(whole)
+    scaled = as_int64_if_fits(scaled_uniques)[codes]
+    invalid = invalid_uniques[codes] | (codes < 0)
+    if (codes < 0).any():
+        scaled = scaled.copy()
+        scaled[codes < 0] = 0
+    return scaled, invalid
+
+
+def scaled_to_decimals(values: np.ndarray, places: int = CENT_PLACES) -> np.ndarray:
+    """Integers × 10**-places as an object array of Decimals with exactly `places` decimals."""
+    if len(values) == 0:
+        return np.empty(0, dtype=object)
+    codes, uniques = pd.factorize(values)
+    unit = Decimal((0, (1,), -places))
+    decimals = np.empty(len(uniques), dtype=object)
+    # n × 0.01 in the exact context: the fastest exact way to build each Decimal.
+    decimals[:] = list(map(_EXACT.multiply, uniques.tolist(), repeat(unit)))
+    return decimals[codes]
