@@ -2,6 +2,27 @@
 
 import dagster as dg
 
+from datagate_pipelines.assets import billing, catalog, halopsa
+from datagate_pipelines.jobs import billing as billing_job
+from datagate_pipelines.jobs import portal_sync
+from datagate_pipelines.resources.halopsa import HaloPSAResource
+from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.warehouse import WarehouseResource
+
 defs = dg.Definitions(
-    assets=[],
+    assets=[
+        *dg.load_assets_from_modules([halopsa, catalog, billing]),
+        billing.tax_rates,
+        billing.product_templates,
+        billing.usage_charges,
+    ],
+    jobs=[portal_sync, billing_job],
+    resources={
+        "portals": PortalsResource(),
+        "warehouse": WarehouseResource(),
+        "halopsa": HaloPSAResource(),
+    },
+    # Steps of one portal run one after another and mostly wait on HTTP or the database;
+    # one process per run avoids paying Python start-up for every step.
+    executor=dg.in_process_executor,
 )

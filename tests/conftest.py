@@ -17,6 +17,8 @@ POSTGRES_URL = os.environ.get(
     "DATAGATE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Asset retries wait 30 s in production; tests should not.
+os.environ.setdefault("DATAGATE_ASSET_RETRY_DELAY", "0")
 
 
 def _postgres_or_skip() -> None:

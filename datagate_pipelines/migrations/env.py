@@ -3,7 +3,7 @@
 from alembic import context
 
 from datagate_pipelines.warehouse.models import metadata
-from datagate_pipelines.warehouse.types import ScaledDecimal
+from datagate_pipelines.warehouse.types import ScaledDecimal, UTCDateTime
 
 engine = context.config.attributes["engine"]
 
@@ -12,6 +12,8 @@ def render_item(kind, obj, autogen_context):  # type: ignore[no-untyped-def]
     # Migrations spell out the storage type so they never depend on application code.
     if kind == "type" and isinstance(obj, ScaledDecimal):
         return "sa.BigInteger()"
+    if kind == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
     return False
 
 

@@ -14,6 +14,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from datagate_pipelines.warehouse.rejects import Reject
+
 NO_DATE_PREFIXES = ("1899-12-30", "0001-01-01")
 OPT_IN_TRUE = {"true", "yes", "1", "y"}
 
@@ -25,15 +27,6 @@ class FieldError(ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
-
-
-@dataclass(frozen=True)
-class Reject:
-    entity: str
-    record_id: str | None
-    field: str | None
-    reason: str
-    raw: Mapping[str, Any] | None = None
 
 
 @dataclass

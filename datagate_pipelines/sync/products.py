@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from datagate_pipelines.config import SyncSettings
-from datagate_pipelines.sync.halopsa_rows import Reject
+from datagate_pipelines.warehouse.rejects import Reject
 
 MONTHLY = "monthly"
 

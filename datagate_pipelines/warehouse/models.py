@@ -21,7 +21,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -33,7 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from datagate_pipelines.warehouse.types import Money, Quantity, Rate
+from datagate_pipelines.warehouse.types import Money, Quantity, Rate, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -56,9 +55,9 @@ def _seen() -> list[Column]:
     """When a mirrored HaloPSA record was first and last seen, and when it vanished."""
     return [
         Column("raw", JSON, nullable=False),
-        Column("first_seen_at", DateTime(timezone=True), nullable=False),
-        Column("last_seen_at", DateTime(timezone=True), nullable=False),
-        Column("deleted_at", DateTime(timezone=True)),
+        Column("first_seen_at", UTCDateTime(), nullable=False),
+        Column("last_seen_at", UTCDateTime(), nullable=False),
+        Column("deleted_at", UTCDateTime()),
     ]
 
 
@@ -68,12 +67,12 @@ portals = Table(
     Column("id", PORTAL_ID, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
-    Column("removed_at", DateTime(timezone=True)),
+    Column("registered_at", UTCDateTime(), nullable=False),
+    Column("removed_at", UTCDateTime()),
     # The next invoice number: starts at portals.yaml's next_number and only ever grows,
     # so a number is never reused, even when an export later fails.
     Column("next_invoice_number", BigInteger, nullable=False),
-    Column("last_successful_sync_at", DateTime(timezone=True)),
+    Column("last_successful_sync_at", UTCDateTime()),
 )
 
 # --- HaloPSA mirror -------------------------------------------------------------------
@@ -214,8 +213,8 @@ customers = Table(
     Column("use_site_zip_tax", Boolean, nullable=False),
     Column("opening_balance", Money()),
     Column("opening_balance_date", Date),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "halo_client_id"),
 )
 
@@ -228,8 +227,8 @@ sites = Table(
     Column("name", String(300), nullable=False),
     Column("address", Text),
     Column("zip", String(32)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "halo_site_id"),
 )
 
@@ -253,8 +252,8 @@ products = Table(
     Column("billing_cycle", String(32), nullable=False),
     # Why an end date was set by the sync (line inactive, line gone) rather than by HaloPSA.
     Column("ended_reason", String(200)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "product_id"),
 )
 
@@ -277,8 +276,8 @@ agreements = Table(
     Column("contract_id", BigInteger),
     # The HaloPSA contract invoices of this agreement are exported against (BILLING.md).
     Column("halo_export_contract_id", BigInteger),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "agreement_key"),
     CheckConstraint("kind IN ('default', 'contract', 'no_contract')", name="kind"),
 )
@@ -291,7 +290,7 @@ tax_rates = Table(
     Column("tax_code", String(64), nullable=False),
     Column("jurisdiction", String(200), nullable=False),
     Column("rate", Rate(), nullable=False),
-    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", UTCDateTime(), nullable=False),
     UniqueConstraint("zip", "tax_code", "jurisdiction"),
 )
 
@@ -303,7 +302,7 @@ product_templates = Table(
     Column("item_name", String(300)),
     Column("tax_code", String(64)),
     Column("income_account", String(200)),
-    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "item_id"),
 )
 
@@ -321,7 +320,7 @@ usage_charges = Table(
     Column("tax_code", String(64)),
     Column("usage_date", Date, nullable=False),
     Column("source", String(500)),
-    Column("imported_at", DateTime(timezone=True), nullable=False),
+    Column("imported_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "usage_id"),
 )
 
@@ -347,8 +346,8 @@ invoices = Table(
     Column("total", Money(), nullable=False),
     Column("balance", Money()),
     Column("payment_status", String(16)),
-    Column("computed_at", DateTime(timezone=True), nullable=False),
-    Column("finalized_at", DateTime(timezone=True)),
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Column("finalized_at", UTCDateTime()),
     UniqueConstraint("portal_id", "invoice_key"),
     UniqueConstraint("portal_id", "number"),
     UniqueConstraint("portal_id", "doc_number"),
@@ -392,6 +391,21 @@ billing_ledger = Table(
     UniqueConstraint("portal_id", "product_id", "service_month"),
 )
 
+billing_periods = Table(
+    "billing_periods",
+    metadata,
+    _portal(),
+    # Which periods have been computed: billing P needs P-1 computed first (the ledger is
+    # cumulative), whatever launched the run.
+    Column("period", Date, nullable=False),
+    Column("computed_at", UTCDateTime(), nullable=False),
+    Column("run_id", String(64)),
+    Column("invoices", Integer, nullable=False),
+    Column("held", Integer, nullable=False),
+    Column("finalized_at", UTCDateTime()),
+    PrimaryKeyConstraint("portal_id", "period"),
+)
+
 exports = Table(
     "exports",
     metadata,
@@ -405,8 +419,8 @@ exports = Table(
     Column("request_id", String(64), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("exported_at", DateTime(timezone=True)),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("exported_at", UTCDateTime()),
     UniqueConstraint("invoice_id", "target"),
     CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),
@@ -421,7 +435,7 @@ qbo_entities = Table(
     Column("local_key", String(100), nullable=False),
     Column("qbo_id", String(64), nullable=False),
     Column("name", String(300)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "entity", "local_key"),
 )
 
@@ -442,7 +456,7 @@ api_requests = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("error", Text),
-    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
     Index(None, "portal_id", "started_at"),
 )
 
@@ -458,7 +472,7 @@ rejects = Table(
     Column("field", String(100)),
     Column("reason", Text, nullable=False),
     Column("raw", JSON),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
     Index(None, "portal_id", "asset"),
 )
 
@@ -468,11 +482,11 @@ sync_runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("portal_id", PORTAL_ID, nullable=False),
     Column("run_id", String(64)),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime()),
     Column("status", String(16), nullable=False),
     # The time of the data (when HaloPSA was read), not of the request.
-    Column("data_as_of", DateTime(timezone=True)),
+    Column("data_as_of", UTCDateTime()),
     Column("stats", JSON),
     Index(None, "portal_id", "started_at"),
 )
@@ -483,11 +497,11 @@ force_sync_requests = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("portal_id", PORTAL_ID, nullable=False),
     Column("requested_by", String(200), nullable=False),
-    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("run_id", String(64)),
     Column("error", Text),
-    Column("handled_at", DateTime(timezone=True)),
+    Column("handled_at", UTCDateTime()),
     CheckConstraint(
         "status IN ('pending', 'launched', 'coalesced', 'failed', 'done')", name="status"
     ),
@@ -500,9 +514,9 @@ qbo_tokens = Table(
     Column("realm_id", String(32), nullable=False),
     # Fernet-encrypted; the key comes from the environment, never from the database.
     Column("refresh_token", Text, nullable=False),
-    Column("refresh_token_issued_at", DateTime(timezone=True), nullable=False),
+    Column("refresh_token_issued_at", UTCDateTime(), nullable=False),
     Column("access_token", Text),
-    Column("access_token_expires_at", DateTime(timezone=True)),
+    Column("access_token_expires_at", UTCDateTime()),
     Column("version", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, delete, insert
 
 from datagate_pipelines.warehouse.models import rejects
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record refused, with the field at fault and a reason an operator can act on."""
+
+    entity: str
+    record_id: str | None
+    field: str | None
+    reason: str
+    raw: Mapping[str, Any] | None = None
 
 
 class RejectLike(Protocol):
@@ -33,8 +45,16 @@ def record_rejects(
     items: Iterable[RejectLike],
     *,
     run_id: str | None = None,
+    replace: bool = True,
 ) -> int:
+    """Store rejects. With `replace`, they supersede the previous run's rejects of the same
+    (portal, asset): the table then shows what is wrong now, and the source data itself is
+    kept in the mirror tables."""
     now = datetime.now(UTC)
+    if replace:
+        connection.execute(
+            delete(rejects).where(rejects.c.portal_id == portal_id, rejects.c.asset == asset)
+        )
     rows = [
         {
             "portal_id": portal_id,

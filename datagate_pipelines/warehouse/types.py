@@ -7,10 +7,11 @@ identical on SQLite and PostgreSQL. Python code always sees `Decimal`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, DateTime
 from sqlalchemy.types import TypeDecorator
 
 
@@ -60,3 +61,23 @@ def Quantity() -> ScaledDecimal:
 def Rate() -> ScaledDecimal:
     """Tax rates as fractions (0.0725), up to 8 places."""
     return ScaledDecimal(8)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are UTC and timezone-aware in Python on every database (SQLite drops the
+    offset; this puts it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass a timezone-aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,278 @@
+"""Billing: draft invoices per (portal, billing period), finalization and numbering.
+
+`invoice_lines` runs the pure engine and stores the drafts; `invoices` finalizes a closed
+period when asked (config `finalize`), checks the money and describes the period.
+"""
+
+from datetime import date
+
+import dagster as dg
+import pandas as pd
+from sqlalchemy import func, select
+
+from datagate_pipelines.billing import period_label
+from datagate_pipelines.invoicing.drafts import compute_drafts
+from datagate_pipelines.invoicing.finalize import finalize_period
+from datagate_pipelines.partitions import portal_period_partitions
+from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse.models import billing_ledger
+from datagate_pipelines.warehouse.models import invoice_lines as lines_table
+from datagate_pipelines.warehouse.models import invoices as invoices_table
+from datagate_pipelines.warehouse.rejects import Reject, record_rejects
+
+_BY_PORTAL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="portal")
+
+# P-1 of the same portal: with these self-dependencies an asset backfill bills (and
+# finalizes) periods in order. Other launchers ignore them, so drafts.py checks too.
+PREVIOUS_PERIOD = dg.MultiPartitionMapping(
+    {
+        "period": dg.DimensionPartitionMapping(
+            "period", dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1)
+        ),
+        "portal": dg.DimensionPartitionMapping("portal", dg.IdentityPartitionMapping()),
+    }
+)
+
+tax_rates = dg.AssetSpec(
+    "tax_rates",
+    description="Tax rates by zip, tax code and jurisdiction (`datagate import tax-rates FILE`).",
+    group_name="billing",
+    kinds={"csv"},
+)
+product_templates = dg.AssetSpec(
+    "product_templates",
+    description="HaloPSA item → tax code and income account (`datagate import products FILE`).",
+    group_name="billing",
+    kinds={"csv"},
+)
+usage_charges = dg.AssetSpec(
+    "usage_charges",
+    description="Usage charges per portal and period (`datagate import usage FILE`).",
+    group_name="billing",
+    kinds={"csv"},
+    partitions_def=portal_period_partitions,
+)
+
+
+def partition(context: dg.AssetExecutionContext) -> tuple[str, date]:
+    keys = context.partition_key.keys_by_dimension
+    return keys["portal"], date.fromisoformat(keys["period"])
+
+
+@dg.asset(
+    partitions_def=portal_period_partitions,
+    deps=[
+        dg.AssetDep("agreements", partition_mapping=_BY_PORTAL),
+        dg.AssetDep("product_sites", partition_mapping=_BY_PORTAL),
+        dg.AssetDep("invoice_lines", partition_mapping=PREVIOUS_PERIOD),
+        "tax_rates",
+        "product_templates",
+        "usage_charges",
+    ],
+    group_name="billing",
+    kinds={"pandas", "sqlalchemy"},
+    owners=["team:billing-ops"],
+    description="Draft invoices and their lines for the period, recomputed from scratch by the "
+    "billing engine (BILLING.md); final invoices are kept as they are. Needs the previous period billed.",
+)
+def invoice_lines(
+    context: dg.AssetExecutionContext, portals: PortalsResource, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    portal_id, period = partition(context)
+    portal = portals.portal(portal_id).settings
+    with warehouse.engine().begin() as connection:
+        outcome = compute_drafts(connection, portal, period, run_id=context.run_id)
+        rejects = [Reject(**r) for r in outcome.result.rejects.to_dict("records")]
+        record_rejects(
+            connection,
+            portal_id,
+            f"invoice_lines:{period_label(period)}",
+            rejects,
+            run_id=context.run_id,
+        )
+    for reject in rejects[:5]:
+        context.log.warning(
+            f"portal {portal_id}: {reject.entity} {reject.record_id} {reject.field}: {reject.reason}"
+        )
+    return dg.MaterializeResult(
+        metadata={name: dg.MetadataValue.int(value) for name, value in outcome.counts.items()}
+    )
+
+
+class InvoicesConfig(dg.Config):
+    finalize: bool = False
+    """Finalize and number the period's drafts (only once the period has ended)."""
+
+
+CHECKS = [
+    dg.AssetCheckSpec(
+        "invoice_totals_add_up",
+        asset="invoices",
+        blocking=True,
+        description="Every invoice: subtotal = sum of line amounts, tax = sum of line taxes, total = subtotal + tax.",
+    ),
+    dg.AssetCheckSpec(
+        "service_months_billed_once",
+        asset="invoices",
+        blocking=True,
+        description="No (product, service month) appears twice in the portal's billing ledger.",
+    ),
+    dg.AssetCheckSpec(
+        "invoice_numbers_unique",
+        asset="invoices",
+        blocking=True,
+        description="No invoice number or DocNumber is used twice in the portal.",
+    ),
+    dg.AssetCheckSpec(
+        "held_invoices",
+        asset="invoices",
+        description="Invoices on hold for the period, with their reasons (a warning, not a failure).",
+    ),
+]
+
+
+@dg.asset(
+    partitions_def=portal_period_partitions,
+    deps=[invoice_lines, dg.AssetDep("invoices", partition_mapping=PREVIOUS_PERIOD)],
+    check_specs=CHECKS,
+    group_name="billing",
+    kinds={"sqlalchemy"},
+    owners=["team:billing-ops"],
+    description="The period's invoices: drafts, held invoices with their reasons, and — with "
+    "config finalize: true once the period has ended — final invoices with their numbers.",
+)
+def invoices(
+    context: dg.AssetExecutionContext,
+    config: InvoicesConfig,
+    portals: PortalsResource,
+    warehouse: WarehouseResource,
+):
+    portal_id, period = partition(context)
+    portal = portals.portal(portal_id).settings
+    engine = warehouse.engine()
+    if config.finalize:
+        with engine.begin() as connection:
+            done = finalize_period(connection, portal, period)
+        context.log.info(
+            f"portal {portal_id} {period_label(period)}: finalized {len(done.finalized)}, "
+            f"held {len(done.held)}, blocked {len(done.blocked)}"
+        )
+        for key, reasons in done.blocked.items():
+            context.log.warning(f"portal {portal_id}: {key} not finalized: {'; '.join(reasons)}")
+    with engine.connect() as connection:
+        frame = pd.DataFrame(
+            connection.execute(
+                select(invoices_table).where(
+                    invoices_table.c.portal_id == portal_id, invoices_table.c.period == period
+                )
+            )
+            .mappings()
+            .all()
+        )
+        line_sums = {
+            row.invoice_id: (row.amount, row.tax)
+            for row in connection.execute(
+                select(
+                    lines_table.c.invoice_id,
+                    func.sum(lines_table.c.amount).label("amount"),
+                    func.sum(lines_table.c.tax).label("tax"),
+                )
+                .join(invoices_table, invoices_table.c.id == lines_table.c.invoice_id)
+                .where(invoices_table.c.portal_id == portal_id, invoices_table.c.period == period)
+                .group_by(lines_table.c.invoice_id)
+            )
+        }
+        twice = connection.execute(
+            select(billing_ledger.c.product_id, billing_ledger.c.service_month)
+            .where(billing_ledger.c.portal_id == portal_id)
+            .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
+            .having(func.count() > 1)
+        ).all()
+        reused = (
+            connection.execute(
+                select(invoices_table.c.doc_number)
+                .where(
+                    invoices_table.c.portal_id == portal_id,
+                    invoices_table.c.doc_number.is_not(None),
+                )
+                .group_by(invoices_table.c.doc_number)
+                .having(func.count() > 1)
+            )
+            .scalars()
+            .all()
+        )
+    yield dg.MaterializeResult(metadata=period_metadata(frame, period))
+    yield _totals_check(frame, line_sums)
+    yield dg.AssetCheckResult(
+        check_name="service_months_billed_once",
+        passed=not twice,
+        metadata={"duplicates": dg.MetadataValue.json([[p, m.isoformat()] for p, m in twice[:20]])},
+    )
+    yield dg.AssetCheckResult(
+        check_name="invoice_numbers_unique",
+        passed=not reused,
+        metadata={"reused": dg.MetadataValue.json(list(reused[:20]))},
+    )
+    held = frame[frame["status"] == "held"] if not frame.empty else frame
+    yield dg.AssetCheckResult(
+        check_name="held_invoices",
+        passed=held.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "held": dg.MetadataValue.int(len(held)),
+            "reasons": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r.customer_name} ({r.agreement_key}): {'; '.join(r.hold_reasons)}"
+                    for r in held.itertuples()
+                )
+                or "none"
+            ),
+        },
+    )
+
+
+def _totals_check(frame: pd.DataFrame, line_sums: dict[int, tuple]) -> dg.AssetCheckResult:
+    wrong = []
+    for row in frame.itertuples() if not frame.empty else []:
+        amount, tax = line_sums.get(row.id, (0, 0))
+        if row.subtotal != amount or row.tax != tax or row.total != row.subtotal + row.tax:
+            wrong.append(
+                f"{row.invoice_key}: subtotal {row.subtotal} vs lines {amount}, tax {row.tax} vs {tax}, total {row.total}"
+            )
+    return dg.AssetCheckResult(
+        check_name="invoice_totals_add_up",
+        passed=not wrong,
+        metadata={"mismatches": dg.MetadataValue.json(wrong[:20])},
+    )
+
+
+def period_metadata(frame: pd.DataFrame, period: date) -> dict[str, dg.MetadataValue]:
+    """A Markdown table of the period and its totals (money shown exactly, as text)."""
+    if frame.empty:
+        return {
+            "invoices": dg.MetadataValue.int(0),
+            "period": dg.MetadataValue.text(period_label(period)),
+        }
+    header = "| customer | agreement | number | subtotal | tax | total | status | hold reason |\n|---|---|---|---:|---:|---:|---|---|\n"
+    body = "".join(
+        f"| {r.customer_name} | {r.agreement_key} | {r.doc_number or ''} | {r.subtotal} | {r.tax} | {r.total} "
+        f"| {r.status} | {'; '.join(r.hold_reasons)} |\n"
+        for r in frame.sort_values(["customer_name", "agreement_key"]).itertuples()
+    )
+    subtotal, tax, total = (
+        sum(frame[c], start=type(frame[c].iloc[0])(0)) for c in ("subtotal", "tax", "total")
+    )
+    body += f"| **total** | | | **{subtotal}** | **{tax}** | **{total}** | | |\n"
+    counts = frame["status"].value_counts()
+    return {
+        "period": dg.MetadataValue.text(period_label(period)),
+        "invoices": dg.MetadataValue.int(len(frame)),
+        "draft": dg.MetadataValue.int(int(counts.get("draft", 0))),
+        "held": dg.MetadataValue.int(int(counts.get("held", 0))),
+        "final": dg.MetadataValue.int(int(counts.get("final", 0))),
+        "total": dg.MetadataValue.text(str(total)),
+        # Integer cents, so the UI can chart billed totals without a float in sight.
+        "total_cents": dg.MetadataValue.int(int(total * 100)),
+        "summary": dg.MetadataValue.md(header + body),
+    }

@@ -1,0 +1,39 @@
+"""How asset failures meet Dagster's retry policy.
+
+Transient API trouble (429, 5xx, dropped connections) is retried by the asset's RetryPolicy
+after the client's own retries ran out. A wrong secret, a bad portal entry or a rejected
+request will not fix itself: such failures skip the retries and fail at once, with the
+one-line reason as the failure's description.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+
+from datagate_pipelines.clients.http import RateLimitedError, ServerError, TransportError
+from datagate_pipelines.errors import DatagateError
+
+TRANSIENT = (RateLimitedError, ServerError, TransportError)
+
+
+@contextmanager
+def fail_fast_unless_transient() -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT:
+        raise
+    except DatagateError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
+def api_retry_policy() -> dg.RetryPolicy:
+    """Retries for API-bound assets: exponential backoff with jitter, after the client's own.
+
+    `DATAGATE_ASSET_RETRY_DELAY` (seconds, default 30) sets the first wait; tests set 0.
+    """
+    delay = float(os.environ.get("DATAGATE_ASSET_RETRY_DELAY", "30"))
+    return dg.RetryPolicy(
+        max_retries=2, delay=delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+    )

@@ -1,0 +1,1 @@
+"""Invoicing: the billing engine wired to the warehouse (drafts, finalization, queries)."""

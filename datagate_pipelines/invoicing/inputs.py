@@ -1,0 +1,133 @@
+"""Load what the billing engine needs for one portal and period from the warehouse."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+from sqlalchemy import Connection, Select, select
+
+from datagate_pipelines.warehouse.models import (
+    billing_ledger,
+    customers,
+    products,
+    sites,
+    tax_rates,
+    usage_charges,
+)
+
+NULLABLE_IDS = ("site_id", "contract_id")
+
+
+def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(connection.execute(query).all(), columns=columns)
+    for column in NULLABLE_IDS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    # Object columns keep Decimals and dates exactly as the database returned them.
+    return frame.astype({c: object for c in frame.columns if frame[c].dtype == object})
+
+
+def load_billing_inputs(
+    connection: Connection, portal_id: str, period: date
+) -> dict[str, pd.DataFrame]:
+    """Frames in the engine's boundary format (billing/inputs.py)."""
+    customer_frame = _frame(
+        connection,
+        select(
+            customers.c.halo_client_id,
+            customers.c.name,
+            customers.c.zip,
+            customers.c.use_site_zip_tax,
+        ).where(customers.c.portal_id == portal_id, customers.c.active.is_(True)),
+        ["customer_id", "name", "zip", "use_site_zip_tax"],
+    )
+    active = set(customer_frame["customer_id"])
+    product_frame = _frame(
+        connection,
+        select(
+            products.c.product_id,
+            products.c.customer_id,
+            products.c.site_id,
+            products.c.contract_id,
+            products.c.description,
+            products.c.qty,
+            products.c.unit_price,
+            products.c.tax_code,
+            products.c.start_date,
+            products.c.end_date,
+            products.c.billing_cycle,
+        ).where(products.c.portal_id == portal_id),
+        [
+            "product_id",
+            "customer_id",
+            "site_id",
+            "contract_id",
+            "description",
+            "qty",
+            "unit_price",
+            "tax_code",
+            "start_date",
+            "end_date",
+            "billing_cycle",
+        ],
+    )
+    # Inactive or unticked customers are not billed (BILLING.md, Terms); that is not an error.
+    product_frame = product_frame[product_frame["customer_id"].isin(active)].reset_index(drop=True)
+    # The contracts the portal imported: those its products come from.
+    contract_frame = (
+        product_frame.dropna(subset=["contract_id"])[["contract_id", "customer_id"]]
+        .drop_duplicates()
+        .reset_index(drop=True)
+    )
+    site_frame = _frame(
+        connection,
+        select(sites.c.halo_site_id, sites.c.customer_id, sites.c.zip).where(
+            sites.c.portal_id == portal_id
+        ),
+        ["site_id", "customer_id", "zip"],
+    )
+    ledger_frame = _frame(
+        connection,
+        select(
+            billing_ledger.c.product_id, billing_ledger.c.service_month, billing_ledger.c.period
+        ).where(billing_ledger.c.portal_id == portal_id),
+        ["product_id", "service_month", "period"],
+    )
+    usage_frame = _frame(
+        connection,
+        select(
+            usage_charges.c.usage_id,
+            usage_charges.c.customer_id,
+            usage_charges.c.site_id,
+            usage_charges.c.contract_id,
+            usage_charges.c.description,
+            usage_charges.c.amount,
+            usage_charges.c.tax_code,
+            usage_charges.c.usage_date,
+        ).where(usage_charges.c.portal_id == portal_id, usage_charges.c.period == period),
+        [
+            "usage_id",
+            "customer_id",
+            "site_id",
+            "contract_id",
+            "description",
+            "amount",
+            "tax_code",
+            "usage_date",
+        ],
+    )
+    rate_frame = _frame(
+        connection,
+        select(tax_rates.c.zip, tax_rates.c.tax_code, tax_rates.c.jurisdiction, tax_rates.c.rate),
+        ["zip", "tax_code", "jurisdiction", "rate"],
+    )
+    return {
+        "products": product_frame,
+        "customers": customer_frame,
+        "sites": site_frame,
+        "contracts": contract_frame,
+        "ledger": ledger_frame,
+        "usage": usage_frame,
+        "tax_rates": rate_frame,
+    }

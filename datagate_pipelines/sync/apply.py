@@ -1,0 +1,299 @@
+"""Derive a portal's domain records (customers, sites, products, agreements) from the mirror.
+
+Each function reads the HaloPSA mirror tables, decides with pure code, and writes the
+domain tables in the caller's transaction. HaloPSA is the master record for customers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, delete, select, update
+
+from datagate_pipelines.billing.agreements import build_agreements
+from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.sync.products import keep_first_noticed_end, select_products
+from datagate_pipelines.warehouse.models import (
+    agreements,
+    contracts,
+    customers,
+    halo_clients,
+    halo_sites,
+    item_groups,
+    items,
+    product_sites,
+    product_templates,
+    products,
+    recurring_invoice_lines,
+    sites,
+)
+from datagate_pipelines.warehouse.rejects import Reject
+from datagate_pipelines.warehouse.upsert import upsert
+
+
+@dataclass
+class SyncOutcome:
+    counts: dict[str, int] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def _live(table: Any, portal_id: str) -> Any:
+    return select(table).where(table.c.portal_id == portal_id, table.c.deleted_at.is_(None))
+
+
+def sync_customers(connection: Connection, portal: PortalSettings) -> SyncOutcome:
+    """Opted-in clients become customers; unticked, inactive or vanished ones are deactivated."""
+    now = datetime.now(UTC)
+    pid = portal.id
+    site_rows = {r.halo_id: r for r in connection.execute(_live(halo_sites, pid))}
+    existing = {
+        r.halo_client_id: r
+        for r in connection.execute(select(customers).where(customers.c.portal_id == pid))
+    }
+    rows, live_ids = [], set()
+    for client in connection.execute(
+        _live(halo_clients, pid).where(halo_clients.c.opted_in.is_(True))
+    ):
+        live_ids.add(client.halo_id)
+        main_site = site_rows.get(client.main_site_id) if client.main_site_id else None
+        old = existing.get(client.halo_id)
+        row = {
+            "portal_id": pid,
+            "halo_client_id": client.halo_id,
+            "name": client.name,
+            "active": not client.inactive,
+            "main_site_id": client.main_site_id,
+            "address": main_site.address if main_site else None,
+            "zip": main_site.postcode if main_site else None,
+            # Set when the customer is first created; an existing customer keeps its own.
+            "use_site_zip_tax": (
+                old.use_site_zip_tax if old else portal.sync.use_site_zip_tax_for_new_customers
+            ),
+            "opening_balance": old.opening_balance if old else None,
+            "opening_balance_date": old.opening_balance_date if old else None,
+            "created_at": old.created_at if old else now,
+            "updated_at": now,
+        }
+        if portal.sync.synchronize_opening_balance:
+            row["opening_balance"] = client.start_balance
+            row["opening_balance_date"] = client.start_date
+        rows.append(row)
+    upsert(connection, customers, rows, key=("portal_id", "halo_client_id"))
+    gone = [cid for cid, old in existing.items() if cid not in live_ids and old.active]
+    if gone:
+        connection.execute(
+            update(customers)
+            .where(customers.c.portal_id == pid, customers.c.halo_client_id.in_(gone))
+            .values(active=False, updated_at=now)
+        )
+    return SyncOutcome(
+        {
+            "customers": len(rows),
+            "active": sum(1 for r in rows if r["active"]),
+            "new": sum(1 for r in rows if r["halo_client_id"] not in existing),
+            "deactivated": len(gone),
+        }
+    )
+
+
+def sync_sites(connection: Connection, portal: PortalSettings) -> SyncOutcome:
+    """The customers' sites. With `update_site` off, sites we already have are left alone."""
+    now = datetime.now(UTC)
+    pid = portal.id
+    customer_ids = set(
+        connection.execute(
+            select(customers.c.halo_client_id).where(customers.c.portal_id == pid)
+        ).scalars()
+    )
+    existing = {
+        r.halo_site_id: r for r in connection.execute(select(sites).where(sites.c.portal_id == pid))
+    }
+    rows = []
+    for site in connection.execute(_live(halo_sites, pid)):
+        if site.client_id not in customer_ids:
+            continue
+        old = existing.get(site.halo_id)
+        if old is not None and not portal.sync.update_site:
+            continue
+        rows.append(
+            {
+                "portal_id": pid,
+                "halo_site_id": site.halo_id,
+                "customer_id": site.client_id,
+                "name": site.name,
+                "address": site.address,
+                "zip": site.postcode,
+                "created_at": old.created_at if old else now,
+                "updated_at": now,
+            }
+        )
+    upsert(connection, sites, rows, key=("portal_id", "halo_site_id"))
+    return SyncOutcome(
+        {
+            "sites_written": len(rows),
+            "new": sum(1 for r in rows if r["halo_site_id"] not in existing),
+        }
+    )
+
+
+def sync_products(connection: Connection, portal: PortalSettings, *, as_of: date) -> SyncOutcome:
+    """Recurring-invoice lines → products and product sites (lines are never deleted)."""
+    if not portal.sync.enable_product_sync:
+        return SyncOutcome({"skipped_product_sync_disabled": 1})
+    pid = portal.id
+    now = datetime.now(UTC)
+    customer_rows = {
+        r.halo_client_id: r._asdict()
+        for r in connection.execute(select(customers).where(customers.c.portal_id == pid))
+    }
+    contract_rows = {
+        r.halo_id: r._asdict()
+        for r in connection.execute(select(contracts).where(contracts.c.portal_id == pid))
+    }
+    item_rows = {r.halo_id: r._asdict() for r in connection.execute(_live(items, pid))}
+    group_names = {
+        r.halo_id: r.name
+        for r in connection.execute(
+            select(item_groups.c.halo_id, item_groups.c.name).where(item_groups.c.portal_id == pid)
+        )
+    }
+    tax_codes = {
+        r.item_id: r.tax_code
+        for r in connection.execute(
+            select(product_templates.c.item_id, product_templates.c.tax_code).where(
+                product_templates.c.portal_id == pid
+            )
+        )
+    }
+    lines = [
+        r._asdict()
+        for r in connection.execute(
+            select(recurring_invoice_lines).where(recurring_invoice_lines.c.portal_id == pid)
+        )
+    ]
+    selection = select_products(
+        lines,
+        customers=customer_rows,
+        contracts=contract_rows,
+        items=item_rows,
+        item_groups=group_names,
+        tax_codes=tax_codes,
+        settings=portal.sync,
+        billing_start=portal.billing_start,
+        as_of=as_of,
+    )
+    existing = {
+        r.product_id: r._asdict()
+        for r in connection.execute(select(products).where(products.c.portal_id == pid))
+    }
+    rows = []
+    for product in selection.products:
+        old = existing.get(product["product_id"])
+        product = keep_first_noticed_end(product, old)
+        rows.append(
+            {
+                "portal_id": pid,
+                **product,
+                "created_at": old["created_at"] if old else now,
+                "updated_at": now,
+            }
+        )
+    upsert(connection, products, rows, key=("portal_id", "product_id"))
+    return SyncOutcome(
+        {
+            "products": len(rows),
+            "new": sum(1 for r in rows if r["product_id"] not in existing),
+            "ended_by_sync": sum(1 for r in rows if r["ended_reason"]),
+            "filtered_out": selection.filtered_out,
+            "rejected": len(selection.rejects),
+        },
+        selection.rejects,
+    )
+
+
+def sync_product_sites(connection: Connection, portal: PortalSettings) -> SyncOutcome:
+    """Each product's site (the contract site of the recurring-invoice line), when we know it."""
+    pid = portal.id
+    rows = connection.execute(
+        select(products.c.product_id, products.c.site_id)
+        .join(
+            sites,
+            (sites.c.portal_id == products.c.portal_id)
+            & (sites.c.halo_site_id == products.c.site_id),
+        )
+        .where(products.c.portal_id == pid)
+    ).all()
+    connection.execute(delete(product_sites).where(product_sites.c.portal_id == pid))
+    upsert(
+        connection,
+        product_sites,
+        [{"portal_id": pid, "product_id": r.product_id, "site_id": r.site_id} for r in rows],
+        key=("portal_id", "product_id"),
+    )
+    return SyncOutcome({"product_sites": len(rows)})
+
+
+def sync_agreements(connection: Connection, portal: PortalSettings) -> SyncOutcome:
+    """Default agreement per customer, or one per contract (plus a "no contract" one)."""
+    pid = portal.id
+    now = datetime.now(UTC)
+    frame = pd.DataFrame(
+        connection.execute(
+            select(products.c.customer_id, products.c.contract_id).where(
+                products.c.portal_id == pid
+            )
+        ).all(),
+        columns=["customer_id", "contract_id"],
+    )
+    if frame.empty:
+        return SyncOutcome({"agreements": 0})
+    frame["contract_id"] = frame["contract_id"].astype("Int64")
+    # "Imported" contracts: those our products came from (they passed the contract filter).
+    imported = frame.dropna(subset=["contract_id"]).drop_duplicates()
+    built = build_agreements(frame, imported, portal.sync.use_default_agreement)
+    existing = set(
+        connection.execute(
+            select(agreements.c.agreement_key).where(agreements.c.portal_id == pid)
+        ).scalars()
+    )
+    rows = []
+    for record in built.to_dict("records"):
+        key = record["agreement_key"]
+        kind = (
+            "contract"
+            if key.startswith("contract:")
+            else ("no_contract" if key.endswith("no-contract") else "default")
+        )
+        halo_contract = record["halo_contract_id"]
+        halo_contract = None if pd.isna(halo_contract) else int(halo_contract)
+        rows.append(
+            {
+                "portal_id": pid,
+                "agreement_key": key,
+                "customer_id": int(record["customer_id"]),
+                "kind": kind,
+                "contract_id": halo_contract if kind == "contract" else None,
+                "halo_export_contract_id": halo_contract,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    upsert(
+        connection,
+        agreements,
+        rows,
+        key=("portal_id", "agreement_key"),
+        update_columns=(
+            "customer_id",
+            "kind",
+            "contract_id",
+            "halo_export_contract_id",
+            "updated_at",
+        ),
+    )
+    return SyncOutcome(
+        {"agreements": len(rows), "new": sum(1 for r in rows if r["agreement_key"] not in existing)}
+    )

@@ -1,0 +1,153 @@
+"""BILLING.md's worked example through the warehouse: sync → imports → drafts → finalize."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from datagate_pipelines.imports import import_product_templates, import_tax_rates, import_usage
+from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
+from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
+from datagate_pipelines.warehouse import models as m
+from tests.sync.halo_records import bayside_tenant, line
+from tests.sync.test_apply import portal, sync_all
+
+TAX_RATES = """zip,tax_code,jurisdiction,rate
+94107,TEL,CA,0.06
+94107,TEL,SF,0.0125
+94110,TEL,CA,0.06
+94110,TEL,SF-Mission,0.02
+"""
+TEMPLATES = """item_id,item_name,tax_code,income_account
+50,,TEL,
+51,,TEL,
+52,,NONTAXABLE,Hardware
+53,,TEL,
+"""
+USAGE = """customer_id,customer_name,site_id,description,amount,tax_code,usage_date
+1,Bayside Dental,10,July call usage,12.34,TEL,2026-07-20
+"""
+JULY, AUGUST, SEPTEMBER = date(2026, 7, 1), date(2026, 8, 1), date(2026, 9, 1)
+
+
+@pytest.fixture
+def bayside(engine, tmp_path):
+    p = portal()
+    sync_all(engine, p, bayside_tenant())
+    usage = tmp_path / "usage-2026-07.csv"
+    usage.write_text(USAGE)
+    with engine.begin() as c:
+        import_tax_rates(c, TAX_RATES)
+        import_product_templates(c, "acme", TEMPLATES)
+        import_usage(c, "acme", JULY, usage)
+    sync_all(engine, p)  # products pick up their tax codes from the templates
+    return p
+
+
+def invoice(engine, period):
+    with engine.connect() as c:
+        inv = c.execute(select(m.invoices).where(m.invoices.c.period == period)).one()
+        lines = c.execute(
+            select(m.invoice_lines.c.description, m.invoice_lines.c.amount, m.invoice_lines.c.tax)
+            .where(m.invoice_lines.c.invoice_id == inv.id)
+            .order_by(m.invoice_lines.c.line_no)
+        ).all()
+    return inv, lines
+
+
+def test_worked_example_july(engine, bayside):
+    with engine.begin() as c:
+        outcome = compute_drafts(c, bayside.settings, JULY)
+    assert outcome.counts["invoices"] == 1
+    inv, lines = invoice(engine, JULY)
+    assert (inv.status, inv.subtotal, inv.tax, inv.total) == (
+        "draft",
+        Decimal("350.85"),
+        Decimal("25.61"),
+        Decimal("376.46"),
+    )
+    assert (inv.invoice_date, inv.due_date) == (date(2026, 8, 1), date(2026, 8, 31))
+    assert inv.halo_contract_id == 100
+    assert sorted((str(a), str(t)) for _d, a, t in lines) == sorted(
+        [
+            ("249.50", "18.09"),
+            ("79.98", "6.40"),
+            ("5.81", "0.00"),
+            ("3.22", "0.23"),
+            ("12.34", "0.89"),
+        ]
+    )
+
+
+def test_rerun_recomputes_drafts_and_finalized_periods_never_change(engine, bayside):
+    for _ in range(2):
+        with engine.begin() as c:
+            compute_drafts(c, bayside.settings, JULY)
+    with engine.connect() as c:
+        assert c.execute(select(m.invoices)).all().__len__() == 1
+        assert len(c.execute(select(m.billing_ledger)).all()) == 4
+    with engine.begin() as c:
+        done = finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
+    assert done.numbers == {"2026-07:customer:1": "1001"}
+    with engine.begin() as c:
+        outcome = compute_drafts(c, bayside.settings, JULY)
+        again = finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
+    assert outcome.counts["invoices"] == 0 and outcome.kept_final == ["customer:1"]
+    assert again.finalized == []
+    inv, _ = invoice(engine, JULY)
+    assert (inv.status, inv.doc_number, inv.total) == ("final", "1001", Decimal("376.46"))
+    with engine.connect() as c:
+        assert c.execute(select(m.portals.c.next_invoice_number)).scalar_one() == 1002
+
+
+def test_periods_are_billed_in_order_and_open_periods_are_not_finalized(engine, bayside):
+    with pytest.raises(BillingOrderError, match="bill 2026-07 before 2026-08"), engine.begin() as c:
+        compute_drafts(c, bayside.settings, AUGUST)
+    with pytest.raises(BillingOrderError, match="before billing_start"), engine.begin() as c:
+        compute_drafts(c, bayside.settings, date(2026, 6, 1))
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+    with pytest.raises(PeriodOpenError, match="still open"), engine.begin() as c:
+        finalize_period(c, bayside.settings, JULY, today=date(2026, 7, 31))
+
+
+def test_august_then_catch_up_of_a_late_product(engine, bayside):
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+        finalize_period(c, bayside.settings, JULY, today=date(2026, 9, 2))
+        compute_drafts(c, bayside.settings, AUGUST)
+        finalize_period(
+            c, bayside.settings, AUGUST, today=date(2026, 9, 2), is_taken=lambda doc: doc == "1002"
+        )
+    inv, lines = invoice(engine, AUGUST)
+    assert [str(a) for _d, a, _t in lines] == ["249.50", "79.98", "15.00"]
+    assert inv.doc_number == "1003"  # 1002 is already used in QBO
+    # "Extra DID" entered in HaloPSA after August was finalized, starting 2026-08-05.
+    tenant = bayside_tenant()
+    tenant["recurring_invoices"][0]["lines"].append(
+        line(8, 50, 5, 1.50, site_id=10, start="2026-08-05T00:00:00")
+    )
+    sync_all(engine, bayside, tenant)
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, SEPTEMBER)
+    _inv, lines = invoice(engine, SEPTEMBER)
+    did = [(str(a), str(t)) for d, a, t in lines if d == "line 8"]
+    assert did == [("6.53", "0.47"), ("7.50", "0.54"), ("7.50", "0.54")]
+
+
+def test_missing_tax_data_holds_the_invoice_and_blocks_later_finalization(engine, bayside):
+    with engine.begin() as c:
+        c.execute(m.tax_rates.delete().where(m.tax_rates.c.zip == "94110"))
+        compute_drafts(c, bayside.settings, JULY)
+        done = finalize_period(c, bayside.settings, JULY, today=date(2026, 9, 2))
+    inv, _ = invoice(engine, JULY)
+    assert inv.status == "held" and inv.number is None
+    assert any("94110" in reason for reason in inv.hold_reasons)
+    assert done.held == ["2026-07:customer:1"] and done.finalized == []
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, AUGUST)
+        later = finalize_period(c, bayside.settings, AUGUST, today=date(2026, 9, 2))
+    assert later.finalized == [] and "customer:1" in later.blocked
