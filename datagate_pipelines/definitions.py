@@ -8,6 +8,9 @@ from datagate_pipelines.jobs import portal_sync
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.schedules import nightly_billing, nightly_sync
+from datagate_pipelines.sensors.force_sync import force_sync
+from datagate_pipelines.sensors.portals import portal_registry
 
 defs = dg.Definitions(
     assets=[
@@ -17,6 +20,8 @@ defs = dg.Definitions(
         billing.usage_charges,
     ],
     jobs=[portal_sync, billing_job],
+    schedules=[nightly_sync, nightly_billing],
+    sensors=[portal_registry, force_sync],
     resources={
         "portals": PortalsResource(),
         "warehouse": WarehouseResource(),

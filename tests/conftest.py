@@ -13,6 +13,8 @@ from sqlalchemy import Engine, create_engine, text
 from datagate_pipelines.warehouse.db import make_engine, migrate
 from datagate_pipelines.warehouse.models import metadata
 
+pytest_plugins = ["tests.stacks"]
+
 POSTGRES_URL = os.environ.get(
     "DATAGATE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 )

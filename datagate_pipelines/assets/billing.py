@@ -19,7 +19,7 @@ from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.models import billing_ledger
 from datagate_pipelines.warehouse.models import invoice_lines as lines_table
 from datagate_pipelines.warehouse.models import invoices as invoices_table
-from datagate_pipelines.warehouse.rejects import Reject, record_rejects
+from datagate_pipelines.warehouse.rejects import Reject, log_rejects, record_rejects
 
 _BY_PORTAL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="portal")
 
@@ -91,10 +91,7 @@ def invoice_lines(
             rejects,
             run_id=context.run_id,
         )
-    for reject in rejects[:5]:
-        context.log.warning(
-            f"portal {portal_id}: {reject.entity} {reject.record_id} {reject.field}: {reject.reason}"
-        )
+    log_rejects(context, portal_id, rejects)
     return dg.MaterializeResult(
         metadata={name: dg.MetadataValue.int(value) for name, value in outcome.counts.items()}
     )

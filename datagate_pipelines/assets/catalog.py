@@ -12,7 +12,7 @@ from datagate_pipelines.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sync import apply
-from datagate_pipelines.warehouse.rejects import record_rejects
+from datagate_pipelines.warehouse.rejects import log_rejects, record_rejects
 from datagate_pipelines.warehouse.sync_runs import finish_sync
 
 Step = Callable[[Connection, PortalSettings], apply.SyncOutcome]
@@ -39,10 +39,7 @@ def _run_step(
             synced = finish_sync(connection, portal.id, context.run_id, succeeded=True)
             if synced is not None:
                 metadata["last_successful_sync"] = dg.MetadataValue.timestamp(synced)
-    for reject in outcome.rejects[:5]:
-        context.log.warning(
-            f"portal {portal.id}: {reject.entity} {reject.record_id} {reject.field}: {reject.reason}"
-        )
+    log_rejects(context, portal.id, outcome.rejects)
     return dg.MaterializeResult(metadata=metadata)
 
 

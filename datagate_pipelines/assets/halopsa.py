@@ -25,7 +25,7 @@ from datagate_pipelines.schemas.checks import gate, records, to_frame
 from datagate_pipelines.sync import halopsa_rows as decode
 from datagate_pipelines.warehouse import models
 from datagate_pipelines.warehouse.portals import register_portal
-from datagate_pipelines.warehouse.rejects import record_rejects
+from datagate_pipelines.warehouse.rejects import log_rejects, record_rejects
 from datagate_pipelines.warehouse.request_log import recording
 from datagate_pipelines.warehouse.sync_runs import start_sync
 from datagate_pipelines.warehouse.upsert import mirror_snapshot
@@ -230,11 +230,7 @@ def _snapshot(
                         for name, value in counts.items()
                     }
                 )
-                if rejects:
-                    context.log.warning(
-                        f"portal {portal.id}: {len(rejects)} {decoded.entity} record(s) rejected, e.g. "
-                        f"id {rejects[0].record_id} {rejects[0].field}: {rejects[0].reason}"
-                    )
+                log_rejects(context, portal.id, rejects)
             calls = _stats_delta(before, client.stats.as_dict())
             metadata.update(
                 {

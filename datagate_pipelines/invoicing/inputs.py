@@ -57,6 +57,7 @@ def load_billing_inputs(
             products.c.start_date,
             products.c.end_date,
             products.c.billing_cycle,
+            products.c.ended_reason.is_not(None),
         ).where(products.c.portal_id == portal_id),
         [
             "product_id",
@@ -70,10 +71,16 @@ def load_billing_inputs(
             "start_date",
             "end_date",
             "billing_cycle",
+            "ended_by_sync",
         ],
     )
     # Inactive or unticked customers are not billed (BILLING.md, Terms); that is not an error.
-    product_frame = product_frame[product_frame["customer_id"].isin(active)].reset_index(drop=True)
+    # Nor are lines the sync ended before they started (a cancelled order, not bad data).
+    never_started = product_frame["ended_by_sync"] & (
+        product_frame["end_date"] < product_frame["start_date"]
+    )
+    product_frame = product_frame[product_frame["customer_id"].isin(active) & ~never_started]
+    product_frame = product_frame.drop(columns="ended_by_sync").reset_index(drop=True)
     # The contracts the portal imported: those its products come from.
     contract_frame = (
         product_frame.dropna(subset=["contract_id"])[["contract_id", "customer_id"]]

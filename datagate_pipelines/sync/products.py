@@ -12,7 +12,8 @@ Where BILLING.md is silent:
 - A line with no start date starts with its contract, else at the portal's billing start.
 - An inactive line, or one that vanished from HaloPSA, is end-dated on the day the sync
   noticed it (never deleted), unless HaloPSA already gave an earlier end date; a line that
-  becomes active again gets HaloPSA's own end date back.
+  becomes active again gets HaloPSA's own end date back. One that ended before it started
+  keeps that (end < start) with its reason, and billing leaves it out (never billable).
 """
 
 from __future__ import annotations
@@ -133,6 +134,9 @@ def select_products(
             ended_reason = f"line inactive in HaloPSA (seen {noticed.isoformat()})"
         if ended_reason is not None and (end is None or noticed < end):
             end = noticed
+            if noticed < start:
+                # Ended before it ever started: nothing to bill, ever (not a data error).
+                ended_reason = ended_reason.replace("(seen", "before it started (seen")
         else:
             ended_reason = None
 

@@ -72,3 +72,19 @@ def record_rejects(
     if rows:
         connection.execute(insert(rejects), rows)
     return len(rows)
+
+
+def log_rejects(
+    context: Any, portal_id: str, items: list[RejectLike], *, examples: int = 3
+) -> None:
+    """One warning per kind of problem (entity, field), with a count and a few examples,
+    rather than one line per row."""
+    groups: dict[tuple[str, str | None], list[RejectLike]] = {}
+    for item in items:
+        groups.setdefault((item.entity, item.field), []).append(item)
+    for (entity, field), group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        shown = "; ".join(f"{r.record_id}: {r.reason}" for r in group[:examples])
+        more = f" (and {len(group) - examples} more)" if len(group) > examples else ""
+        context.log.warning(
+            f"portal {portal_id}: {len(group)} {entity} row(s) rejected on {field or 'the record'} — {shown}{more}"
+        )

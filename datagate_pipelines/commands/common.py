@@ -1,0 +1,91 @@
+"""What every command shares: one-line errors, the instance, the warehouse, periods."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from datagate_pipelines.errors import DatagateError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """DatagateError → `error: <message>` on stderr and exit status 1, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DatagateError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def dagster_home() -> Path:
+    """DAGSTER_HOME (default ./.dagster), created with deploy/dagster.yaml on first use."""
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists():
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", instance_yaml)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def instance() -> Any:
+    import dagster as dg
+
+    dagster_home()
+    return dg.DagsterInstance.get()
+
+
+def engine() -> Any:
+    from datagate_pipelines.warehouse.db import warehouse_engine
+
+    return warehouse_engine()
+
+
+def parse_period(value: str) -> date:
+    """YYYY-MM (or YYYY-MM-01) → the period's first day."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})(?:-01)?", value.strip())
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        raise click.BadParameter(f"{value!r} is not a billing period (YYYY-MM)")
+    return date(int(match.group(1)), int(match.group(2)), 1)
+
+
+class Period(click.ParamType):
+    name = "YYYY-MM"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return parse_period(str(value))
+        except click.BadParameter as exc:
+            self.fail(exc.message, param, ctx)
+
+
+PERIOD = Period()
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def portal_option(required: bool = True) -> Callable[..., Any]:
+    return click.option(
+        "--portal", "portal_id", required=required, help="Portal id (from portals.yaml)."
+    )

@@ -1,0 +1,135 @@
+"""`datagate portals check|status`."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import func, select
+
+from datagate_pipelines.commands.common import (
+    engine,
+    expected_errors,
+    instance,
+    portal_option,
+    print_json,
+)
+from datagate_pipelines.config import Portal, load_portals
+from datagate_pipelines.errors import DatagateError
+from datagate_pipelines.jobs import PORTAL_TAG
+from datagate_pipelines.resources.halopsa import HaloPSAResource
+from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
+from datagate_pipelines.warehouse.models import invoices
+from datagate_pipelines.warehouse.models import portals as portals_table
+from datagate_pipelines.warehouse.portals import register_portal
+from datagate_pipelines.warehouse.request_log import recording
+
+
+@click.group()
+def portals() -> None:
+    """Portal configuration, account access and health."""
+
+
+def check_portal(portal: Portal) -> list[str]:
+    """Test account access to HaloPSA and ensure the Datagate client field; the problems found."""
+    settings = portal.settings
+    with engine().begin() as connection:
+        register_portal(connection, portal)
+    with (
+        recording(engine()) as recorder,
+        HaloPSAResource().client(portal, recorder=recorder) as client,
+    ):
+        access = client.test_access()
+        for warning in access.warnings:
+            click.echo(f"     warning: {warning}")
+        if not access.ok:
+            return access.problems or ["HaloPSA access failed"]
+        field_name = settings.halopsa.datagate_field_name
+        _field, created = client.ensure_client_checkbox_field(name=field_name, label=field_name)
+        click.echo(
+            f"     HaloPSA: token ok, {access.client_count} client(s); custom field {field_name!r} "
+            + ("created" if created else "present")
+        )
+    return []
+
+
+@portals.command("check")
+@portal_option(required=False)
+@expected_errors
+def check(portal_id: str | None) -> None:
+    """Validate portals.yaml, test HaloPSA account access and ensure the "Datagate" client field.
+
+    Every portal is checked even when one fails; the exit status is 1 if any failed.
+    """
+    registry = load_portals()
+    failed = False
+    for error in registry.errors:
+        if portal_id in (None, error.portal_id):
+            click.echo(f"FAIL {error}")
+            failed = True
+    selected = [p for p in registry.ids if portal_id in (None, p)]
+    if portal_id and not selected and not failed:
+        raise DatagateError(f"portal {portal_id}: not in {registry.path}")
+    for pid in selected:
+        try:
+            problems = check_portal(registry.get(pid))
+        except DatagateError as exc:
+            problems = [str(exc)]
+        if problems:
+            failed = True
+            for problem in problems:
+                click.echo(f"FAIL portal {pid}: {problem}")
+        else:
+            click.echo(f"ok   portal {pid}")
+    if failed:
+        raise SystemExit(1)
+
+
+@portals.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@expected_errors
+def status(as_json: bool) -> None:
+    """Each portal: last successful sync, last run and its state, pending force syncs, held invoices."""
+    import dagster as dg
+
+    registry = load_portals()
+    dagster = instance()
+    with engine().connect() as connection:
+        synced = dict(
+            connection.execute(
+                select(portals_table.c.id, portals_table.c.last_successful_sync_at)
+            ).all()
+        )
+        pending = open_requests_by_portal(connection)
+        held = dict(
+            connection.execute(
+                select(invoices.c.portal_id, func.count())
+                .where(invoices.c.status == "held")
+                .group_by(invoices.c.portal_id)
+            ).all()
+        )
+    rows = []
+    for pid in sorted(set(registry.ids) | {e.portal_id for e in registry.errors if e.portal_id}):
+        runs = dagster.get_runs(filters=dg.RunsFilter(tags={PORTAL_TAG: pid}), limit=1)
+        last = runs[0] if runs else None
+        rows.append(
+            {
+                "portal": pid,
+                "valid": pid in registry.portals,
+                "last_successful_sync": synced[pid].isoformat() if synced.get(pid) else None,
+                "last_run": None
+                if last is None
+                else {"run_id": last.run_id, "job": last.job_name, "status": last.status.value},
+                "pending_force_syncs": pending.get(pid, 0),
+                "held_invoices": held.get(pid, 0),
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        run = row["last_run"]
+        click.echo(
+            f"{row['portal']}: last successful sync {row['last_successful_sync'] or 'never'}; "
+            f"last run {run['job'] + ' ' + run['status'] + ' ' + run['run_id'][:8] if run else 'none'}; "
+            f"{row['pending_force_syncs']} pending force sync(s); {row['held_invoices']} held invoice(s)"
+            + ("" if row["valid"] else "; INVALID in portals.yaml (see `datagate portals check`)")
+        )

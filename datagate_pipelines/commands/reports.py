@@ -1,0 +1,146 @@
+"""`datagate invoices|requests`: what was billed and every request made."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import click
+from sqlalchemy import desc, or_, select
+
+from datagate_pipelines.billing.periods import period_label
+from datagate_pipelines.commands.common import (
+    PERIOD,
+    engine,
+    expected_errors,
+    portal_option,
+    print_json,
+)
+from datagate_pipelines.config import load_portals
+from datagate_pipelines.invoicing.report import invoice_documents
+from datagate_pipelines.warehouse.models import api_requests
+
+
+@click.command()
+@portal_option()
+@click.option("--period", type=PERIOD, required=True, help="The billing period, YYYY-MM.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
+@expected_errors
+def invoices(portal_id: str, period: date, as_json: bool) -> None:
+    """Each invoice of the period: number, customer, agreement, site subtotals, totals, status
+    (draft, held + reason, final, exported, paid) and the HaloPSA and QBO ids."""
+    portal = load_portals().get(portal_id)
+    targets = ("halopsa", "qbo") if portal.settings.qbo else ("halopsa",)
+    with engine().connect() as connection:
+        documents = invoice_documents(connection, portal_id, period, targets=targets)
+    if as_json:
+        print_json(documents)
+        return
+    if not documents:
+        click.echo(f"portal {portal_id}: no invoices for {period_label(period)}")
+        return
+    for doc in documents:
+        status = doc["status"] + (
+            f" ({'; '.join(doc['hold_reasons'])})" if doc["hold_reasons"] else ""
+        )
+        click.echo(
+            f"{doc['number'] or '(draft)'}  {doc['customer']['name']}  [{doc['agreement']['key']}]  "
+            f"subtotal {doc['subtotal']}  tax {doc['tax']}  total {doc['total']}  {status}"
+        )
+        for site in doc["site_subtotals"]:
+            click.echo(f"    site {site['site'] or '(no site)'}: {site['subtotal']}")
+        ids = [
+            f"HaloPSA {doc['halo_invoice_id']}" if doc["halo_invoice_id"] else None,
+            f"QBO {doc['qbo_invoice_id']}" if doc["qbo_invoice_id"] else None,
+        ]
+        if any(ids):
+            click.echo(f"    exported: {', '.join(i for i in ids if i)}")
+    total = sum((Decimal(d["total"]) for d in documents), start=Decimal(0))
+    click.echo(f"{len(documents)} invoice(s), total {total:.2f}")
+
+
+@click.command()
+@portal_option(required=False)
+@click.option("--system", type=click.Choice(["halopsa", "qbo"]), help="Only this system.")
+@click.option("--status", "status_code", type=int, help="Only this HTTP status.")
+@click.option(
+    "--since", help="Only since this time (ISO date/time) or this many hours ago (e.g. 24h)."
+)
+@click.option(
+    "--errors", is_flag=True, help="Only failures (HTTP ≥ 400 or no response), with their message."
+)
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@expected_errors
+def requests(
+    portal_id: str | None,
+    system: str | None,
+    status_code: int | None,
+    since: str | None,
+    errors: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The request log: every call to HaloPSA and QBO (no secrets are ever stored in it)."""
+    query = (
+        select(api_requests)
+        .order_by(desc(api_requests.c.started_at), desc(api_requests.c.id))
+        .limit(limit)
+    )
+    if portal_id:
+        query = query.where(api_requests.c.portal_id == portal_id)
+    if system:
+        query = query.where(api_requests.c.system == system)
+    if status_code is not None:
+        query = query.where(api_requests.c.status == status_code)
+    if since:
+        query = query.where(api_requests.c.started_at >= _since(since))
+    if errors:
+        query = query.where(
+            or_(
+                api_requests.c.status >= 400,
+                api_requests.c.status.is_(None),
+                api_requests.c.error.is_not(None),
+            )
+        )
+    with engine().connect() as connection:
+        rows = connection.execute(query).all()
+    records = [
+        {
+            "time": r.started_at.isoformat(),
+            "portal": r.portal_id,
+            "system": r.system,
+            "direction": r.direction,
+            "method": r.method,
+            "path": r.path,
+            "status": r.status,
+            "duration_ms": r.duration_ms,
+            "attempt": r.attempt,
+            "run_id": r.run_id,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+    if as_json:
+        print_json(records)
+        return
+    for r in records:
+        line = f"{r['time'][:19]}  {r['portal'] or '-'}  {r['system']:<7} {r['method']:<6} {r['path']}  {r['status'] or '---'}  {r['duration_ms']} ms"
+        if r["attempt"] > 1:
+            line += f"  attempt {r['attempt']}"
+        click.echo(line + (f"\n    {r['error']}" if r["error"] else ""))
+    if not records:
+        click.echo("no requests match")
+
+
+def _since(value: str) -> datetime:
+    value = value.strip()
+    if value.endswith("h") and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(hours=int(value[:-1]))
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: give an ISO date/time or hours like 24h", param_hint="--since"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

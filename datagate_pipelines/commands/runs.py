@@ -1,0 +1,88 @@
+"""`datagate sync|bill|force-sync`: work done as Dagster runs on the configured instance."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import date
+
+import click
+
+from datagate_pipelines.billing.periods import add_months, period_label
+from datagate_pipelines.commands.common import (
+    PERIOD,
+    engine,
+    expected_errors,
+    instance,
+    portal_option,
+)
+from datagate_pipelines.config import load_portals
+from datagate_pipelines.errors import DatagateError
+from datagate_pipelines.launch import run_billing, run_sync
+from datagate_pipelines.warehouse.force_sync import file_request, mark_requests
+
+
+@click.command()
+@portal_option()
+@expected_errors
+def sync(portal_id: str) -> None:
+    """HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run)."""
+    load_portals().get(portal_id)
+    click.echo(f"syncing portal {portal_id} …")
+    outcome = run_sync(instance(), portal_id)
+    click.echo(f"ok: portal_sync run {outcome.run_id} succeeded")
+
+
+def periods_between(first: date, last: date) -> list[date]:
+    if last < first:
+        raise DatagateError(f"--to {period_label(last)} is before --from {period_label(first)}")
+    periods, period = [], first
+    while period <= last:
+        periods.append(period)
+        period = add_months(period, 1)
+    return periods
+
+
+@click.command()
+@portal_option()
+@click.option("--period", type=PERIOD, help="The billing period, YYYY-MM.")
+@click.option("--from", "first", type=PERIOD, help="First period of a range (billed in order).")
+@click.option("--to", "last", type=PERIOD, help="Last period of a range.")
+@click.option("--export", is_flag=True, help="Finalize, number and export closed periods.")
+@expected_errors
+def bill(
+    portal_id: str, period: date | None, first: date | None, last: date | None, export: bool
+) -> None:
+    """Build draft invoices for a period (or --from/--to, in period order); with --export,
+    finalize, number and export them to HaloPSA and QBO."""
+    if period and (first or last):
+        raise click.UsageError("give --period, or --from and --to, not both")
+    if not period and not (first and last):
+        raise click.UsageError("give --period YYYY-MM, or --from YYYY-MM --to YYYY-MM")
+    load_portals().get(portal_id)
+    dagster = instance()
+    for each in [period] if period else periods_between(first, last):  # type: ignore[arg-type]
+        click.echo(
+            f"billing portal {portal_id} {period_label(each)}{' (finalize + export)' if export else ''} …"
+        )
+        outcome = run_billing(dagster, portal_id, each, finalize=export)
+        click.echo(f"ok: billing run {outcome.run_id} succeeded")
+
+
+@click.command("force-sync")
+@portal_option()
+@expected_errors
+def force_sync(portal_id: str) -> None:
+    """File a force-sync request; the force_sync sensor runs it at the top of the queue."""
+    registry = load_portals()
+    who = os.environ.get("DATAGATE_OPERATOR") or getpass.getuser()
+    try:
+        registry.get(portal_id)
+    except DatagateError as exc:
+        with engine().begin() as connection:
+            request_id = file_request(connection, portal_id, who)
+            mark_requests(connection, [request_id], "failed", error=str(exc))
+        raise DatagateError(f"force-sync request {request_id} failed: {exc}") from None
+    with engine().begin() as connection:
+        request_id = file_request(connection, portal_id, who)
+    click.echo(f"force-sync request {request_id} filed for portal {portal_id} by {who}")

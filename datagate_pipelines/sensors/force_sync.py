@@ -1,0 +1,84 @@
+"""Force sync: an operator's request becomes a sync run at the top of the queue."""
+
+from collections import defaultdict
+
+import dagster as dg
+
+from datagate_pipelines.jobs import PORTAL_TAG
+from datagate_pipelines.partitions import portal_partitions
+from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse.force_sync import mark_requests, pending_requests
+
+# Above the nightly runs (priority 0): the run queue starts these first.
+FORCE_SYNC_PRIORITY = "10"
+FORCE_SYNC_TAG = "datagate/force-sync"
+
+
+def _queued_force_sync(instance: dg.DagsterInstance, portal_id: str) -> dg.DagsterRun | None:
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={FORCE_SYNC_TAG: portal_id},
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+        ),
+        limit=1,
+    )
+    return runs[0] if runs else None
+
+
+@dg.sensor(
+    job_name="portal_sync",
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Picks up `datagate force-sync` requests (cursor: the last request id) and launches "
+    "a portal_sync run with a higher dagster/priority. Requests for a portal whose forced run has "
+    "not started yet join that run; a request for an unknown portal is marked failed.",
+)
+def force_sync(
+    context: dg.SensorEvaluationContext, portals: PortalsResource, warehouse: WarehouseResource
+) -> dg.SensorResult:
+    after = int(context.cursor or 0)
+    engine = warehouse.engine()
+    with engine.connect() as connection:
+        requests = pending_requests(connection, after)
+    if not requests:
+        return dg.SensorResult(skip_reason="no force-sync requests")
+    registry = portals.registry()
+    known = set(registry.ids) & set(context.instance.get_dynamic_partitions(portal_partitions.name))
+    by_portal: dict[str, list[int]] = defaultdict(list)
+    run_requests = []
+    with engine.begin() as connection:
+        for request in requests:
+            if request.portal_id not in known:
+                reason = (
+                    f"unknown portal {request.portal_id!r}: not a valid portal in {registry.path}"
+                )
+                mark_requests(connection, [request.id], "failed", error=reason)
+                context.log.warning(f"force-sync request {request.id} failed: {reason}")
+                continue
+            by_portal[request.portal_id].append(request.id)
+        for portal_id, ids in sorted(by_portal.items()):
+            queued = _queued_force_sync(context.instance, portal_id)
+            if queued is not None:
+                mark_requests(connection, ids, "coalesced", run_key=queued.run_id)
+                context.log.info(
+                    f"portal {portal_id}: {len(ids)} request(s) joined queued run {queued.run_id}"
+                )
+                continue
+            run_key = f"force-sync:{portal_id}:{ids[-1]}"
+            mark_requests(connection, ids, "launched", run_key=run_key)
+            run_requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    partition_key=portal_id,
+                    tags={
+                        PORTAL_TAG: portal_id,
+                        FORCE_SYNC_TAG: portal_id,
+                        "dagster/priority": FORCE_SYNC_PRIORITY,
+                        "datagate/requested-by": ",".join(
+                            sorted({r.requested_by for r in requests if r.id in ids})
+                        ),
+                    },
+                )
+            )
+    return dg.SensorResult(run_requests=run_requests, cursor=str(requests[-1].id))

@@ -1,0 +1,164 @@
+"""`datagate` commands as an operator uses them: one-line errors, exit codes, real effects."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from datagate_pipelines.warehouse import models as m
+
+TAX_RATES_WITH_BAD_ROWS = """zip,tax_code,jurisdiction,rate
+94107,TEL,CA,0.06
+94107,TEL,SF,abc
+,TEL,CA,0.01
+94110,TEL,CA,7.25
+"""
+
+
+def test_help_lists_every_command(cli):
+    code, out = cli("--help")
+    assert code == 0
+    for command in (
+        "portals",
+        "sync",
+        "bill",
+        "force-sync",
+        "import",
+        "invoices",
+        "requests",
+        "simulators",
+        "demo",
+    ):
+        assert command in out
+
+
+def test_portals_check_creates_the_datagate_field_once(cli, halo_stack):
+    fields_before = len(halo_stack.sim.backend.list("FieldInfo").rows)
+    code, out = cli("portals", "check")
+    assert code == 0, out
+    assert "ok   portal acme" in out
+    code, out = cli("portals", "check", "--portal", "acme")
+    assert code == 0 and "present" in out
+    assert len(halo_stack.sim.backend.list("FieldInfo").rows) in (fields_before, fields_before + 1)
+
+
+def test_portals_check_reports_a_bad_secret_and_exits_non_zero(cli, monkeypatch):
+    monkeypatch.setenv("ACME_HALO_CLIENT_SECRET", "not-the-secret")
+    code, out = cli("portals", "check")
+    assert code == 1
+    assert "FAIL portal acme" in out and "not-the-secret" not in out
+
+
+def test_unknown_portal_is_one_line_and_non_zero(cli):
+    code, out = cli("sync", "--portal", "nope")
+    assert code == 1
+    assert out.strip().splitlines() == [
+        "error: portal nope: id: no such portal in " + out.split(" in ", 1)[1].strip()
+    ]
+
+
+def test_bill_refuses_periods_out_of_order(cli):
+    code, out = cli("sync", "--portal", "acme")
+    assert code == 0, out
+    code, out = cli("bill", "--portal", "acme", "--period", "2026-09")
+    assert code == 1
+    assert "bill 2026-08 before 2026-09" in out
+    assert "Traceback" not in out
+
+
+def test_bill_a_range_in_order_then_list_invoices_as_json(cli, engine):
+    assert cli("sync", "--portal", "acme")[0] == 0
+    code, out = cli("bill", "--portal", "acme", "--from", "2026-07", "--to", "2026-08")
+    assert code == 0, out
+    assert out.index("2026-07") < out.index("2026-08")
+    code, out = cli("invoices", "--portal", "acme", "--period", "2026-07", "--json")
+    assert code == 0
+    documents = json.loads(out)
+    assert documents, "the generated tenant bills something in 2026-07"
+    first = documents[0]
+    assert set(first) >= {
+        "portal",
+        "period",
+        "number",
+        "status",
+        "hold_reasons",
+        "customer",
+        "agreement",
+        "subtotal",
+        "tax",
+        "total",
+        "site_subtotals",
+        "lines",
+        "halo_invoice_id",
+        "qbo_invoice_id",
+    }
+    assert first["period"] == "2026-07" and first["status"] in ("draft", "held")
+    for doc in documents:
+        line_sum = sum(__import__("decimal").Decimal(line["amount"]) for line in doc["lines"])
+        assert __import__("decimal").Decimal(doc["subtotal"]) == line_sum
+
+
+def test_tax_rate_import_reports_bad_rows_by_line_and_keeps_the_good(cli, engine, tmp_path):
+    path = tmp_path / "rates.csv"
+    path.write_text(TAX_RATES_WITH_BAD_ROWS)
+    code, out = cli("import", "tax-rates", str(path), "--dry-run")
+    assert code == 0
+    assert "would import 1 new" in out
+    with engine.connect() as c:
+        assert c.execute(select(m.tax_rates)).all() == []
+    code, out = cli("import", "tax-rates", str(path))
+    assert "line 3 rate: not a number: 'abc'" in out
+    assert "line 4 zip: is empty" in out
+    assert "line 5 rate: 7.25 is not a fraction" in out
+    with engine.connect() as c:
+        assert [(r.zip, r.jurisdiction) for r in c.execute(select(m.tax_rates))] == [
+            ("94107", "CA")
+        ]
+
+
+def test_product_template_round_trip(cli, engine, tmp_path):
+    assert cli("sync", "--portal", "acme")[0] == 0
+    template = tmp_path / "template.csv"
+    code, out = cli("import", "products", "--portal", "acme", "--template", str(template))
+    assert code == 0, out
+    lines = template.read_text().splitlines()
+    assert lines[0] == "item_id,item_name,tax_code,income_account" and len(lines) > 2
+    filled = [lines[0]] + [
+        row.replace(",,", ",TEL,", 1) if row.count(",") == 3 and row.endswith(",,") else row
+        for row in lines[1:]
+    ]
+    filled.append("999999,Not An Item,TEL,")
+    template.write_text("\n".join(filled) + "\n")
+    code, out = cli("import", "products", str(template), "--portal", "acme", "--dry-run")
+    assert code == 0 and "would import" in out and f"line {len(filled)} item_id" in out
+    code, out = cli("import", "products", str(template), "--portal", "acme")
+    assert code == 0
+    with engine.connect() as c:
+        assert len(c.execute(select(m.product_templates)).all()) == len(lines) - 1
+    code, out = cli("import", "products", "--portal", "acme", "--template", str(template))
+    assert ",TEL," in template.read_text()  # already-mapped codes are kept in a new template
+
+
+def test_force_sync_files_a_request_and_rejects_unknown_portals(cli, engine):
+    code, out = cli("force-sync", "--portal", "acme")
+    assert code == 0 and "filed for portal acme" in out
+    code, out = cli("force-sync", "--portal", "ghost")
+    assert code == 1 and "ghost" in out
+    with engine.connect() as c:
+        rows = {r.portal_id: r.status for r in c.execute(select(m.force_sync_requests))}
+    assert rows == {"acme": "pending", "ghost": "failed"}
+    code, out = cli("portals", "status", "--json")
+    status = json.loads(out)
+    assert status[0]["portal"] == "acme" and status[0]["pending_force_syncs"] == 1
+
+
+def test_requests_log_filters_errors(cli, monkeypatch):
+    assert cli("sync", "--portal", "acme")[0] == 0
+    code, out = cli("requests", "--portal", "acme", "--json", "--limit", "500")
+    records = json.loads(out)
+    assert records and {r["system"] for r in records} == {"halopsa"}
+    monkeypatch.setenv("ACME_HALO_CLIENT_SECRET", "wrong")
+    cli("portals", "check")
+    code, out = cli("requests", "--errors")
+    assert code == 0 and "401" in out and "wrong" not in out

@@ -1,0 +1,139 @@
+"""The portal registry and force-sync sensors, and the nightly schedules."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from sqlalchemy import select
+
+from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.schedules import billing_run_requests, nightly_sync
+from datagate_pipelines.sensors.force_sync import force_sync
+from datagate_pipelines.sensors.portals import portal_registry
+from datagate_pipelines.warehouse import models as m
+from datagate_pipelines.warehouse.force_sync import file_request
+
+PORTALS = """
+portals:
+{entries}
+"""
+ENTRY = """  - id: {id}
+    name: {id}
+    billing_start: 2026-07
+    halopsa: {{client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}}
+"""
+
+
+def resources(tmp_path, engine_url):
+    return {
+        "portals": PortalsResource(portals_file=str(tmp_path / "portals.yaml")),
+        "warehouse": WarehouseResource(database_url=engine_url),
+    }
+
+
+def write_portals(tmp_path, *ids, broken=()):
+    entries = "".join(ENTRY.format(id=i) for i in ids) + "".join(
+        ENTRY.format(id=b).replace("name:", "colour: red\n    name:") for b in broken
+    )
+    (tmp_path / "portals.yaml").write_text(PORTALS.format(entries=entries))
+
+
+def tick(sensor, instance, res, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=res)
+    return sensor(context)
+
+
+def apply(instance, result):
+    for request in result.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(
+                request.partitions_def_name, list(request.partition_keys)
+            )
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+
+
+def test_portal_registry_follows_portals_yaml(tmp_path, engine, engine_url, instance):
+    res = resources(tmp_path, engine_url)
+    write_portals(tmp_path, "acme", "globex")
+    apply(instance, tick(portal_registry, instance, res))
+    assert sorted(instance.get_dynamic_partitions("portal")) == ["acme", "globex"]
+    # globex removed; beta invalid (kept out, but does not stop the others)
+    write_portals(tmp_path, "acme", broken=["beta"])
+    apply(instance, tick(portal_registry, instance, res))
+    assert instance.get_dynamic_partitions("portal") == ["acme"]
+    with engine.connect() as c:
+        removed = {r.id: r.removed_at is not None for r in c.execute(select(m.portals))}
+    assert removed == {"acme": False, "globex": True}  # the removed portal's data is kept
+    result = tick(portal_registry, instance, res)
+    assert not result.dynamic_partitions_requests
+
+
+def test_an_unreadable_portals_file_removes_nothing(tmp_path, engine, engine_url, instance):
+    res = resources(tmp_path, engine_url)
+    write_portals(tmp_path, "acme")
+    apply(instance, tick(portal_registry, instance, res))
+    (tmp_path / "portals.yaml").write_text("portals: [")
+    result = tick(portal_registry, instance, res)
+    assert (
+        not result.dynamic_partitions_requests and "unreadable" in result.skip_reason.skip_message
+    )
+
+
+def test_force_sync_runs_at_top_priority_coalesces_and_fails_unknown_portals(
+    tmp_path, engine, engine_url, instance
+):
+    res = resources(tmp_path, engine_url)
+    write_portals(tmp_path, "acme", "globex")
+    apply(instance, tick(portal_registry, instance, res))
+    with engine.begin() as c:
+        ids = [
+            file_request(c, "acme", "ops"),
+            file_request(c, "acme", "ana"),
+            file_request(c, "ghost", "ops"),
+        ]
+    result = tick(force_sync, instance, res)
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert request.partition_key == "acme"
+    assert (
+        request.tags["dagster/priority"] == "10"
+        and request.tags["dagster/partition/portal"] == "acme"
+    )
+    assert result.cursor == str(ids[-1])
+    with engine.connect() as c:
+        status = {r.id: (r.status, r.error) for r in c.execute(select(m.force_sync_requests))}
+    assert status[ids[0]][0] == status[ids[1]][0] == "launched"
+    assert status[ids[2]][0] == "failed" and "unknown portal 'ghost'" in status[ids[2]][1]
+    # Nothing new: the cursor keeps old requests from launching twice.
+    assert not tick(force_sync, instance, res, cursor=result.cursor).run_requests
+
+
+def test_nightly_billing_closes_last_month_once_and_refreshes_the_open_one():
+    today = date(2026, 9, 2)
+    starts = {"acme": date(2026, 7, 1)}
+    first = billing_run_requests(["acme"], today, {}, starts)
+    assert [
+        (r.partition_key, r.run_config["ops"]["invoices"]["config"]["finalize"]) for r in first
+    ] == [
+        ("2026-08-01|acme", True),
+        ("2026-09-01|acme", False),
+    ]
+    later = billing_run_requests(["acme"], date(2026, 9, 3), {"acme": {date(2026, 8, 1)}}, starts)
+    assert [r.partition_key for r in later] == ["2026-09-01|acme"]
+    assert billing_run_requests(["acme"], date(2026, 6, 2), {}, starts) == []
+
+
+def test_nightly_sync_requests_every_portal_with_the_portal_tag(instance):
+    instance.add_dynamic_partitions("portal", ["acme", "globex"])
+    context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 9, 2, 2, tzinfo=UTC)
+    )
+    requests = nightly_sync(context)
+    assert [(r.partition_key, r.tags["dagster/partition/portal"]) for r in requests] == [
+        ("acme", "acme"),
+        ("globex", "globex"),
+    ]
