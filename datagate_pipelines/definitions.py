@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from datagate_pipelines.assets import billing, catalog, halopsa
+from datagate_pipelines.assets import billing, catalog, halopsa, sql
 from datagate_pipelines.jobs import billing as billing_job
 from datagate_pipelines.jobs import portal_sync
 from datagate_pipelines.resources.halopsa import HaloPSAResource
@@ -15,6 +15,8 @@ from datagate_pipelines.sensors.portals import portal_registry
 defs = dg.Definitions(
     assets=[
         *dg.load_assets_from_modules([halopsa, catalog, billing]),
+        # One asset per SQL model in dbt_like_sql/, its dependencies parsed from the SQL.
+        *sql.sql_model_assets(),
         billing.tax_rates,
         billing.product_templates,
         billing.usage_charges,

@@ -1,0 +1,94 @@
+"""SQL models as assets: one per file in dbt_like_sql/, its upstream read from the SQL.
+
+The views span every portal, so these assets are not partitioned. Building a model also
+rebuilds the models on top of it that exist (PostgreSQL will not drop a view others read).
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from datagate_pipelines import sql_models
+from datagate_pipelines.assets.failures import fail_fast_unless_transient
+from datagate_pipelines.resources.warehouse import WarehouseResource
+
+# The asset that writes each warehouse table a model may read. Tables left out (portals,
+# request log, rejects, tokens, ...) are operational and give no dependency.
+TABLE_ASSETS: dict[str, tuple[str, ...]] = {
+    "halo_clients": ("halo_clients",),
+    "halo_sites": ("halo_sites",),
+    "halo_taxes": ("halo_taxes",),
+    "contracts": ("halo_contracts",),
+    "items": ("halo_items",),
+    "item_groups": ("halo_asset_groups",),
+    "recurring_invoices": ("halo_recurring_invoices",),
+    "recurring_invoice_lines": ("halo_recurring_invoices",),
+    "customers": ("customers",),
+    "sites": ("sites",),
+    "products": ("products",),
+    "product_sites": ("product_sites",),
+    "agreements": ("agreements",),
+    "tax_rates": ("tax_rates",),
+    "product_templates": ("product_templates",),
+    "usage_charges": ("usage_charges",),
+    "invoices": ("invoices",),
+    "invoice_lines": ("invoice_lines",),
+    # Drafts and their ledger rows are written together by invoice_lines.
+    "billing_ledger": ("invoice_lines",),
+    "billing_periods": ("invoice_lines",),
+    "exports": ("halo_invoice_export", "qbo_invoice_export"),
+    "qbo_entities": ("qbo_customers", "qbo_items", "qbo_terms"),
+}
+
+
+def upstream_keys(model: sql_models.SQLModel) -> list[dg.AssetKey]:
+    """The assets a model reads: the writers of its tables, and the models it builds on."""
+    keys = {key for table in model.tables for key in TABLE_ASSETS.get(table, ())}
+    keys |= set(model.models)
+    return [dg.AssetKey(key) for key in sorted(keys)]
+
+
+def sql_model_assets(directory: str | Path | None = None) -> list[dg.AssetsDefinition]:
+    """One asset per SQL model (default folder: dbt_like_sql/ or DATAGATE_SQL_MODELS_DIR)."""
+    models = sql_models.discover(directory)
+    taken = {key for keys in TABLE_ASSETS.values() for key in keys}
+    for model in models:
+        if model.name in taken:
+            raise sql_models.SQLModelError(
+                model.path, f"{model.name} is already the key of a pipeline asset"
+            )
+    return [_model_asset(model, sql_models.downstream(models, model.name)) for model in models]
+
+
+def _model_asset(
+    model: sql_models.SQLModel, dependents: Sequence[sql_models.SQLModel]
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=model.name,
+        deps=upstream_keys(model),
+        group_name="sql",
+        kinds={"sql"},
+        owners=["team:billing-ops"],
+        description=model.description,
+        tags={"datagate/materialized": model.materialized},
+    )
+    def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
+        with fail_fast_unless_transient():
+            built = sql_models.materialize(warehouse.engine(), model, dependents=dependents)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(built.row_count),
+                "dagster/column_schema": dg.MetadataValue.table_schema(
+                    dg.TableSchema(
+                        columns=[
+                            dg.TableColumn(name, type or "unknown") for name, type in built.columns
+                        ]
+                    )
+                ),
+                "materialized_as": dg.MetadataValue.text(built.materialized),
+                "sql": dg.MetadataValue.md(f"```sql\n{model.sql}\n```"),
+            }
+        )
+
+    return _build
