@@ -78,7 +78,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
         raise WarehouseError(
-            f"cannot reach the warehouse at {redacted(str(engine.url))}: {exc.orig}"
+            f"cannot reach the warehouse at {redacted(str(engine.url))}: {' '.join(str(exc.orig).split())}"
         ) from None
 
 
