@@ -167,8 +167,9 @@ def start_simulators(
             "--customers", str(customers),
             "--seed", str(SEED),
             "--tenant", "demo",
-            "--client-id", credentials["DEMO_HALO_CLIENT_ID"],
-            "--client-secret", credentials["DEMO_HALO_CLIENT_SECRET"],
+            # "=" form: a generated secret may begin with "-".
+            f"--client-id={credentials['DEMO_HALO_CLIENT_ID']}",
+            f"--client-secret={credentials['DEMO_HALO_CLIENT_SECRET']}",
         ],
         folder / "halopsa-simulator.log",
     )  # fmt: skip
@@ -178,9 +179,9 @@ def start_simulators(
         [
             "--realm", REALM_ID,
             "--company-name", "Demo Telecom Books",
-            "--client-id", credentials["DEMO_QBO_CLIENT_ID"],
-            "--client-secret", credentials["DEMO_QBO_CLIENT_SECRET"],
-            "--refresh-token", credentials["DEMO_QBO_REFRESH_TOKEN"],
+            f"--client-id={credentials['DEMO_QBO_CLIENT_ID']}",
+            f"--client-secret={credentials['DEMO_QBO_CLIENT_SECRET']}",
+            f"--refresh-token={credentials['DEMO_QBO_REFRESH_TOKEN']}",
         ],
         folder / "qbo-simulator.log",
     )  # fmt: skip

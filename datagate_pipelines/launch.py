@@ -7,6 +7,7 @@ materialize`); queued work (force sync) goes through the sensor and the daemon i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -58,8 +59,12 @@ def _execute(
     tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
+    # In a terminal, show the assets' own progress lines (INFO), not Dagster's step events
+    # (DEBUG); DATAGATE_LOG_LEVEL=DEBUG shows everything.
+    level = os.environ.get("DATAGATE_LOG_LEVEL", "INFO").upper()
+    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
     result = dg.execute_job(
-        job, instance=instance, run_config=run_config, tags={"dagster/partition": partition, **tags}
+        job, instance=instance, run_config=config, tags={"dagster/partition": partition, **tags}
     )
     if not result.success:
         failures = [

@@ -92,6 +92,8 @@ def invoice_lines(
             run_id=context.run_id,
         )
     log_rejects(context, portal_id, rejects)
+    counts = ", ".join(f"{name} {value}" for name, value in outcome.counts.items())
+    context.log.info(f"portal {portal_id} {period_label(period)}: drafts: {counts}")
     return dg.MaterializeResult(
         metadata={name: dg.MetadataValue.int(value) for name, value in outcome.counts.items()}
     )

@@ -40,6 +40,8 @@ def _run_step(
             if synced is not None:
                 metadata["last_successful_sync"] = dg.MetadataValue.timestamp(synced)
     log_rejects(context, portal.id, outcome.rejects)
+    counts = ", ".join(f"{name} {value}" for name, value in outcome.counts.items())
+    context.log.info(f"portal {portal.id}: {asset}: {counts}")
     return dg.MaterializeResult(metadata=metadata)
 
 

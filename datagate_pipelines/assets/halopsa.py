@@ -245,4 +245,8 @@ def _snapshot(
                     "data_as_of": dg.MetadataValue.timestamp(data_as_of),
                 }
             )
+            context.log.info(
+                f"portal {portal.id}: {entity.asset}: {len(raw)} record(s) in {int(calls['pages'])} page(s), "
+                f"{rejected} rejected, {time.monotonic() - started:.1f} s"
+            )
             yield dg.MaterializeResult(asset_key=entity.asset, metadata=metadata)
