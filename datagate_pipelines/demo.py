@@ -60,11 +60,15 @@ class Simulator:
     base_url: str
 
 
-def start_simulator(name: str, module: str, args: list[str], log: Path) -> Simulator:
-    """Start a simulator on a free loopback port; its first stdout line is its base URL."""
+def start_simulator(
+    name: str, module: str, args: list[str], log: Path, secrets_env: dict[str, str]
+) -> Simulator:
+    """Start a simulator on a free loopback port; its first stdout line is its base URL.
+    Secrets travel in its environment, not on its (world-readable) command line."""
     handle = log.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", "0", *args],
+        env={**os.environ, **secrets_env},
         stdout=subprocess.PIPE,
         stderr=handle,
         text=True,
@@ -167,11 +171,10 @@ def start_simulators(
             "--customers", str(customers),
             "--seed", str(SEED),
             "--tenant", "demo",
-            # "=" form: a generated secret may begin with "-".
             f"--client-id={credentials['DEMO_HALO_CLIENT_ID']}",
-            f"--client-secret={credentials['DEMO_HALO_CLIENT_SECRET']}",
         ],
         folder / "halopsa-simulator.log",
+        {"HALOPSA_SIM_CLIENT_SECRET": credentials["DEMO_HALO_CLIENT_SECRET"]},
     )  # fmt: skip
     qbo = start_simulator(
         "QuickBooks Online",
@@ -180,10 +183,12 @@ def start_simulators(
             "--realm", REALM_ID,
             "--company-name", "Demo Telecom Books",
             f"--client-id={credentials['DEMO_QBO_CLIENT_ID']}",
-            f"--client-secret={credentials['DEMO_QBO_CLIENT_SECRET']}",
-            f"--refresh-token={credentials['DEMO_QBO_REFRESH_TOKEN']}",
         ],
         folder / "qbo-simulator.log",
+        {
+            "QBO_SIM_CLIENT_SECRET": credentials["DEMO_QBO_CLIENT_SECRET"],
+            "QBO_SIM_REFRESH_TOKEN": credentials["DEMO_QBO_REFRESH_TOKEN"],
+        },
     )  # fmt: skip
     return halo, qbo
 

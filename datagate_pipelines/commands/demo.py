@@ -22,14 +22,19 @@ from datagate_pipelines.demo import (
     write_configuration,
 )
 
-DEMO_FOLDER = PROJECT_ROOT / ".datagate" / "demo"
+
+def demo_folder() -> Path:
+    return Path(
+        os.environ.get("DATAGATE_DEMO_DIR") or PROJECT_ROOT / ".datagate" / "demo"
+    ).resolve()
 
 
 def _fresh_folder() -> Path:
     # The simulators start empty each time, so the demo's warehouse starts empty too.
-    shutil.rmtree(DEMO_FOLDER, ignore_errors=True)
-    DEMO_FOLDER.mkdir(parents=True)
-    return DEMO_FOLDER
+    folder = demo_folder()
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def _start(customers: int) -> tuple[dict[str, str], list[subprocess.Popen]]:
@@ -53,7 +58,7 @@ def _start(customers: int) -> tuple[dict[str, str], list[subprocess.Popen]]:
 def simulators(customers: int) -> None:
     """Start the HaloPSA and QBO simulators on loopback with demo data, until Ctrl-C."""
     _environment, processes = _start(customers)
-    click.echo(f"configuration: source {DEMO_FOLDER / 'env'}   (Ctrl-C stops the simulators)")
+    click.echo(f"configuration: source {demo_folder() / 'env'}   (Ctrl-C stops the simulators)")
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
@@ -81,14 +86,14 @@ def demo(host: str, port: int, customers: int, no_ui: bool) -> None:
     _environment, processes = _start(customers)
     try:
         summary = run_demo_pipeline(
-            DEMO_FOLDER, last_closed_period(), lambda text: click.echo(f"• {text}")
+            demo_folder(), last_closed_period(), lambda text: click.echo(f"• {text}")
         )
         click.echo("\nSummary")
         for line in summary.lines:
             click.echo(f"  {line}")
         click.echo(f"  from start: {time.monotonic() - started:.1f} s")
         click.echo(
-            f"\nTry: source {DEMO_FOLDER / 'env'} && datagate invoices --portal demo --period {last_closed_period():%Y-%m}"
+            f"\nTry: source {demo_folder() / 'env'} && datagate invoices --portal demo --period {last_closed_period():%Y-%m}"
         )
         if not no_ui:
             click.echo(

@@ -10,6 +10,7 @@ stderr. Serves until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import date
 
@@ -61,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--bayside", action="store_true", help="also add the Bayside Dental fixture"
     )
     parser.add_argument("--client-id", default="datagate-sim")
-    parser.add_argument("--client-secret", default="datagate-sim-secret")
+    # The environment keeps a real-looking secret out of the process list.
+    parser.add_argument(
+        "--client-secret",
+        default=os.environ.get("HALOPSA_SIM_CLIENT_SECRET", "datagate-sim-secret"),
+    )
     parser.add_argument("--tenant", default="datagate")
     parser.add_argument(
         "--token-ttl", type=int, default=3600, help="expires_in of issued tokens, seconds"

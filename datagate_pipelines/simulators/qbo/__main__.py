@@ -10,6 +10,7 @@ SIGINT/SIGTERM. More companies can be seeded at runtime with ``POST /_sim/qbo/co
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -54,8 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     company.add_argument("--realm", default="9130350000000000", help="company (realm) id")
     company.add_argument("--company-name", default=None)
     company.add_argument("--client-id", required=True)
-    company.add_argument("--client-secret", required=True)
-    company.add_argument("--refresh-token", required=True, help="the app's first refresh token")
+    # Secrets may come from the environment instead, out of the process list.
+    company.add_argument(
+        "--client-secret",
+        default=os.environ.get("QBO_SIM_CLIENT_SECRET"),
+        required="QBO_SIM_CLIENT_SECRET" not in os.environ,
+    )
+    company.add_argument(
+        "--refresh-token",
+        default=os.environ.get("QBO_SIM_REFRESH_TOKEN"),
+        required="QBO_SIM_REFRESH_TOKEN" not in os.environ,
+        help="the app's first refresh token",
+    )
     company.add_argument(
         "--redirect-uri",
         action="append",
