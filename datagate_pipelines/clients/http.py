@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import httpx
 import tenacity
@@ -368,7 +368,8 @@ _NOT_SENT_TRANSPORT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeo
 # Statuses where the server refused the request before doing anything with it.
 _NOT_PROCESSED_STATUSES = frozenset({429})
 
-DEFAULT_RETRY_STATUSES = frozenset({408, 429} | (set(range(500, 600)) - {501, 505}))
+# 501/505 will not change on a retry; 520-524 are the gateway errors of CDN-fronted hosts.
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 
 @dataclass(frozen=True)
@@ -606,7 +607,7 @@ class ApiClientBase:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> ApiClientBase:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

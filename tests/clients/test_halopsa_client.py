@@ -612,7 +612,7 @@ def test_wrong_tenant_points_at_the_tenant(make_client, records):
     assert [(r.path, r.status) for r in records] == [("/auth/token", 500)] * 3
 
 
-def test_missing_scope_is_a_403_auth_error(app, backend, make_client):
+def test_missing_scope_is_a_403_auth_error(backend, make_client):
     backend.add_application("reader", "reader-secret-123", allowed_scopes="read:customers")
     client = make_client(
         client_id="reader", client_secret="reader-secret-123", scope="read:customers"
@@ -713,3 +713,41 @@ def test_test_access_warns_when_authinfo_names_another_auth_server(make_client, 
         "authinfo names the authorization server http://halo.test/auth, "
         "but portals.yaml has http://auth.elsewhere.test/auth"
     ]
+
+
+class LoseResponses(httpx.BaseTransport):
+    """The simulator acts on the request, then the connection drops before the answer
+    arrives: the case where repeating a request is not safe."""
+
+    def __init__(self, inner: httpx.BaseTransport, method: str, path_prefix: str) -> None:
+        self.inner, self.method, self.path_prefix, self.count = inner, method, path_prefix, 1
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        wanted = request.method == self.method and request.url.path.startswith(self.path_prefix)
+        if wanted and self.count > 0:
+            self.count -= 1
+            raise httpx.RemoteProtocolError("Server disconnected", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_create_whose_answer_is_lost_is_not_repeated(make_client, app, backend):
+    add_clients(backend, 1)
+    client = make_client(transport=LoseResponses(SyncASGITransport(app), "POST", "/api/Invoice"))
+    with pytest.raises(HaloPSATransportError) as caught:
+        client.create_invoice({"client_id": 1, "reference": "DG-1", "lines": []})
+    assert caught.value.attempts == 1 and "RemoteProtocolError" in str(caught.value)
+    assert backend.count("Invoice") == 1  # created once; found again by its reference
+    assert [row["reference"] for row in client.find_invoices(search="DG-1")] == ["DG-1"]
+
+
+def test_a_delete_whose_answer_is_lost_counts_as_done(make_client, app, backend):
+    add_clients(backend, 2)
+    client = make_client(transport=LoseResponses(SyncASGITransport(app), "DELETE", "/api/Client"))
+    assert client.delete("Client", 2) is None
+    assert backend.count("Client") == 1
+    with pytest.raises(HaloPSANotFoundError):
+        client.delete("Client", 2)
