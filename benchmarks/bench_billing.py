@@ -262,9 +262,10 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
     settings = SETTINGS[settings_name]
     frames = generate_portal(customers_count, settings)
     rss_inputs = peak_rss_gb()
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     result = bill_period(PERIOD, settings, **frames)
     engine_s = time.perf_counter() - started
+    engine_cpu_s = time.process_time() - started_cpu
     out = {
         "what": what,
         "settings": settings_name,
@@ -272,6 +273,7 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
         "ledger_rows": len(frames["ledger"]),
         "usage_rows": len(frames["usage"]),
         "engine_s": engine_s,
+        "engine_cpu_s": engine_cpu_s,
         "rss_inputs_gb": rss_inputs,
         "rss_peak_gb": peak_rss_gb(),
         "invoices": len(result.invoices),
@@ -285,16 +287,44 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
             ).sum()
         ),
     }
+    if what == "engine" and settings_name == "default":
+        out["boundary"] = boundary_costs(frames, result)
     if what == "oracle":
         from tests.billing.oracle import oracle_bill
         from tests.billing.portal import assert_same
 
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         expected = oracle_bill(PERIOD, settings, **frames)
         out["oracle_s"] = time.perf_counter() - started
+        out["oracle_cpu_s"] = time.process_time() - started_cpu
         assert_same(result, expected)
         out["oracle_agrees"] = True
     return out
+
+
+def boundary_costs(frames: dict[str, pd.DataFrame], result) -> dict[str, float]:
+    """CPU seconds spent, on the same data, on steps fixed by the boundary format alone (timed
+    separately after the run): reading the Decimal columns, joining the ledger on string
+    product ids, and making the Decimal objects of the result."""
+    from datagate_pipelines.money import decimals_to_scaled, scaled_to_decimals
+
+    products, ledger, lines = frames["products"], frames["ledger"], result.invoice_lines
+    started = time.process_time()
+    decimals_to_scaled(products["qty"], 4)
+    decimals_to_scaled(products["unit_price"], 4)
+    decimals_in = time.process_time() - started
+    started = time.process_time()
+    pd.Index(products["product_id"].to_numpy(dtype=object)).get_indexer(
+        ledger["product_id"].to_numpy(dtype=object)
+    )
+    ledger_join = time.process_time() - started
+    cents = np.array([int(a.scaleb(2)) for a in lines["amount"]], dtype=np.int64)
+    taxes = np.array([int(t.scaleb(2)) for t in lines["tax"]], dtype=np.int64)
+    started = time.process_time()
+    scaled_to_decimals(cents)
+    scaled_to_decimals(taxes)
+    decimals_out = time.process_time() - started
+    return {"decimals_in": decimals_in, "ledger_join": ledger_join, "decimals_out": decimals_out}
 
 
 def run(what: str, customers_count: int, settings_name: str = "default") -> dict:
@@ -310,10 +340,14 @@ def markdown(results: dict, command: str) -> str:
         results["engine_100k"],
         results["oracle_100k"],
     )
-    engine_rate = big["products"] / big["engine_s"]
-    oracle_rate = oracle["products"] / oracle["oracle_s"]
+    boundary = big["boundary"]
+    boundary_total = sum(boundary.values())
+    # Ratios use CPU time: on a shared machine wall time also counts other processes.
+    engine_rate = big["products"] / big["engine_cpu_s"]
+    oracle_rate = oracle["products"] / oracle["oracle_cpu_s"]
+    needed = big["products"] / oracle_rate / TARGETS["oracle_ratio"]  # seconds for 50×
     ratio = engine_rate / oracle_rate
-    scaling = big["engine_s"] / small["engine_s"]
+    scaling = big["engine_cpu_s"] / small["engine_cpu_s"]
     ok = lambda good: "yes" if good else "**NO**"  # noqa: E731
     lines = [
         "## Billing engine",
@@ -322,10 +356,12 @@ def markdown(results: dict, command: str) -> str:
         f"Machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}, "
         f"{_cpus()} CPU(s). One billing period ({PERIOD:%Y-%m}), data generated "
-        "deterministically in the script; each run in its own process.",
+        "deterministically in the script; each run in its own process. Load average when "
+        f"the runs ended: {_load()} (the machine is shared: wall times include waiting for "
+        "the CPU, so the ratios below use CPU time).",
         "",
-        "| run | products | ledger rows | usage rows | invoices (held) | lines | rejects | time | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | products | ledger rows | usage rows | invoices (held) | lines | rejects | wall | CPU | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in (
         ("engine, a=1, pro rata, default agreement", big),
@@ -335,13 +371,13 @@ def markdown(results: dict, command: str) -> str:
         lines.append(
             f"| {label} | {row['products']:,} | {row['ledger_rows']:,} | {row['usage_rows']:,} "
             f"| {row['invoices']:,} ({row['held']:,}) | {row['lines']:,} | {row['rejects']:,} "
-            f"| {row['engine_s']:.2f} s | {row['rss_peak_gb']:.2f} GB |"
+            f"| {row['engine_s']:.2f} s | {row['engine_cpu_s']:.2f} s | {row['rss_peak_gb']:.2f} GB |"
         )
     lines.append(
         f"| oracle (row by row, Decimal), the same portal | {oracle['products']:,} "
         f"| {oracle['ledger_rows']:,} | {oracle['usage_rows']:,} | {oracle['invoices']:,} "
         f"({oracle['held']:,}) | {oracle['lines']:,} | {oracle['rejects']:,} "
-        f"| {oracle['oracle_s']:.2f} s | — |"
+        f"| {oracle['oracle_s']:.2f} s | {oracle['oracle_cpu_s']:.2f} s | — |"
     )
     slowest = max(big["engine_s"], big_other["engine_s"])
     peak = max(big["rss_peak_gb"], big_other["rss_peak_gb"])
@@ -352,16 +388,38 @@ def markdown(results: dict, command: str) -> str:
         f"| engine at {big['products']:,} products ≤ {TARGETS['wall_s']:.0f} s wall | {slowest:.2f} s | {ok(slowest <= TARGETS['wall_s'])} |",
         f"| engine at {big['products']:,} products ≤ {TARGETS['rss_gb']:.0f} GB peak RSS (process, inputs included) "
         f"| {peak:.2f} GB (inputs alone {big['rss_inputs_gb']:.2f} GB) | {ok(peak <= TARGETS['rss_gb'])} |",
-        f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per second) "
+        f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per CPU second) "
         f"| {ratio:.0f}× ({engine_rate:,.0f}/s vs {oracle_rate:,.0f}/s) | {ok(ratio >= TARGETS['oracle_ratio'])} |",
-        f"| {big['products']:,} products cost ≤ {TARGETS['scaling']:.0f}× {small['products']:,} | {scaling:.1f}× | {ok(scaling <= TARGETS['scaling'])} |",
+        f"| {big['products']:,} products cost ≤ {TARGETS['scaling']:.0f}× {small['products']:,} (CPU time) | {scaling:.1f}× | {ok(scaling <= TARGETS['scaling'])} |",
         "",
         f"The engine's result for the {small['products']:,}-product portal equals the oracle's "
         "invoice by invoice, line by line, to the cent (and the rejects and ledger rows): "
         f"{'yes' if oracle.get('oracle_agrees') else 'NO'}.",
         "",
+        f"Of the engine's {big['engine_cpu_s']:.2f} s of CPU (first run above), the boundary format alone "
+        "accounts for (timed again separately, same data): "
+        f"{boundary['decimals_in']:.2f} s to read qty and unit_price as Decimals, "
+        f"{boundary['ledger_join']:.2f} s to join {big['ledger_rows']:,} ledger rows on string "
+        f"product ids, {boundary['decimals_out']:.2f} s to make the lines' amount and tax "
+        f"Decimals — {boundary_total:.2f} s. The oracle spends {1e6 / oracle_rate:.0f} µs per "
+        f"product; 50× leaves the engine {1e6 / oracle_rate / 50:.2f} µs per product "
+        f"({needed:.2f} s at this size), "
+        + (
+            "which the engine meets."
+            if big["engine_cpu_s"] <= needed
+            else f"while the engine minus those boundary steps would still take about "
+            f"{big['engine_cpu_s'] - boundary_total:.2f} s: the rest is numpy/pandas work on "
+            "object columns (dates, ids, tax codes, building the result frames)."
+        ),
+        "",
     ]
     return "\n".join(lines)
+
+
+def _load() -> str:
+    import os
+
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _cpus() -> int:

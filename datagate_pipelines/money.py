@@ -10,7 +10,8 @@ project that rounds money goes through this module:
   integer arithmetic on numpy arrays (int64, or object arrays of Python ints when int64
   could overflow), `decimals_to_scaled` / `scaled_to_decimals` convert whole columns.
 
-Floats are refused everywhere with a `TypeError`: a float has already lost the cents.
+Floats are refused everywhere (a `TypeError` for scalars, an invalid value in a column): a
+float has already lost the cents.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 CENT_PLACES = 2
-# A context that never rounds: scaleb / quantize / to_integral are exact in it.
-_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP)
+# A context that never rounds: arithmetic in it is exact (whatever the thread's context).
+EXACT_CONTEXT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, rounding=ROUND_HALF_UP)
+_EXACT = EXACT_CONTEXT
 # |values| below this fit int64 with room for the 2 × remainder in the rounding step.
 _INT64_SAFE = float(2**62)
 
@@ -38,14 +40,19 @@ def _check_decimal(x: object, what: str = "amount") -> Decimal:
     return value
 
 
+def _scaled_half_away(value: Decimal, places: int) -> int:
+    """value × 10**places rounded to an integer, halves away from zero (the scalar rule)."""
+    scaled = value.scaleb(places, context=_EXACT)
+    return int(scaled.to_integral_value(rounding=ROUND_HALF_UP, context=_EXACT))
+
+
 def round_half_away(x: Decimal, places: int = CENT_PLACES) -> Decimal:
     """Round `x` to `places` decimals, halves away from zero (ROUND_HALF_UP): 2.345 → 2.35,
-    -2.345 → -2.35, -0.001 → 0.00 (never a negative zero). Exact for any size of `x`."""
-    value = _check_decimal(x)
+    -2.345 → -2.35, -0.001 → 0.00 (never a negative zero). Exact for any size of `x`; the
+    result always has exactly `places` decimals."""
     if places < 0:
         raise ValueError("places must be >= 0")
-    rounded = value.quantize(Decimal((0, (1,), -places)), rounding=ROUND_HALF_UP, context=_EXACT)
-    return rounded.copy_abs() if rounded.is_zero() else rounded  # never "-0.00"
+    return from_minor_units(_scaled_half_away(_check_decimal(x), places), places)
 
 
 def to_minor_units(x: Decimal, places: int = CENT_PLACES) -> int:
@@ -192,13 +199,11 @@ def decimals_to_scaled(
         if type(value) is not Decimal or not value.is_finite():
             invalid_uniques[i] = True
             continue
-        scaled = value.scaleb(places, context=_EXACT)
-        # Rounding the scaled value to an integer half-up = round_half_away(value, places).
-        whole = scaled.to_integral_value(rounding=ROUND_HALF_UP, context=_EXACT)
-        if whole != scaled and not rounding:
-            invalid_uniques[i] = True
+        whole = _scaled_half_away(value, places)
+        if not rounding and whole != value.scaleb(places, context=_EXACT):
+            invalid_uniques[i] = True  # more decimals than allowed: refused, not rounded
             continue
-        scaled_uniques[i] = int(whole)
+        scaled_uniques[i] = whole
     scaled = as_int64_if_fits(scaled_uniques)[codes]
     invalid = invalid_uniques[codes] | (codes < 0)
     if (codes < 0).any():

@@ -1,12 +1,39 @@
 """The pure billing engine: data in, invoices out — no Dagster, no I/O, no database.
 
-BILLING.md is the specification; each module says where it is silent and what was chosen.
+BILLING.md is the specification. Entry points:
 
 - `bill_period(period, settings, *, products, customers, sites, contracts, ledger, usage,
-  tax_rates) -> BillingResult` (engine.py)
+  tax_rates) -> BillingResult` (engine.py): the invoices, lines, site subtotals, new
+  ledger rows and rejects of one portal's billing period.
 - `assign_numbers(invoices, *, next_number, prefix, is_taken) -> NumberAssignments`
-  (numbering.py)
-- `can_finalize(agreement_key, period, prior_statuses)` (finalization.py)
+  (numbering.py): invoice numbers at finalization.
+- `can_finalize(agreement_key, period, prior_statuses)` / `finalization_blockers` /
+  `blocked_agreements` (finalization.py): rule 4.
+- `build_agreements(products, contracts, use_default_agreement)` (agreements.py).
+- Money helpers live in `datagate_pipelines.money` (the one rounding rule).
+
+Where BILLING.md is silent, the choices made (each module says more):
+
+- Quantity 0: a 0.00 line and a ledger pair (so a later change applies from the next
+  unbilled month, rule 6). Negative quantities bill like negative prices.
+- Usage amounts with more than 2 decimals are rounded once, half away from zero.
+- Rejected rows (every reason that applies is listed): missing/repeated ids; customer not
+  billed; site of another customer; per-contract agreements with a contract that is not
+  one of the customer's imported contracts; cycle not "monthly" (trimmed, any case);
+  qty/unit price not a Decimal with ≤ 4 decimals (floats are refused); missing or non-date
+  start; non-date end; start after end; usage date outside P. A site id absent from the
+  site table is kept (no site zip).
+- Tax: codes match exactly after trimming; NONTAXABLE needs no zip; a rate row that is not
+  a finite Decimal ≥ 0 holds every line needing that (zip, code); rate rows without zip or
+  code are rejects ("tax_rate"). On a held invoice, a line whose rate is unknown has
+  tax_rate None and tax 0.00, so the held invoice's tax is provisional.
+- Line order: site id ascending (no site last), recurring before usage, then product id
+  and service month (usage: date, id). Invoice order = numbering order.
+- Ledger: rows of the period being billed are ignored unless their optional `final`
+  column is true (pairs already on final invoices of P stay billed on a re-run).
+- Periods before the portal's billing start are refused; a is 0 or 1.
+- Numbering several periods at once numbers earlier periods first.
+- Finalization: "final" covers final, exported, paid and partly_paid.
 """
 
 from datagate_pipelines.billing.agreements import (

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -39,14 +38,11 @@ from datagate_pipelines.billing.periods import (
 )
 from datagate_pipelines.billing.recurring import recurring_lines
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import NONTAXABLE, RateTable, build_rate_table
+from datagate_pipelines.billing.tax import LineTaxes, build_rate_table, tax_lines
 from datagate_pipelines.billing.usage import usage_lines
 from datagate_pipelines.money import (
-    as_int64_if_fits,
-    mul_div_round_half_away,
     scaled_to_decimals,
     sum_segments,
-    to_minor_units,
 )
 
 INVOICE_COLUMNS = (
@@ -82,7 +78,6 @@ LINE_COLUMNS = (
     "tax",
 )
 SITE_SUBTOTAL_COLUMNS = ("invoice_key", "site_id", "subtotal")
-_ZERO_RATE = Decimal(0)
 LEDGER_COLUMNS = ("product_id", "service_month", "period", "invoice_key")
 REJECT_COLUMNS = ("entity", "record_id", "field", "reason")
 
@@ -123,6 +118,21 @@ def bill_period(
 ) -> BillingResult:
     """Bill one portal's billing period P (the first day of the month).
 
+    Inputs (pandas DataFrames; money and quantities as Decimal, dates as datetime.date,
+    ids as ints or nullable Int64; extra columns are ignored):
+    - products: product_id, customer_id, site_id, contract_id, description, qty,
+      unit_price, tax_code, start_date, end_date, billing_cycle;
+    - customers (the billed ones): customer_id, name, zip, use_site_zip_tax;
+    - sites: site_id, customer_id, zip; contracts: contract_id, customer_id;
+    - ledger: product_id, service_month, period [, final] — the pairs already billed.
+      Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them;
+    - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,
+      usage_date. Re-running P while some of its invoices are final: leave out the usage
+      rows already on those invoices, and keep the final invoices (same invoice_key) as
+      they are — the engine recomputes every agreement of P;
+    - tax_rates: zip, tax_code, [jurisdiction,] rate.
+    None (or a column-less empty frame) is an empty table.
+
     Raises BillingInputError when P is not the first of a month or is before the portal's
     billing start, or when an input table lacks a column or repeats a customer, site or
     contract id. Bad product and usage rows are returned as rejects, not raised.
@@ -150,65 +160,112 @@ def bill_period(
     lines = LineBlock.concat([recurring, charged])
     lines = lines.take(_line_order(lines, customer_table))
 
-    invoice_of, invoice_starts = _segments(
-        lines.customer, lines.agreement_kind, lines.agreement_contract
+    taxes = tax_lines(lines, customer_table, site_table, rates)
+    grouping = _Invoices.of(lines, customer_table, period)
+    line_frame = _line_frame(lines, taxes, grouping)
+    rejects = pd.DataFrame(
+        product_rejects + usage_rejects + rates.rejects, columns=list(REJECT_COLUMNS)
+    ).astype(object)
+    return BillingResult(
+        invoices=_invoice_frame(
+            grouping, lines, taxes, period, settings, customer_table, contract_table
+        ),
+        invoice_lines=line_frame,
+        site_subtotals=_site_subtotal_frame(grouping, lines, line_frame),
+        ledger=_ledger_frame(grouping, lines, line_frame, period),
+        rejects=rejects,
     )
-    taxes = _tax(lines, customer_table, site_table, rates)
 
-    label = period_label(period)
-    first_lines = lines.take(invoice_starts)
-    customer_ids = customer_table.ids[first_lines.customer]
-    keys = [
-        agreements.format_agreement_key(int(kind), int(customer), int(contract))
-        for kind, customer, contract in zip(
-            first_lines.agreement_kind,
-            customer_ids,
-            first_lines.agreement_contract,
-            strict=True,
+
+@dataclass
+class _Invoices:
+    """How the sorted lines split into invoices: each line's invoice, each invoice's first
+    line, and the invoice keys."""
+
+    of_line: np.ndarray
+    starts: np.ndarray
+    agreement_keys: np.ndarray
+    keys: np.ndarray
+    customer_ids: np.ndarray
+
+    @classmethod
+    def of(cls, lines: LineBlock, customers: Customers, period: date) -> _Invoices:
+        of_line, starts = _segments(lines.customer, lines.agreement_kind, lines.agreement_contract)
+        customer_ids = customers.ids[lines.customer[starts]].astype(np.int64)
+        agreement_keys = _objects(
+            [
+                agreements.format_agreement_key(kind, customer, contract)
+                for kind, customer, contract in zip(
+                    lines.agreement_kind[starts].tolist(),
+                    customer_ids.tolist(),
+                    lines.agreement_contract[starts].tolist(),
+                    strict=True,
+                )
+            ]
         )
-    ]
-    invoice_keys = np.array([f"{label}:{key}" for key in keys], dtype=object)
-    line_keys = invoice_keys[invoice_of]
+        label = period_label(period)
+        keys = _objects([f"{label}:{key}" for key in agreement_keys])
+        return cls(of_line, starts, agreement_keys, keys, customer_ids)
 
-    reasons: list[list[str]] = [[] for _ in invoice_keys]
+
+def _invoice_frame(
+    grouping: _Invoices,
+    lines: LineBlock,
+    taxes: LineTaxes,
+    period: date,
+    settings: BillingSettings,
+    customers: Customers,
+    contracts: Contracts,
+) -> pd.DataFrame:
+    reasons: list[list[str]] = [[] for _ in grouping.keys]
     for row in np.flatnonzero(taxes.problem):
-        bucket = reasons[invoice_of[row]]
+        bucket = reasons[grouping.of_line[row]]
         for reason in taxes.reasons(row):
             if reason not in bucket:
                 bucket.append(reason)
-
-    subtotal = sum_segments(lines.amount, invoice_starts)
-    tax = sum_segments(taxes.tax, invoice_starts)
-    invoices = pd.DataFrame(
+    subtotal = sum_segments(lines.amount, grouping.starts)
+    tax = sum_segments(taxes.tax, grouping.starts)
+    n = len(grouping.keys)
+    first = grouping.starts
+    return pd.DataFrame(
         {
-            "invoice_key": invoice_keys,
-            "period": _repeat(period, len(keys)),
-            "customer_id": customer_ids.astype(np.int64),
-            "customer_name": customer_table.names[first_lines.customer],
-            "agreement_key": np.array(keys, dtype=object),
-            "halo_contract_id": _export_contracts(first_lines, customer_ids, contract_table),
-            "invoice_date": _repeat(invoice_date(period), len(keys)),
-            "due_date": _repeat(due_date(period, settings.payment_terms_days), len(keys)),
+            "invoice_key": grouping.keys,
+            "period": _repeat(period, n),
+            "customer_id": grouping.customer_ids,
+            "customer_name": customers.names[lines.customer[first]],
+            "agreement_key": grouping.agreement_keys,
+            "halo_contract_id": _export_contracts(
+                lines.agreement_kind[first],
+                grouping.customer_ids,
+                lines.agreement_contract[first],
+                contracts,
+            ),
+            "invoice_date": _repeat(invoice_date(period), n),
+            "due_date": _repeat(due_date(period, settings.payment_terms_days), n),
             "subtotal": scaled_to_decimals(subtotal),
             "tax": scaled_to_decimals(tax),
             "total": scaled_to_decimals(subtotal + tax),
-            "status": np.array(["held" if r else "draft" for r in reasons], dtype=object),
+            "status": _objects(["held" if r else "draft" for r in reasons]),
             "hold_reasons": _objects(reasons),
         },
         columns=list(INVOICE_COLUMNS),
-        copy=False,
+        copy=False,  # no consolidation copy of the object columns
     )
 
+
+def _line_frame(lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> pd.DataFrame:
     is_recurring = lines.kind == RECURRING
     none = np.full(len(lines), None, dtype=object)
     service_month = none.copy()
     service_month[is_recurring] = month_dates(lines.month[is_recurring])
     site_ids = pd.array(np.where(lines.has_site, lines.site_id, 0), dtype="Int64")
     site_ids[~lines.has_site] = pd.NA
-    invoice_lines = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "invoice_key": line_keys,
-            "line_no": np.arange(len(lines), dtype=np.int64) - invoice_starts[invoice_of] + 1,
+            "invoice_key": grouping.keys[grouping.of_line],
+            "line_no": np.arange(len(lines), dtype=np.int64)
+            - grouping.starts[grouping.of_line]
+            + 1,
             "kind": KIND_NAMES[lines.kind],
             "product_id": np.where(is_recurring, lines.record_id, none),
             "usage_id": np.where(is_recurring, none, lines.record_id),
@@ -227,33 +284,38 @@ def bill_period(
         copy=False,
     )
 
-    _, site_starts = _segments(invoice_of, lines.has_site, lines.site_id)
-    site_subtotals = pd.DataFrame(
+
+def _site_subtotal_frame(
+    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame
+) -> pd.DataFrame:
+    """One subtotal per (invoice, site); lines with no site form their own group."""
+    _, starts = _segments(grouping.of_line, lines.has_site, lines.site_id)
+    return pd.DataFrame(
         {
-            "invoice_key": line_keys[site_starts],
-            "site_id": site_ids[site_starts],
-            "subtotal": scaled_to_decimals(sum_segments(lines.amount, site_starts)),
+            "invoice_key": grouping.keys[grouping.of_line[starts]],
+            "site_id": line_frame["site_id"].array[starts],
+            "subtotal": scaled_to_decimals(sum_segments(lines.amount, starts)),
         },
         columns=list(SITE_SUBTOTAL_COLUMNS),
         copy=False,
     )
 
-    ledger_rows = np.flatnonzero(is_recurring)
-    new_ledger = pd.DataFrame(
+
+def _ledger_frame(
+    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame, period: date
+) -> pd.DataFrame:
+    """The (product, service month) pairs billed now, held invoices included (rule 5)."""
+    rows = np.flatnonzero(lines.kind == RECURRING)
+    return pd.DataFrame(
         {
-            "product_id": lines.record_id[ledger_rows],
-            "service_month": service_month[ledger_rows],
-            "period": _repeat(period, len(ledger_rows)),
-            "invoice_key": line_keys[ledger_rows],
+            "product_id": lines.record_id[rows],
+            "service_month": line_frame["service_month"].to_numpy()[rows],
+            "period": _repeat(period, len(rows)),
+            "invoice_key": grouping.keys[grouping.of_line[rows]],
         },
         columns=list(LEDGER_COLUMNS),
         copy=False,
     )
-
-    rejects = pd.DataFrame(
-        product_rejects + usage_rejects + rates.rejects, columns=list(REJECT_COLUMNS)
-    ).astype(object)
-    return BillingResult(invoices, invoice_lines, site_subtotals, new_ledger, rejects)
 
 
 def _line_order(lines: LineBlock, customers: Customers) -> np.ndarray:
@@ -286,125 +348,20 @@ def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _export_contracts(
-    first_lines: LineBlock, customer_ids: np.ndarray, contracts: Contracts
+    kinds: np.ndarray, customer_ids: np.ndarray, contract_ids: np.ndarray, contracts: Contracts
 ) -> pd.arrays.IntegerArray:
     """The HaloPSA contract each invoice is exported against (NA: the client alone)."""
     values = []
     for kind, customer, contract in zip(
-        first_lines.agreement_kind, customer_ids, first_lines.agreement_contract, strict=True
+        kinds.tolist(), customer_ids.tolist(), contract_ids.tolist(), strict=True
     ):
         if kind == agreements.DEFAULT:
-            values.append(contracts.lowest.get(int(customer)))
+            values.append(contracts.lowest.get(customer))
         elif kind == agreements.CONTRACT:
-            values.append(int(contract))
+            values.append(contract)
         else:
             values.append(None)
     return pd.array(values, dtype="Int64")
-
-
-@dataclass
-class _LineTaxes:
-    """Tax per line: zip used, rate, tax in cents, and which data is missing."""
-
-    zip: np.ndarray
-    rate: np.ndarray
-    tax: np.ndarray
-    problem: np.ndarray
-    no_code: np.ndarray
-    no_zip: np.ndarray
-    no_rate: np.ndarray
-    bad_rate: np.ndarray
-    lines: LineBlock
-    customers: Customers
-
-    def reasons(self, row: int) -> list[str]:
-        """Why line `row` holds its invoice, worded for the operator who fixes the data."""
-        lines, out = self.lines, []
-        what = "product" if lines.kind[row] == RECURRING else "usage"
-        if self.no_code[row]:
-            out.append(f"no tax code for {what} {lines.record_id[row]}")
-        if self.no_zip[row]:
-            position = lines.customer[row]
-            out.append(
-                f"no zip code for customer {self.customers.ids[position]}"
-                f" ({self.customers.names[position]})"
-            )
-        if self.no_rate[row]:
-            out.append(f"no tax rate for zip {self.zip[row]} and tax code {lines.tax_code[row]}")
-        if self.bad_rate[row]:
-            out.append(
-                f"invalid tax rate row for zip {self.zip[row]} and tax code {lines.tax_code[row]}"
-            )
-        return out
-
-
-def _tax(lines: LineBlock, customers: Customers, sites: Sites, rates: RateTable) -> _LineTaxes:
-    """Locate, rate and tax every line (BILLING.md, Tax)."""
-    n = len(lines)
-    zip_codes, zip_names = pd.factorize(np.concatenate([customers.zips, sites.zips]))
-    customer_zip = zip_codes[: len(customers.zips)]
-    site_zip = np.append(zip_codes[len(customers.zips) :], -1)  # index -1: unknown site
-    line_site_zip = site_zip[lines.site_pos]
-    use_site = customers.use_site_zip[lines.customer] & (line_site_zip >= 0)
-    line_zip = np.where(use_site, line_site_zip, customer_zip[lines.customer])
-
-    code_ids, code_names = pd.factorize(lines.tax_code)
-    code_list = list(code_names)
-    nontaxable = code_ids == (code_list.index(NONTAXABLE) if NONTAXABLE in code_list else -2)
-    no_code = code_ids < 0
-    no_zip = ~nontaxable & (line_zip < 0)
-    lookup = ~nontaxable & ~no_code & ~no_zip
-
-    pair = line_zip.astype(np.int64) * max(len(code_list), 1) + code_ids
-    pair_of_line, pairs = pd.factorize(pair[lookup])
-    pair_rates = []
-    pair_invalid = np.zeros(len(pairs), dtype=bool)
-    for i, key in enumerate(pairs):
-        zip_code, tax_code = zip_names[key // len(code_list)], code_list[key % len(code_list)]
-        pair_invalid[i] = (zip_code, tax_code) in rates.invalid
-        pair_rates.append(rates.lookup(zip_code, tax_code))
-    known_pair = np.array([r is not None for r in pair_rates], dtype=bool)
-    places = max([max(0, -r.as_tuple().exponent) for r in pair_rates if r is not None] or [0])
-    scaled = np.array(
-        [to_minor_units(r, places) if r is not None else 0 for r in pair_rates], dtype=object
-    )
-
-    rate = np.full(n, None, dtype=object)
-    rate[nontaxable] = [_ZERO_RATE] * int(nontaxable.sum())
-    scaled_rate = np.zeros(n, dtype=object) if scaled.size else np.zeros(n, dtype=np.int64)
-    known = nontaxable.copy()
-    lookup_rows = np.flatnonzero(lookup)
-    if len(lookup_rows):
-        rate_objects = _objects(pair_rates)
-        rate[lookup_rows] = rate_objects[pair_of_line]
-        scaled_rate[lookup_rows] = scaled[pair_of_line]
-        known[lookup_rows] = known_pair[pair_of_line]
-    no_rate = np.zeros(n, dtype=bool)
-    bad_rate = np.zeros(n, dtype=bool)
-    if len(lookup_rows):
-        bad_rate[lookup_rows] = pair_invalid[pair_of_line]
-        no_rate[lookup_rows] = ~known_pair[pair_of_line] & ~bad_rate[lookup_rows]
-
-    scaled_rate = np.where(known, scaled_rate, 0)
-    scaled_rate = as_int64_if_fits(scaled_rate)
-    tax = (
-        mul_div_round_half_away([lines.amount, scaled_rate], 10**places)
-        if n
-        else np.zeros(0, np.int64)
-    )
-    zip_out = np.append(np.asarray(zip_names, dtype=object), None)[line_zip]
-    return _LineTaxes(
-        zip=zip_out,
-        rate=rate,
-        tax=tax,
-        problem=no_code | no_zip | no_rate | bad_rate,
-        no_code=no_code,
-        no_zip=no_zip,
-        no_rate=no_rate,
-        bad_rate=bad_rate,
-        lines=lines,
-        customers=customers,
-    )
 
 
 def _repeat(value: object, n: int) -> np.ndarray:

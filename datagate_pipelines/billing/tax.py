@@ -24,8 +24,21 @@ import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
+
+from datagate_pipelines.billing.lines import RECURRING, LineBlock
+from datagate_pipelines.money import (
+    EXACT_CONTEXT,
+    as_int64_if_fits,
+    mul_div_round_half_away,
+    to_minor_units,
+)
+
+if TYPE_CHECKING:  # inputs.py imports this module (normalize_zip)
+    from datagate_pipelines.billing.inputs import Customers, Sites
 
 NONTAXABLE = "NONTAXABLE"
 
@@ -119,5 +132,103 @@ def build_rate_table(tax_rates: pd.DataFrame | None) -> RateTable:
         ):
             table.invalid.add(key)
             continue
-        table.rates[key] = table.rates.get(key, Decimal(0)) + Decimal(rate)
+        table.rates[key] = EXACT_CONTEXT.add(table.rates.get(key, Decimal(0)), Decimal(rate))
     return table
+
+
+@dataclass
+class LineTaxes:
+    """Tax per line: zip used, rate, tax in cents, and which data is missing."""
+
+    zip: np.ndarray
+    rate: np.ndarray
+    tax: np.ndarray
+    problem: np.ndarray
+    no_code: np.ndarray
+    no_zip: np.ndarray
+    no_rate: np.ndarray
+    bad_rate: np.ndarray
+    lines: LineBlock
+    customers: Customers
+
+    def reasons(self, row: int) -> list[str]:
+        """Why line `row` holds its invoice, worded for the operator who fixes the data."""
+        lines, out = self.lines, []
+        what = "product" if lines.kind[row] == RECURRING else "usage"
+        if self.no_code[row]:
+            out.append(f"no tax code for {what} {lines.record_id[row]}")
+        if self.no_zip[row]:
+            position = lines.customer[row]
+            out.append(
+                f"no zip code for customer {self.customers.ids[position]}"
+                f" ({self.customers.names[position]})"
+            )
+        if self.no_rate[row]:
+            out.append(f"no tax rate for zip {self.zip[row]} and tax code {lines.tax_code[row]}")
+        if self.bad_rate[row]:
+            out.append(
+                f"invalid tax rate row for zip {self.zip[row]} and tax code {lines.tax_code[row]}"
+            )
+        return out
+
+
+def tax_lines(lines: LineBlock, customers: Customers, sites: Sites, rates: RateTable) -> LineTaxes:
+    """Locate, rate and tax every line (BILLING.md, Tax)."""
+    n = len(lines)
+    zip_codes, zip_names = pd.factorize(np.concatenate([customers.zips, sites.zips]))
+    customer_zip = zip_codes[: len(customers.zips)]
+    site_zip = np.append(zip_codes[len(customers.zips) :], -1)  # index -1: unknown site
+    line_site_zip = site_zip[lines.site_pos]
+    use_site = customers.use_site_zip[lines.customer] & (line_site_zip >= 0)
+    line_zip = np.where(use_site, line_site_zip, customer_zip[lines.customer])
+
+    code_ids, code_names = pd.factorize(lines.tax_code)
+    code_list = list(code_names)
+    nontaxable = code_ids == (code_list.index(NONTAXABLE) if NONTAXABLE in code_list else -2)
+    no_code = code_ids < 0
+    no_zip = ~nontaxable & (line_zip < 0)
+    lookup = ~nontaxable & ~no_code & ~no_zip
+
+    # Look each distinct (zip, tax code) up once; rates become integers × 10**places.
+    width = max(len(code_list), 1)
+    pair_of_line, pairs = pd.factorize(line_zip[lookup].astype(np.int64) * width + code_ids[lookup])
+    keys = [(zip_names[pair // width], code_list[pair % width]) for pair in pairs.tolist()]
+    pair_rates = [rates.lookup(zip_code, tax_code) for zip_code, tax_code in keys]
+    pair_invalid = np.array([key in rates.invalid for key in keys], dtype=bool)
+    pair_known = np.array([r is not None for r in pair_rates], dtype=bool)
+    places = max([max(0, -r.as_tuple().exponent) for r in pair_rates if r is not None] or [0])
+    pair_scaled = as_int64_if_fits(
+        _object_array([0 if r is None else to_minor_units(r, places) for r in pair_rates])
+    )
+
+    lookup_rows = np.flatnonzero(lookup)
+    rate = np.full(n, None, dtype=object)
+    rate[nontaxable] = Decimal(0)
+    rate[lookup_rows] = _object_array(pair_rates)[pair_of_line] if len(lookup_rows) else []
+    scaled_rate = np.zeros(n, dtype=pair_scaled.dtype if len(pairs) else np.int64)
+    scaled_rate[lookup_rows] = pair_scaled[pair_of_line] if len(lookup_rows) else []
+    bad_rate = np.zeros(n, dtype=bool)
+    bad_rate[lookup_rows] = pair_invalid[pair_of_line] if len(lookup_rows) else []
+    no_rate = np.zeros(n, dtype=bool)
+    no_rate[lookup_rows] = (~pair_known & ~pair_invalid)[pair_of_line] if len(lookup_rows) else []
+    # Unknown rates are 0 here; the invoice is held for them.
+    tax = mul_div_round_half_away([lines.amount, scaled_rate], 10**places)
+    zip_out = np.append(np.asarray(zip_names, dtype=object), None)[line_zip]
+    return LineTaxes(
+        zip=zip_out,
+        rate=rate,
+        tax=tax,
+        problem=no_code | no_zip | no_rate | bad_rate,
+        no_code=no_code,
+        no_zip=no_zip,
+        no_rate=no_rate,
+        bad_rate=bad_rate,
+        lines=lines,
+        customers=customers,
+    )
+
+
+def _object_array(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Select, select
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     customers,
+    invoices,
     products,
     sites,
     tax_rates,

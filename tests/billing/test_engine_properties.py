@@ -22,8 +22,8 @@ from datagate_pipelines.money import (
 )
 from tests.billing.portal import Portal, assert_same, plain_records
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-SEQUENCES = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+SEQUENCES = settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
 
 MONTH_ENDS = [
     date(2026, 1, 31),

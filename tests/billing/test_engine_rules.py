@@ -641,3 +641,76 @@ def test_can_finalize_only_after_every_earlier_invoice_is_final():
     assert blocked_agreements(frame, JULY) == {
         "customer:1": ["customer:1: the invoice for 2026-06 is draft, not final"]
     }
+
+
+# --- periods, settings and the boundary format ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("period", "advance", "target", "first", "invoice_day", "due_day"),
+    [
+        (JULY, 1, AUGUST, AUGUST, AUGUST, date(2026, 8, 31)),
+        (JULY, 0, JULY, JULY, AUGUST, date(2026, 8, 31)),
+        (date(2026, 12, 1), 1, date(2027, 1, 1), AUGUST, date(2027, 1, 1), date(2027, 1, 31)),
+        (date(2028, 1, 1), 1, date(2028, 2, 1), AUGUST, date(2028, 2, 1), date(2028, 3, 2)),
+    ],
+)
+def test_period_arithmetic(period, advance, target, first, invoice_day, due_day):
+    from datagate_pipelines.billing import due_date, first_service_month, invoice_date, target_month
+
+    assert target_month(period, advance) == target
+    assert first_service_month(JULY, advance) == first
+    assert invoice_date(period) == invoice_day
+    assert due_date(period, 30) == due_day
+
+
+def test_billing_start_is_normalised_to_its_month():
+    assert BillingSettings(billing_start=date(2026, 7, 15)).billing_start == JULY
+    assert BillingSettings(billing_start=pd.Timestamp("2026-07-09")).billing_start == JULY
+
+
+def test_boundary_types_ints_timestamps_and_datetime64_columns():
+    portal = simple_portal(product("p", "1", "10", date(2026, 1, 1)))
+    frames = portal.frames()
+    frames["products"]["qty"] = pd.Series([3], dtype=object)  # an int quantity is exact
+    frames["products"]["start_date"] = pd.to_datetime(["2026-08-17"])  # datetime64 column
+    frames["products"]["site_id"] = [None]  # plain object column with None
+    result = bill_period(pd.Timestamp("2026-07-01"), portal.settings, **frames)
+    [line] = plain_records(result.invoice_lines)
+    assert str(line["amount"]) == "14.52"  # 3 × 10 × 15/31
+    assert result.invoice_lines["site_id"].dtype == "Int64"
+    assert result.invoices["halo_contract_id"].dtype == "Int64"
+    assert result.invoices["customer_id"].dtype == "int64"
+    assert isinstance(line["amount"], Decimal) and isinstance(line["service_month"], date)
+
+
+def test_result_columns_match_the_published_contract():
+    from datagate_pipelines.billing import (
+        INVOICE_COLUMNS,
+        LEDGER_COLUMNS,
+        LINE_COLUMNS,
+        REJECT_COLUMNS,
+        SITE_SUBTOTAL_COLUMNS,
+    )
+
+    for result in (checked(bayside(), JULY), checked(simple_portal(), JULY)):
+        assert tuple(result.invoices.columns) == INVOICE_COLUMNS
+        assert tuple(result.invoice_lines.columns) == LINE_COLUMNS
+        assert tuple(result.site_subtotals.columns) == SITE_SUBTOTAL_COLUMNS
+        assert tuple(result.ledger.columns) == LEDGER_COLUMNS
+        assert tuple(result.rejects.columns) == REJECT_COLUMNS
+
+
+def test_frames_with_any_index_and_string_dtypes():
+    portal = simple_portal(
+        product("p", "1", "10", date(2026, 1, 1)),
+        product("q", "2", "10", date(2026, 1, 1), billing_cycle="weekly"),
+    )
+    frames = portal.frames()
+    frames["products"].index = [40, 7]  # a filtered frame keeps its labels
+    frames["products"]["product_id"] = frames["products"]["product_id"].astype("string")
+    result = bill_period(JULY, portal.settings, **frames)
+    assert lines_of(result) == [("p", AUGUST, "10.00")]
+    assert rejects_of(result) == [
+        ("product", "q", "billing_cycle", "unsupported billing cycle 'weekly'")
+    ]
