@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from datagate_pipelines.commands import demo, imports, portals, reports, runs
+from datagate_pipelines.commands import demo, imports, portals, qbo, reports, runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,13 +26,7 @@ main.add_command(reports.requests)
 main.add_command(demo.simulators)
 main.add_command(demo.demo)
 main.add_command(demo.ui)
-
-try:  # the QBO connect commands arrive with the QBO client
-    from datagate_pipelines.commands.qbo import qbo
-
-    main.add_command(qbo)
-except ImportError:  # pragma: no cover
-    pass
+main.add_command(qbo.qbo)
 
 
 if __name__ == "__main__":

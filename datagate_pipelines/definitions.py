@@ -7,6 +7,7 @@ from datagate_pipelines.jobs import billing as billing_job
 from datagate_pipelines.jobs import portal_sync
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.schedules import nightly_billing, nightly_sync
 from datagate_pipelines.sensors.force_sync import force_sync
@@ -28,6 +29,7 @@ defs = dg.Definitions(
         "portals": PortalsResource(),
         "warehouse": WarehouseResource(),
         "halopsa": HaloPSAResource(),
+        "qbo": QBOResource(),
     },
     # Steps of one portal run one after another and mostly wait on HTTP or the database;
     # one process per run avoids paying Python start-up for every step.

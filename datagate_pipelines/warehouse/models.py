@@ -519,4 +519,11 @@ qbo_tokens = Table(
     Column("access_token_expires_at", UTCDateTime()),
     Column("version", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The refresh token the current one replaced (encrypted): QBO keeps it valid for a grace
+    # window, so it is the fallback when the current one is refused (qbo_tokens.py).
+    Column("previous_refresh_token", Text),
+    Column("previous_replaced_at", UTCDateTime()),
+    Column("refresh_token_expires_at", UTCDateTime()),
+    # Where the current refresh token came from: portals.yaml, refresh or connect.
+    Column("source", String(16)),
 )
