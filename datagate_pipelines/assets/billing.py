@@ -4,22 +4,28 @@
 period when asked (config `finalize`), checks the money and describes the period.
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
+from datagate_pipelines.assets.failures import fail_fast_unless_transient
 from datagate_pipelines.billing import period_label
+from datagate_pipelines.config import Portal
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import finalize_period
 from datagate_pipelines.partitions import portal_period_partitions
 from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.models import billing_ledger
 from datagate_pipelines.warehouse.models import invoice_lines as lines_table
 from datagate_pipelines.warehouse.models import invoices as invoices_table
 from datagate_pipelines.warehouse.rejects import Reject, log_rejects, record_rejects
+from datagate_pipelines.warehouse.request_log import recording
 
 _BY_PORTAL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="portal")
 
@@ -146,13 +152,20 @@ def invoices(
     config: InvoicesConfig,
     portals: PortalsResource,
     warehouse: WarehouseResource,
+    qbo: QBOResource,
 ):
     portal_id, period = partition(context)
     portal = portals.portal(portal_id).settings
     engine = warehouse.engine()
     if config.finalize:
-        with engine.begin() as connection:
-            done = finalize_period(connection, portal, period)
+        with (
+            fail_fast_unless_transient(),
+            numbers_taken_in_qbo(
+                portals.portal(portal_id), qbo, engine, context.run_id
+            ) as is_taken,
+            engine.begin() as connection,
+        ):
+            done = finalize_period(connection, portal, period, is_taken=is_taken)
         context.log.info(
             f"portal {portal_id} {period_label(period)}: finalized {len(done.finalized)}, "
             f"held {len(done.held)}, blocked {len(done.blocked)}"
@@ -229,6 +242,24 @@ def invoices(
             ),
         },
     )
+
+
+@contextmanager
+def numbers_taken_in_qbo(
+    portal: Portal, qbo: QBOResource, engine: Engine, run_id: str
+) -> Iterator[Callable[[str], bool]]:
+    """Which DocNumbers the portal's QBO company already uses (none without QBO), so
+    numbering skips them. Opened before the finalization transaction: a token refresh
+    must not wait on the warehouse's write lock."""
+    if portal.settings.qbo is None:
+        yield lambda _doc_number: False
+        return
+    with recording(engine) as recorder:
+        lookup = qbo.doc_number_lookup(portal, engine=engine, recorder=recorder, run_id=run_id)
+        try:
+            yield lookup
+        finally:
+            lookup.close()
 
 
 def _totals_check(frame: pd.DataFrame, line_sums: dict[int, tuple]) -> dg.AssetCheckResult:
