@@ -19,6 +19,7 @@ from datagate_pipelines.billing.periods import add_months
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.errors import DatagateError
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
+from datagate_pipelines.schemas import billing as schemas
 from datagate_pipelines.schemas.checks import records
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
@@ -78,6 +79,10 @@ def compute_drafts(
     check_period_order(connection, portal, period)
     inputs = load_billing_inputs(connection, portal.id, period)
     result = bill_period(period, billing_settings(portal), **inputs)
+    # The frames are checked at the boundary before they are stored; a failure is a bug in
+    # the engine, not bad input, so it stops the run (lazily, listing every failing row).
+    schemas.invoices.validate(result.invoices, lazy=True)
+    schemas.invoice_lines.validate(result.invoice_lines, lazy=True)
     final_agreements = set(
         connection.execute(
             select(invoices.c.agreement_key).where(

@@ -95,12 +95,19 @@ def load_billing_inputs(
         ),
         ["site_id", "customer_id", "zip"],
     )
+    # `final` marks pairs on final invoices: never billed again, even by a re-run of their
+    # own period (the engine otherwise recomputes that period's pairs from scratch).
     ledger_frame = _frame(
         connection,
         select(
-            billing_ledger.c.product_id, billing_ledger.c.service_month, billing_ledger.c.period
-        ).where(billing_ledger.c.portal_id == portal_id),
-        ["product_id", "service_month", "period"],
+            billing_ledger.c.product_id,
+            billing_ledger.c.service_month,
+            billing_ledger.c.period,
+            invoices.c.status == "final",
+        )
+        .join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
+        .where(billing_ledger.c.portal_id == portal_id),
+        ["product_id", "service_month", "period", "final"],
     )
     usage_frame = _frame(
         connection,

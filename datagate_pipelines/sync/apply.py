@@ -15,6 +15,8 @@ from sqlalchemy import Connection, delete, select, update
 
 from datagate_pipelines.billing.agreements import build_agreements
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.schemas import billing as schemas
+from datagate_pipelines.schemas.checks import gate, records, to_frame
 from datagate_pipelines.sync.products import keep_first_noticed_end, select_products
 from datagate_pipelines.warehouse.models import (
     agreements,
@@ -189,28 +191,36 @@ def sync_products(connection: Connection, portal: PortalSettings, *, as_of: date
         r.product_id: r._asdict()
         for r in connection.execute(select(products).where(products.c.portal_id == pid))
     }
-    rows = []
-    for product in selection.products:
-        old = existing.get(product["product_id"])
-        product = keep_first_noticed_end(product, old)
-        rows.append(
-            {
-                "portal_id": pid,
-                **product,
-                "created_at": old["created_at"] if old else now,
-                "updated_at": now,
-            }
-        )
+    chosen = [keep_first_noticed_end(p, existing.get(p["product_id"])) for p in selection.products]
+    # The products frame is what billing reads: checked at the boundary, bad rows rejected.
+    frame, schema_rejects = gate(
+        to_frame(chosen, schemas.products),
+        schemas.products,
+        entity="product",
+        id_column="product_id",
+    )
+    rows = [
+        {
+            "portal_id": pid,
+            **product,
+            "created_at": existing[product["product_id"]]["created_at"]
+            if product["product_id"] in existing
+            else now,
+            "updated_at": now,
+        }
+        for product in records(frame)
+    ]
     upsert(connection, products, rows, key=("portal_id", "product_id"))
+    rejects = [*selection.rejects, *schema_rejects]
     return SyncOutcome(
         {
             "products": len(rows),
             "new": sum(1 for r in rows if r["product_id"] not in existing),
             "ended_by_sync": sum(1 for r in rows if r["ended_reason"]),
             "filtered_out": selection.filtered_out,
-            "rejected": len(selection.rejects),
+            "rejected": len(rejects),
         },
-        selection.rejects,
+        rejects,
     )
 
 
