@@ -37,6 +37,6 @@ def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
         if "SECRET" in line or "TOKEN" in line:
             assert line.split("=", 1)[1].strip("'") not in out + result.stderr
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [line for line in ps.splitlines() if "--realm " + REALM_ID in line] and "datagate_pipelines.simulators" not in ps.replace(
-        str(tmp_path), ""
-    )
+    assert not [
+        line for line in ps.splitlines() if "--realm " + REALM_ID in line
+    ] and "datagate_pipelines.simulators" not in ps.replace(str(tmp_path), "")

@@ -168,5 +168,7 @@ def test_an_unreachable_warehouse_is_one_line(cli, monkeypatch):
     monkeypatch.setenv("DATAGATE_DATABASE_URL", "postgresql://nobody:hunter2@127.0.0.1:1/none")
     code, out = cli("requests")
     assert code == 1
-    assert len(out.strip().splitlines()) == 1 and out.startswith("error: cannot reach the warehouse")
+    assert len(out.strip().splitlines()) == 1 and out.startswith(
+        "error: cannot reach the warehouse"
+    )
     assert "hunter2" not in out
