@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from datagate_pipelines.assets import billing, catalog, halopsa, sql
+from datagate_pipelines.assets import billing, catalog, exports, halopsa, sql
 from datagate_pipelines.jobs import billing as billing_job
+from datagate_pipelines.jobs import exports as exports_job
 from datagate_pipelines.jobs import portal_sync
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
@@ -15,14 +16,14 @@ from datagate_pipelines.sensors.portals import portal_registry
 
 defs = dg.Definitions(
     assets=[
-        *dg.load_assets_from_modules([halopsa, catalog, billing]),
+        *dg.load_assets_from_modules([halopsa, catalog, billing, exports]),
         # One asset per SQL model in dbt_like_sql/, its dependencies parsed from the SQL.
         *sql.sql_model_assets(),
         billing.tax_rates,
         billing.product_templates,
         billing.usage_charges,
     ],
-    jobs=[portal_sync, billing_job],
+    jobs=[portal_sync, billing_job, exports_job],
     schedules=[nightly_sync, nightly_billing],
     sensors=[portal_registry, force_sync],
     resources={

@@ -19,9 +19,21 @@ portal_sync = dg.define_asset_job(
 
 billing = dg.define_asset_job(
     "billing",
-    selection=dg.AssetSelection.assets("invoice_lines", "invoices"),
+    # The exports follow the invoices in the same run, gated by their blocking money checks;
+    # on a drafts-only run they find nothing final to export.
+    selection=dg.AssetSelection.assets("invoice_lines", "invoices")
+    | dg.AssetSelection.groups("exports"),
     partitions_def=portal_period_partitions,
     description="Draft invoices for one portal and billing period; with invoices config "
-    "finalize: true, finalize and number a closed period.",
+    "finalize: true, finalize and number a closed period and export it to HaloPSA and QBO.",
     tags={"datagate/kind": "billing"},
+)
+
+exports = dg.define_asset_job(
+    "exports",
+    selection=dg.AssetSelection.groups("exports"),
+    partitions_def=portal_period_partitions,
+    description="Export a period's final invoices to HaloPSA and QBO (each exactly once) and read "
+    "payments back; safe to repeat.",
+    tags={"datagate/kind": "exports"},
 )

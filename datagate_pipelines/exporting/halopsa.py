@@ -1,0 +1,336 @@
+"""Final invoices exported back to HaloPSA, against the contract BILLING.md chooses.
+
+Each of our invoices becomes at most one HaloPSA invoice, however often the export is
+killed and repeated. HaloPSA has no idempotency key, so the guarantee comes from looking
+first: every invoice not yet recorded as exported is searched for in HaloPSA (by the
+marker we put in its `reference`, or our DocNumber in `thirdpartyinvoicenumber`) before it
+is created, and the HaloPSA id is recorded in its own transaction right after the create.
+A run killed between the create and the record finds the invoice on the next run.
+
+What a HaloPSA invoice carries (HALOPSA_API.md §4.5):
+- header: `client_id`, `sitenumber` (the contract's site, else the customer's main site),
+  `contract_id` (`invoices.halo_contract_id`; 0 = none), `invoice_date`, `duedate`,
+  `thirdpartyinvoicenumber` = our DocNumber, `reference` = `Datagate <DocNumber>
+  [<invoice key>]`;
+- one line per invoice line, with its item, site and contract; a line whose qty × unit
+  price is not exactly its amount (pro rata) goes as qty 1 at the amount, the real qty ×
+  price and service month in its description (`documents.priced`);
+- tax: our tax is computed per US zip, which HaloPSA's tax ids cannot express, so the
+  lines go untaxed (`tax_code` "") and one "Sales tax" line carries our tax: the HaloPSA
+  total equals ours to the cent.
+
+Amounts are sent as decimal strings ("249.50"): exact, and accepted wherever HaloPSA
+takes a number [I]. Site subtotals are not sent: every HaloPSA line names its site.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from datagate_pipelines.clients.halopsa import HaloPSAClient
+from datagate_pipelines.clients.http import (
+    BadRequestError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+)
+from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.exporting.database import Database, transaction
+from datagate_pipelines.exporting.documents import (
+    InvoiceDocument,
+    load_final_invoices,
+    not_exportable,
+    priced,
+)
+from datagate_pipelines.exporting.ledger import (
+    HALOPSA,
+    ExportOutcome,
+    open_exports,
+    record_exported,
+    record_failed,
+)
+
+logger = logging.getLogger(__name__)
+
+NO_REF = -1  # HaloPSA's "not set" on line references
+TAX_LINE_DESCRIPTION = "Sales tax"
+# Creates retried after an unknown outcome (5xx, dropped connection), each after a lookup.
+CREATE_ATTEMPTS = 3
+
+#: Called after HaloPSA accepted a create and before it is recorded (tests inject crashes).
+AfterCreate = Callable[[InvoiceDocument, dict[str, Any]], None]
+
+
+def halo_reference(document: InvoiceDocument) -> str:
+    """The `reference` that marks a HaloPSA invoice as ours: number and invoice key."""
+    return f"Datagate {document.doc_number} [{document.invoice_key}]"
+
+
+def halo_datetime(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00"
+
+
+def _amount(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def invoice_payload(document: InvoiceDocument) -> dict[str, Any]:
+    """The `POST /api/Invoice` body for one of our invoices."""
+    contract = document.halo_contract_id
+    lines: list[dict[str, Any]] = []
+    for line in document.lines:
+        how = priced(line)
+        halo_line: dict[str, Any] = {
+            "item_shortdescription": how.description[:255],
+            "item_longdescription": how.description,
+            "qty_order": _amount(how.qty),
+            "unit_price": _amount(how.unit_price),
+            "tax_code": "",  # untaxed in HaloPSA: our tax goes on its own line
+            "contract_id": contract or NO_REF,
+            "site": line.site_id or NO_REF,
+            "sequenceid": len(lines) + 1,
+        }
+        if line.item_id is not None:
+            halo_line["_itemid"] = line.item_id
+        if line.service_month is not None:
+            halo_line["startdate"] = halo_datetime(line.service_month)
+        lines.append(halo_line)
+    if document.tax:
+        lines.append(
+            {
+                "item_shortdescription": TAX_LINE_DESCRIPTION,
+                "qty_order": "1",
+                "unit_price": _amount(document.tax),
+                "tax_code": "",
+                "contract_id": contract or NO_REF,
+                "site": NO_REF,
+                "sequenceid": len(lines) + 1,
+            }
+        )
+    return {
+        "client_id": document.customer_id,
+        "sitenumber": document.header_site_id or 0,
+        "contract_id": contract or 0,
+        "invoice_date": halo_datetime(document.invoice_date),
+        "duedate": halo_datetime(document.due_date),
+        "thirdpartyinvoicenumber": document.doc_number,
+        "reference": halo_reference(document),
+        "lines": lines,
+    }
+
+
+def is_ours(row: dict[str, Any], document: InvoiceDocument) -> bool:
+    """Whether a HaloPSA invoice is the export of `document` (same client, and our marker
+    in the reference or our DocNumber as the third-party number)."""
+    if _int(row.get("client_id")) != document.customer_id:
+        return False
+    reference = str(row.get("reference") or "")
+    return f"[{document.invoice_key}]" in reference or (
+        str(row.get("thirdpartyinvoicenumber") or "") == document.doc_number
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _money(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _day_window(day: date) -> dict[str, str]:
+    return {"start_date": halo_datetime(day), "end_date": f"{day.isoformat()}T23:59:59"}
+
+
+def find_existing(
+    client: HaloPSAClient, documents: Iterable[InvoiceDocument], *, client_id: int | None = None
+) -> dict[int, dict[str, Any]]:
+    """HaloPSA invoices that are already the export of one of `documents`, by our invoice
+    id. One listing per invoice date (all of a period's invoices share one): pages of the
+    invoices dated that day, matched here rather than by Halo's substring `search`."""
+    documents = list(documents)
+    by_date: dict[date, list[InvoiceDocument]] = {}
+    for document in documents:
+        by_date.setdefault(document.invoice_date, []).append(document)
+    found: dict[int, dict[str, Any]] = {}
+    for day, group in by_date.items():
+        by_client: dict[int, list[InvoiceDocument]] = {}
+        for document in group:
+            by_client.setdefault(document.customer_id, []).append(document)
+        for row in client.find_invoices(client_id=client_id, **_day_window(day)):
+            for document in by_client.get(_int(row.get("client_id")) or -1, []):
+                if is_ours(row, document) and _prefer(row, found.get(document.id)):
+                    found[document.id] = row
+    return found
+
+
+def find_existing_by_id(client: HaloPSAClient, days: Iterable[date]) -> dict[str, dict[str, Any]]:
+    """Every HaloPSA invoice dated one of `days`, by its HaloPSA id (as text)."""
+    out: dict[str, dict[str, Any]] = {}
+    for day in sorted(set(days)):
+        for row in client.find_invoices(**_day_window(day)):
+            out[str(_int(row.get("id")))] = row
+    return out
+
+
+def _prefer(row: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """A live invoice over a voided one; else the oldest (lowest id)."""
+    if current is None:
+        return True
+    if bool(current.get("voided")) != bool(row.get("voided")):
+        return not row.get("voided")
+    return (_int(row.get("id")) or 0) < (_int(current.get("id")) or 0)
+
+
+def export_to_halopsa(
+    db: Database,
+    client: HaloPSAClient,
+    portal: PortalSettings,
+    period: date,
+    *,
+    after_create: AfterCreate | None = None,
+) -> ExportOutcome:
+    """Export the period's final invoices that HaloPSA does not have yet.
+
+    Held and draft invoices are never exported. One invoice refused by HaloPSA is recorded
+    as failed with the reason and the others go on; when HaloPSA stops answering, what was
+    done is recorded and the error is raised (a re-run picks up from there). Pass an Engine
+    as `db` so that every record commits as soon as it is made.
+    """
+    outcome = ExportOutcome(HALOPSA)
+    with transaction(db) as connection:
+        documents = load_final_invoices(connection, portal.id, period)
+        rows = open_exports(connection, documents, HALOPSA)
+        skipped = not_exportable(connection, portal.id, period)
+    outcome.skipped_held, outcome.skipped_draft = skipped["held"], skipped["draft"]
+    todo = []
+    for document in documents:
+        if rows[document.id].status == "exported":
+            outcome.already.append(document.invoice_key)
+        else:
+            todo.append(document)
+    if not todo:
+        return outcome
+    existing = find_existing(client, todo)
+    for document in todo:
+        row = existing.get(document.id)
+        if row is not None:
+            _record_found(db, document, row, outcome)
+            continue
+        _create(db, client, document, outcome, after_create)
+    if outcome.failed:
+        logger.warning(
+            "halopsa portal %s %s: %d invoice(s) not exported: %s",
+            portal.id,
+            period.isoformat(),
+            len(outcome.failed),
+            "; ".join(f"{k}: {v}" for k, v in list(outcome.failed.items())[:5]),
+        )
+    return outcome
+
+
+def _record_found(
+    db: Database, document: InvoiceDocument, row: dict[str, Any], outcome: ExportOutcome
+) -> None:
+    """An invoice HaloPSA already has (a run killed after its create, or a replay)."""
+    halo_id = str(_int(row.get("id")))
+    if row.get("voided"):
+        reason = (
+            f"HaloPSA invoice {halo_id} for {document.label} was voided in HaloPSA; "
+            "it is not created again (delete or restore it there, then re-run)"
+        )
+        with transaction(db) as connection:
+            record_failed(
+                connection, document.id, HALOPSA, reason, refused=False, external_id=halo_id
+            )
+        outcome.failed[document.invoice_key] = reason
+        return
+    _record(db, document, row, outcome, created=False)
+
+
+def _record(
+    db: Database,
+    document: InvoiceDocument,
+    row: dict[str, Any],
+    outcome: ExportOutcome,
+    *,
+    created: bool,
+) -> None:
+    halo_id = str(_int(row.get("id")))
+    total = _money(row.get("total"))
+    with transaction(db) as connection:
+        if total is not None and total != document.total:
+            reason = (
+                f"HaloPSA invoice {halo_id} for {document.label} totals {total}, "
+                f"ours {document.total}"
+            )
+            record_failed(
+                connection, document.id, HALOPSA, reason, refused=False, external_id=halo_id
+            )
+            outcome.failed[document.invoice_key] = reason
+            return
+        record_exported(
+            connection,
+            document.id,
+            HALOPSA,
+            external_id=halo_id,
+            external_number=str(row.get("invoicenumber") or "") or None,
+        )
+    (outcome.created if created else outcome.found).append(document.invoice_key)
+
+
+def _create(
+    db: Database,
+    client: HaloPSAClient,
+    document: InvoiceDocument,
+    outcome: ExportOutcome,
+    after_create: AfterCreate | None,
+) -> None:
+    payload = invoice_payload(document)
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        try:
+            created = client.create_invoice(payload)
+        except (BadRequestError, NotFoundError) as error:
+            # HaloPSA refused the invoice: nothing was created. Record why; go on.
+            reason = f"HaloPSA refused {document.label}: {error.message}"
+            with transaction(db) as connection:
+                record_failed(connection, document.id, HALOPSA, reason, refused=True)
+            outcome.failed[document.invoice_key] = reason
+            return
+        except RateLimitedError as error:
+            # Refused before it was processed; the run fails and is retried later.
+            with transaction(db) as connection:
+                record_failed(connection, document.id, HALOPSA, str(error), refused=False)
+            raise
+        except (ServerError, TransportError) as error:
+            # Unknown outcome: the invoice may exist. Look before trying again.
+            found = find_existing(client, [document], client_id=document.customer_id)
+            if document.id in found:
+                _record_found(db, document, found[document.id], outcome)
+                return
+            if attempt == CREATE_ATTEMPTS:
+                with transaction(db) as connection:
+                    record_failed(connection, document.id, HALOPSA, str(error), refused=False)
+                raise
+            logger.warning(
+                "halopsa portal %s: creating %s: %s; not there, trying again",
+                document.portal_id,
+                document.label,
+                error.outcome,
+            )
+            continue
+        if after_create is not None:
+            after_create(document, created)
+        _record(db, document, created, outcome, created=True)
+        return

@@ -1,0 +1,432 @@
+"""Final invoices exported into QuickBooks Online, exactly once each.
+
+Two guards make a create safe to repeat, whatever killed the previous run:
+1. look first: every invoice not recorded as exported is searched for in QBO by its
+   DocNumber (`DocNumber IN (…)`, many per query) and recognised as ours by the marker
+   `[datagate <portal>:<invoice key>]` in its PrivateNote; found ones are recorded, not
+   created;
+2. creates carry a requestid (a batch's is derived from its invoices' ids in `exports`):
+   a batch QBO executed but whose answer was lost is replayed, not executed again.
+Creates go in batches of the portal's batch size (30), each item's bId mapped back to our
+invoice id; the outcomes of a batch are recorded in one transaction right after it.
+
+The QBO invoice (QBO_API.md §3.4):
+- `DocNumber` from our numbering, `TxnDate` = invoice date, `DueDate`, `SalesTermRef` (the
+  portal's Net N term), `CustomerRef`, `PrivateNote` with our marker;
+- one SalesItemLineDetail line per invoice line: `ItemRef`, `Qty`, `UnitPrice`, `Amount`,
+  `ServiceDate` (service month, or usage date), `TaxCodeRef`, description. QBO requires
+  Amount = Qty × UnitPrice; a pro-rated line (or a price with more decimals than cents) is
+  sent as Qty 1 at UnitPrice = Amount, its real qty × price and service month in the
+  description (`documents.priced`);
+- site subtotals: when lines have sites, each site's lines are preceded by a description
+  line naming the site and followed by one reading "Subtotal <site>: <amount>". Description
+  lines carry no money, so they can never change the total; QBO's own SubTotalLineDetail
+  lines in a request are not reliably kept (the simulator drops them, as QBO recomputes
+  subtotals), so they are not used.
+
+Tax — US companies (the supported case): each line's `TaxCodeRef` is `TAX` when we taxed
+it and `NON` otherwise, and `TxnTaxDetail.TotalTax` is our computed tax, so QBO never
+computes its own (an explicit TotalTax is honoured, also by Automated Sales Tax). QBO's
+`TotalAmt` must then equal our total; an invoice where it does not is recorded as failed
+(with its QBO id, so it is never created again) and the others go on.
+
+Non-US companies (not supported in this version): QBO computes tax itself from a real
+TaxCode id on every line (`TAX`/`NON` do not exist there) and ignores a sent TotalTax.
+Exporting there needs a mapping from our tax codes to the company's TaxCode ids (and a
+check that QBO's computed tax equals ours, which it will not where rates differ);
+`GlobalTaxCalculation` would be `TaxExcluded`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from datagate_pipelines.clients.http import RateLimitedError, ServerError, TransportError
+from datagate_pipelines.clients.qbo import (
+    BatchItem,
+    QBOAuthError,
+    QBOClient,
+    QBODuplicateDocNumberError,
+    QBOError,
+    QBOFaultError,
+)
+from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.exporting.batches import PARALLEL_BATCHES, send_batches
+from datagate_pipelines.exporting.database import Database, transaction
+from datagate_pipelines.exporting.documents import (
+    DocumentLine,
+    InvoiceDocument,
+    load_final_invoices,
+    not_exportable,
+    priced,
+)
+from datagate_pipelines.exporting.ledger import (
+    QBO,
+    ExportOutcome,
+    combined_request_id,
+    open_exports,
+    record_exported,
+    record_failed,
+)
+from datagate_pipelines.exporting.qbo_references import (
+    CUSTOMER,
+    ITEM,
+    TERM,
+    item_key,
+    load_links,
+)
+
+logger = logging.getLogger(__name__)
+
+# DocNumbers per lookup query: few calls, and a GET URL far below any server's limit.
+LOOKUP_CHUNK = 100
+
+#: Called after QBO answered a batch of creates and before it is recorded (tests inject
+#: crashes here): the batch's invoices and QBO's results by our invoice id.
+AfterBatch = Callable[[Sequence[InvoiceDocument], dict[str, Any]], None]
+
+
+def private_note_marker(document: InvoiceDocument) -> str:
+    """The text in PrivateNote that marks a QBO invoice as the export of `document`."""
+    return f"[datagate {document.portal_id}:{document.invoice_key}]"
+
+
+def tax_code(line: DocumentLine) -> str:
+    """US line tax code: TAX when we charged tax on the line, NON otherwise."""
+    return "TAX" if line.tax else "NON"
+
+
+def _sales_line(line: DocumentLine, item_id: str) -> dict[str, Any]:
+    how = priced(line)
+    detail: dict[str, Any] = {
+        "ItemRef": {"value": item_id},
+        "Qty": how.qty,
+        "UnitPrice": how.unit_price,
+        "TaxCodeRef": {"value": tax_code(line)},
+    }
+    if line.service_date is not None:
+        detail["ServiceDate"] = line.service_date.isoformat()
+    return {
+        "DetailType": "SalesItemLineDetail",
+        "Amount": line.amount,
+        "Description": how.description[:4000],
+        "SalesItemLineDetail": detail,
+    }
+
+
+def _description_line(text: str) -> dict[str, Any]:
+    return {"DetailType": "DescriptionOnly", "Description": text, "DescriptionLineDetail": {}}
+
+
+def invoice_payload(
+    document: InvoiceDocument, *, customer_id: str, item_ids: dict[str, str], term_id: str
+) -> dict[str, Any]:
+    """The QBO Invoice body for one of our invoices (QBO ids already resolved)."""
+    lines: list[dict[str, Any]] = []
+    groups = document.site_groups()
+    with_sites = any(group.site_id is not None for group in groups)
+    for group in groups:
+        name = group.name or ("no site" if group.site_id is None else f"site {group.site_id}")
+        if with_sites:
+            lines.append(_description_line(f"{name}:"))
+        for line in group.lines:
+            lines.append(_sales_line(line, item_ids[item_key(line.item_id, line.kind)]))
+        if with_sites:
+            lines.append(_description_line(f"Subtotal {name}: {group.subtotal}"))
+    return {
+        "DocNumber": document.doc_number,
+        "TxnDate": document.invoice_date.isoformat(),
+        "DueDate": document.due_date.isoformat(),
+        "CustomerRef": {"value": customer_id},
+        "SalesTermRef": {"value": term_id},
+        "PrivateNote": f"Datagate invoice {document.doc_number} {private_note_marker(document)}",
+        "Line": lines,
+        "TxnTaxDetail": {"TotalTax": document.tax},
+    }
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def check_recorded(document: InvoiceDocument, record: dict[str, Any]) -> str | None:
+    """Why a QBO invoice does not match ours (None when it does): its number and total."""
+    if str(record.get("DocNumber") or "") != document.doc_number:
+        return (
+            f"QBO invoice {record.get('Id')} for {document.label} has DocNumber "
+            f"{record.get('DocNumber')!r}, ours is {document.doc_number!r}"
+        )
+    total = _decimal(record.get("TotalAmt"))
+    if total != document.total:
+        return (
+            f"QBO invoice {record.get('Id')} for {document.label} totals {total}, "
+            f"ours {document.total} (QBO recomputed the tax or an amount)"
+        )
+    return None
+
+
+class _References:
+    """The QBO ids an invoice refers to, and why an invoice cannot be sent yet."""
+
+    def __init__(self, db: Database, portal: PortalSettings):
+        with transaction(db) as connection:
+            self.customers = load_links(connection, portal.id, CUSTOMER)
+            self.items = load_links(connection, portal.id, ITEM)
+            self.term = load_links(connection, portal.id, TERM).get(
+                str(portal.invoicing.payment_terms_days)
+            )
+        self.portal = portal
+
+    def missing(self, document: InvoiceDocument) -> str | None:
+        problems = []
+        if str(document.customer_id) not in self.customers:
+            problems.append(
+                f"customer {document.customer_name!r} (HaloPSA client {document.customer_id}) "
+                "has no QBO customer"
+            )
+        absent = sorted(
+            {
+                item_key(line.item_id, line.kind)
+                for line in document.lines
+                if item_key(line.item_id, line.kind) not in self.items
+            }
+        )
+        if absent:
+            problems.append(f"items {', '.join(absent)} have no QBO item")
+        if self.term is None:
+            problems.append(f"no QBO term Net {self.portal.invoicing.payment_terms_days}")
+        if not problems:
+            return None
+        return (
+            f"{document.label}: {'; '.join(problems)} "
+            "(see qbo_customers / qbo_items / qbo_terms and their rejects)"
+        )
+
+    def payload(self, document: InvoiceDocument) -> dict[str, Any]:
+        assert self.term is not None
+        return invoice_payload(
+            document,
+            customer_id=self.customers[str(document.customer_id)],
+            item_ids=self.items,
+            term_id=self.term,
+        )
+
+
+def find_existing(
+    client: QBOClient, documents: Iterable[InvoiceDocument], *, chunk: int = LOOKUP_CHUNK
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """QBO invoices carrying the DocNumbers of `documents`: (ours, someone else's), by our
+    invoice id. Ours carry our marker in PrivateNote; when several do, the oldest wins."""
+    documents = list(documents)
+    by_number = {d.doc_number: d for d in documents}
+    ours: dict[int, dict[str, Any]] = {}
+    theirs: dict[int, dict[str, Any]] = {}
+    numbers = sorted(by_number)
+    for start in range(0, len(numbers), chunk):
+        rows = client.select("Invoice", DocNumber=numbers[start : start + chunk])
+        for row in sorted(rows, key=lambda r: int(r.get("Id") or 0)):
+            document = by_number.get(str(row.get("DocNumber") or ""))
+            if document is None:
+                continue
+            if private_note_marker(document) in str(row.get("PrivateNote") or ""):
+                ours.setdefault(document.id, row)
+            else:
+                theirs.setdefault(document.id, row)
+    return ours, theirs
+
+
+def export_to_qbo(
+    db: Database,
+    client: QBOClient,
+    portal: PortalSettings,
+    period: date,
+    *,
+    after_batch: AfterBatch | None = None,
+    parallel: int = PARALLEL_BATCHES,
+) -> ExportOutcome:
+    """Export the period's final invoices that QBO does not have yet.
+
+    Needs the period's customers, items and term linked first (`qbo_references`); an
+    invoice whose references are missing fails with that reason. Held and draft invoices
+    are never exported. One invoice QBO refuses is recorded as failed with QBO's reason
+    and the others go on; when QBO stops answering, what was done is recorded and the
+    error raised (the next run looks everything up again). Pass an Engine as `db`.
+    Up to `parallel` batches are in flight at once (`batches.send_batches`).
+    """
+    outcome = ExportOutcome(QBO)
+    with transaction(db) as connection:
+        documents = load_final_invoices(connection, portal.id, period)
+        rows = open_exports(connection, documents, QBO)
+        skipped = not_exportable(connection, portal.id, period)
+    outcome.skipped_held, outcome.skipped_draft = skipped["held"], skipped["draft"]
+    todo = []
+    for document in documents:
+        if rows[document.id].status == "exported":
+            outcome.already.append(document.invoice_key)
+        else:
+            todo.append(document)
+    if not todo:
+        return outcome
+
+    ours, theirs = find_existing(client, todo)
+    references = _References(db, portal)
+    to_create: list[InvoiceDocument] = []
+    with transaction(db) as connection:
+        for document in todo:
+            if document.id in ours:
+                _record(connection, document, ours[document.id], outcome, created=False)
+            elif document.id in theirs:
+                other = theirs[document.id]
+                _fail(
+                    connection,
+                    document,
+                    outcome,
+                    f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
+                    f"invoice {other.get('Id')}, which Datagate did not create; it is not "
+                    "exported (renumbering a final invoice is not allowed)",
+                    refused=False,
+                )
+            elif (reason := references.missing(document)) is not None:
+                _fail(connection, document, outcome, reason, refused=False)
+            else:
+                to_create.append(document)
+
+    chunks = [
+        to_create[start : start + client.batch_size]
+        for start in range(0, len(to_create), client.batch_size)
+    ]
+    items = [[BatchItem.create(d.id, "Invoice", references.payload(d)) for d in c] for c in chunks]
+    request_ids = [
+        combined_request_id(portal.id, (rows[d.id].request_id for d in chunk)) for chunk in chunks
+    ]
+    for index, answer in send_batches(client, items, request_ids, parallel=parallel):
+        chunk = chunks[index]
+        if isinstance(answer, BaseException):
+            if _stop_after(db, chunk, answer, outcome):
+                # What is in flight finishes unrecorded: the next run finds it by lookup.
+                raise answer
+            continue
+        if after_batch is not None:
+            after_batch(chunk, answer)
+        _record_batch(db, client, chunk, answer, outcome)
+
+    if outcome.failed:
+        logger.warning(
+            "qbo portal %s %s: %d invoice(s) not exported: %s",
+            portal.id,
+            period.isoformat(),
+            len(outcome.failed),
+            "; ".join(f"{k}: {v}" for k, v in list(outcome.failed.items())[:5]),
+        )
+    return outcome
+
+
+def _stop_after(
+    db: Database, chunk: list[InvoiceDocument], error: BaseException, outcome: ExportOutcome
+) -> bool:
+    """Record a batch request that failed as a whole; whether the export must stop."""
+    if isinstance(error, QBOAuthError) or not isinstance(error, QBOError):
+        return True
+    if isinstance(error, RateLimitedError | ServerError | TransportError):
+        # QBO may or may not have run it: keep the request ids (a replay tells), stop; the
+        # next run looks these invoices up first.
+        with transaction(db) as connection:
+            for document in chunk:
+                _fail(connection, document, outcome, str(error), refused=False)
+        return True
+    # Refused as a whole (nothing was created): record it and go on with the others.
+    with transaction(db) as connection:
+        for document in chunk:
+            _fail(connection, document, outcome, str(error), refused=True)
+    return False
+
+
+def _record_batch(
+    db: Database,
+    client: QBOClient,
+    chunk: list[InvoiceDocument],
+    results: dict[str, Any],
+    outcome: ExportOutcome,
+) -> None:
+    """Record what QBO answered for each invoice of one batch, in one transaction."""
+    retry_lookup: list[InvoiceDocument] = []
+    with transaction(db) as connection:
+        for document in chunk:
+            result = results.get(str(document.id))
+            if isinstance(result, dict):
+                _record(connection, document, result, outcome, created=True)
+            elif isinstance(result, QBODuplicateDocNumberError):
+                retry_lookup.append(document)  # ours after all? (a lost answer, no replay)
+            elif isinstance(result, QBOFaultError):
+                _fail(
+                    connection,
+                    document,
+                    outcome,
+                    f"QBO refused {document.label}: {result.message}",
+                    refused=True,
+                )
+            else:
+                reason = result.message if isinstance(result, QBOError) else "no result"
+                _fail(connection, document, outcome, f"{document.label}: {reason}", refused=False)
+    if not retry_lookup:
+        return
+    ours, theirs = find_existing(client, retry_lookup)
+    with transaction(db) as connection:
+        for document in retry_lookup:
+            if document.id in ours:
+                _record(connection, document, ours[document.id], outcome, created=False)
+            else:
+                other = theirs.get(document.id, {})
+                _fail(
+                    connection,
+                    document,
+                    outcome,
+                    f"DocNumber {document.doc_number} of {document.label} is used in QBO "
+                    f"by invoice {other.get('Id', '?')}, which Datagate did not create",
+                    refused=True,
+                )
+
+
+def _record(
+    connection: Any,
+    document: InvoiceDocument,
+    record: dict[str, Any],
+    outcome: ExportOutcome,
+    *,
+    created: bool,
+) -> None:
+    problem = check_recorded(document, record)
+    if problem is not None:
+        # It exists (and must never be created again), but it is not what we billed.
+        record_failed(
+            connection, document.id, QBO, problem, refused=False, external_id=str(record["Id"])
+        )
+        outcome.failed[document.invoice_key] = problem
+        return
+    record_exported(
+        connection,
+        document.id,
+        QBO,
+        external_id=str(record["Id"]),
+        external_number=str(record.get("DocNumber") or ""),
+    )
+    (outcome.created if created else outcome.found).append(document.invoice_key)
+
+
+def _fail(
+    connection: Any,
+    document: InvoiceDocument,
+    outcome: ExportOutcome,
+    reason: str,
+    *,
+    refused: bool,
+) -> None:
+    record_failed(connection, document.id, QBO, reason, refused=refused)
+    outcome.failed[document.invoice_key] = reason

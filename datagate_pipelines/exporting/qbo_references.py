@@ -1,0 +1,567 @@
+"""What QBO invoices refer to — customers, items (products and services), payment terms —
+found or created in the portal's QBO company and linked in `qbo_entities`.
+
+Each is matched, in order: by the QBO id stored in `qbo_entities`; else by its exact name
+in QBO (Customer.DisplayName, Item.Name; Term by DueDays), so that records someone made by
+hand, or a run killed after a create and before the link, are reused rather than doubled;
+else created (in batches of the portal's batch size, with request ids derived from the
+content: a re-run sends the same request and QBO replays its first answer).
+
+One bad record never stops the others: it is reported (`ReferenceOutcome.failed`) and
+the invoices that need it fail with that reason, while the rest are exported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, select
+
+from datagate_pipelines.clients.qbo import (
+    BatchItem,
+    QBOClient,
+    QBODuplicateNameError,
+    QBOError,
+    QBOFaultError,
+    request_id_for,
+)
+from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.errors import DatagateError
+from datagate_pipelines.exporting.batches import send_batches
+from datagate_pipelines.exporting.database import Database, transaction
+from datagate_pipelines.exporting.documents import ItemInfo, load_items
+from datagate_pipelines.exporting.ledger import QBO
+from datagate_pipelines.warehouse.models import (
+    customers,
+    exports,
+    invoice_lines,
+    invoices,
+    products,
+    qbo_entities,
+)
+from datagate_pipelines.warehouse.upsert import upsert
+
+logger = logging.getLogger(__name__)
+
+CUSTOMER, ITEM, TERM = "Customer", "Item", "Term"
+#: Local keys of the two items that stand for lines without a HaloPSA item.
+USAGE_ITEM, OTHER_ITEM = "usage", "other"
+GENERIC_ITEM_NAMES = {USAGE_ITEM: "Usage charges", OTHER_ITEM: "Other charges"}
+NAME_MAX = 100
+# Below this many unlinked names, ask QBO name by name; above, list the whole name list once.
+_PER_NAME_LOOKUPS = 10
+
+
+class IncomeAccountError(DatagateError):
+    """An item's income account does not exist in the portal's QBO company."""
+
+
+def item_key(item_id: int | None, kind: str = "recurring") -> str:
+    """The `qbo_entities` key of the QBO item a line is sold as."""
+    if item_id is not None:
+        return f"item:{item_id}"
+    return USAGE_ITEM if kind == "usage" else OTHER_ITEM
+
+
+def qbo_name(name: str) -> str:
+    """A name QBO accepts: no colon (its parent:child separator), tab or newline; at most
+    100 characters."""
+    cleaned = re.sub(r"[\t\r\n]+", " ", name.replace(":", "-")).strip()
+    return cleaned[:NAME_MAX] or "-"
+
+
+def _content_request_id(portal_id: str, entity: str, bodies: Iterable[Any]) -> str:
+    """A request id for creating exactly these records: a re-run that sends the same bodies
+    replays QBO's first answer; changed bodies (a fixed name) make a new request."""
+    digest = hashlib.sha256(json.dumps(list(bodies), sort_keys=True, default=str).encode())
+    return request_id_for(portal_id, entity, f"create:{digest.hexdigest()[:32]}")
+
+
+@dataclass
+class ReferenceOutcome:
+    """What linking one kind of record did, by our local key."""
+
+    entity: str
+    linked: int = 0  # linked before this run
+    matched: list[str] = field(default_factory=list)  # found in QBO by name, now linked
+    created: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "already_linked": self.linked,
+            "matched": len(self.matched),
+            "created": len(self.created),
+            "failed": len(self.failed),
+        }
+
+
+# --- links ---------------------------------------------------------------------------------
+
+
+def load_links(connection: Connection, portal_id: str, entity: str) -> dict[str, str]:
+    """Our local key → QBO id, for one entity of one portal."""
+    return dict(
+        connection.execute(
+            select(qbo_entities.c.local_key, qbo_entities.c.qbo_id).where(
+                qbo_entities.c.portal_id == portal_id, qbo_entities.c.entity == entity
+            )
+        ).all()
+    )
+
+
+def save_links(
+    connection: Connection, portal_id: str, entity: str, links: Mapping[str, tuple[str, str]]
+) -> None:
+    """Store local key → (QBO id, name in QBO)."""
+    now = datetime.now(UTC)
+    upsert(
+        connection,
+        qbo_entities,
+        [
+            {
+                "portal_id": portal_id,
+                "entity": entity,
+                "local_key": key,
+                "qbo_id": str(qbo_id),
+                "name": name[:300] if name else None,
+                "updated_at": now,
+            }
+            for key, (qbo_id, name) in links.items()
+        ],
+        key=("portal_id", "entity", "local_key"),
+    )
+
+
+# --- what a period's export needs --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerInfo:
+    halo_id: int
+    name: str
+    zip: str | None
+    address: str | None
+
+
+@dataclass
+class PeriodNeeds:
+    """The customers and items the period's not-yet-exported final invoices refer to."""
+
+    customers: dict[int, CustomerInfo] = field(default_factory=dict)
+    item_ids: set[int] = field(default_factory=set)
+    generic_items: set[str] = field(default_factory=set)
+
+
+def period_needs(connection: Connection, portal_id: str, period: date) -> PeriodNeeds:
+    """What the final invoices of the period that QBO does not have yet refer to."""
+    pending = (
+        select(invoices.c.id, invoices.c.customer_id)
+        .select_from(
+            invoices.outerjoin(
+                exports, and_(exports.c.invoice_id == invoices.c.id, exports.c.target == QBO)
+            )
+        )
+        .where(
+            invoices.c.portal_id == portal_id,
+            invoices.c.period == period,
+            invoices.c.status == "final",
+            (exports.c.status.is_(None)) | (exports.c.status != "exported"),
+        )
+    ).subquery()
+    needs = PeriodNeeds()
+    for r in connection.execute(
+        select(customers.c.halo_client_id, customers.c.name, customers.c.zip, customers.c.address)
+        .where(
+            customers.c.portal_id == portal_id,
+            customers.c.halo_client_id.in_(select(pending.c.customer_id)),
+        )
+        .order_by(customers.c.halo_client_id)
+    ):
+        needs.customers[r.halo_client_id] = CustomerInfo(r.halo_client_id, r.name, r.zip, r.address)
+    for item_id, kind in connection.execute(
+        select(products.c.item_id, invoice_lines.c.kind)
+        .select_from(
+            invoice_lines.outerjoin(
+                products,
+                and_(
+                    products.c.portal_id == portal_id,
+                    products.c.product_id == invoice_lines.c.product_id,
+                ),
+            )
+        )
+        .where(invoice_lines.c.invoice_id.in_(select(pending.c.id)))
+        .distinct()
+    ):
+        if item_id is None:
+            needs.generic_items.add(item_key(None, kind))
+        else:
+            needs.item_ids.add(item_id)
+    return needs
+
+
+# --- customers -----------------------------------------------------------------------------
+
+
+def _customer_body(customer: CustomerInfo, display_name: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"DisplayName": display_name, "CompanyName": display_name[:50]}
+    address: dict[str, str] = {}
+    if customer.address:
+        address["Line1"] = customer.address.splitlines()[0][:500]
+    if customer.zip:
+        address["PostalCode"] = customer.zip
+    if address:
+        body["BillAddr"] = address
+    return body
+
+
+def link_customers(
+    db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, CustomerInfo]
+) -> ReferenceOutcome:
+    """Find or create a QBO customer for every customer in `wanted` (by HaloPSA client id)."""
+    outcome = ReferenceOutcome(CUSTOMER)
+    with transaction(db) as connection:
+        links = load_links(connection, portal.id, CUSTOMER)
+    missing = {cid: c for cid, c in wanted.items() if str(cid) not in links}
+    outcome.linked = len(wanted) - len(missing)
+    if not missing:
+        return outcome
+    taken = set(links.values())  # QBO customers linked to another of our customers
+    existing = _existing_by_name(
+        client,
+        CUSTOMER,
+        "DisplayName",
+        [qbo_name(c.name) for c in missing.values()],
+    )
+    found: dict[str, tuple[str, str]] = {}
+    to_create: dict[int, str] = {}
+    for cid, customer in missing.items():
+        name = qbo_name(customer.name)
+        match = existing.get(name.casefold())
+        if match is not None and str(match["Id"]) not in taken:
+            match = _usable(client, CUSTOMER, match)
+            found[str(cid)] = (str(match["Id"]), match.get("DisplayName", name))
+            taken.add(str(match["Id"]))
+            outcome.matched.append(str(cid))
+        elif match is not None or name.casefold() in {n.casefold() for n in to_create.values()}:
+            # Another of our customers has this name already: keep them apart in QBO.
+            to_create[cid] = _distinct_name(name, cid)
+        else:
+            to_create[cid] = name
+    with transaction(db) as connection:
+        save_links(connection, portal.id, CUSTOMER, found)
+    if not to_create:
+        return outcome
+    bodies = {cid: _customer_body(missing[cid], name) for cid, name in to_create.items()}
+    results = _batch_create(client, portal, CUSTOMER, {str(k): v for k, v in bodies.items()})
+    created: dict[str, tuple[str, str]] = {}
+    for key, result in results.items():
+        if isinstance(result, dict):
+            created[key] = (str(result["Id"]), result.get("DisplayName", to_create[int(key)]))
+            taken.add(str(result["Id"]))
+            outcome.created.append(key)
+    # Then the refusals, knowing every customer this run created.
+    for key, result in results.items():
+        if isinstance(result, dict):
+            continue
+        cid = int(key)
+        if isinstance(result, QBODuplicateNameError):
+            # 6240: the name is taken by a customer we did not see (a race, or a run killed
+            # after the create), a vendor or an employee. Match it, or make ours distinct.
+            linked = _resolve_duplicate_customer(
+                client, portal, missing[cid], to_create[cid], taken
+            )
+            if isinstance(linked, str):
+                outcome.failed[key] = linked
+            else:
+                created[key] = linked
+                taken.add(linked[0])
+                outcome.matched.append(key)
+        else:
+            outcome.failed[key] = (
+                f"portal {portal.id}: QBO refused customer {missing[cid].name!r} "
+                f"(HaloPSA client {cid}): {result.message}"
+            )
+    with transaction(db) as connection:
+        save_links(connection, portal.id, CUSTOMER, created)
+    return outcome
+
+
+def _distinct_name(name: str, halo_id: int) -> str:
+    suffix = f" ({halo_id})"
+    return name[: NAME_MAX - len(suffix)] + suffix
+
+
+def _resolve_duplicate_customer(
+    client: QBOClient,
+    portal: PortalSettings,
+    customer: CustomerInfo,
+    name: str,
+    taken: set[str],
+) -> tuple[str, str] | str:
+    """(QBO id, name) of the customer to use after a 6240, or the reason there is none."""
+    match = client.find_customer_by_display_name(name, include_inactive=True)
+    if match is not None and str(match["Id"]) not in taken:
+        match = _usable(client, CUSTOMER, match)
+        return str(match["Id"]), match.get("DisplayName", name)
+    distinct = _distinct_name(name, customer.halo_id)
+    body = _customer_body(customer, distinct)
+    try:
+        record = client.create(
+            CUSTOMER,
+            body,
+            request_id=_content_request_id(portal.id, CUSTOMER, [body]),
+            our_id=customer.halo_id,
+        )
+    except QBODuplicateNameError:
+        match = client.find_customer_by_display_name(distinct, include_inactive=True)
+        if match is not None and str(match["Id"]) not in taken:
+            return str(match["Id"]), distinct
+        return (
+            f"portal {portal.id}: customer {customer.name!r} (HaloPSA client "
+            f"{customer.halo_id}): the names {name!r} and {distinct!r} are used in QBO "
+            "by a vendor, an employee or another customer"
+        )
+    except QBOFaultError as error:
+        return (
+            f"portal {portal.id}: QBO refused customer {customer.name!r} "
+            f"(HaloPSA client {customer.halo_id}): {error.message}"
+        )
+    return str(record["Id"]), record.get("DisplayName", distinct)
+
+
+def _existing_by_name(
+    client: QBOClient, entity: str, name_field: str, names: list[str]
+) -> dict[str, dict[str, Any]]:
+    """QBO records of a name list by their name, folded (QBO compares names without case);
+    inactive ones included (their names are taken too). Active records win a tie."""
+    if len(names) <= _PER_NAME_LOOKUPS:
+        rows = [
+            row
+            for name in names
+            for row in client.select(entity, include_inactive=True, **{name_field: name})
+        ]
+    else:
+        rows = client.select(entity, include_inactive=True)
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        key = str(row.get(name_field, "")).casefold()
+        current = out.get(key)
+        if current is None or (row.get("Active", True) and not current.get("Active", True)):
+            out[key] = row
+    return out
+
+
+def _usable(client: QBOClient, entity: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A matched record made active again if someone deactivated it: QBO refuses
+    transactions that name an inactive customer or item."""
+    if record.get("Active", True):
+        return record
+    logger.info("qbo portal %s: reactivating %s %s", client.portal, entity, record["Id"])
+    return client.update(
+        entity, {"Id": record["Id"], "SyncToken": record["SyncToken"], "Active": True}
+    )
+
+
+def _batch_create(
+    client: QBOClient, portal: PortalSettings, entity: str, bodies: Mapping[str, dict[str, Any]]
+) -> dict[str, dict[str, Any] | QBOError]:
+    """Create records in batches (a few in flight at once); each result (record or error)
+    by our key. A batch refused as a whole fails its records; QBO unreachable raises."""
+    keys = list(bodies)
+    chunks = [keys[i : i + client.batch_size] for i in range(0, len(keys), client.batch_size)]
+    items = [[BatchItem.create(key, entity, bodies[key]) for key in chunk] for chunk in chunks]
+    request_ids = [
+        _content_request_id(portal.id, entity, [(key, bodies[key]) for key in chunk])
+        for chunk in chunks
+    ]
+    results: dict[str, dict[str, Any] | QBOError] = {}
+    for index, answer in send_batches(client, items, request_ids):
+        if isinstance(answer, QBOFaultError):
+            results.update(dict.fromkeys(chunks[index], answer))
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            results.update(answer)
+    return results
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+def income_account_name(portal: PortalSettings, item: ItemInfo | None) -> str:
+    """The income account an item posts to: the portal's per-item-group mapping (by asset
+    group id or name), else the product template's account, else the portal default."""
+    settings = portal.qbo
+    assert settings is not None
+    if item is not None:
+        for key in (item.group_id, item.group_name):
+            if key is not None and str(key) in settings.income_accounts:
+                return settings.income_accounts[str(key)]
+        if item.template_income_account:
+            return item.template_income_account
+    return settings.income_account
+
+
+def link_items(
+    db: Database,
+    client: QBOClient,
+    portal: PortalSettings,
+    item_ids: Iterable[int],
+    generic: Iterable[str] = (),
+) -> ReferenceOutcome:
+    """Find or create one QBO Service item per HaloPSA item (and the generic items for
+    usage and item-less lines), each posting to its income account."""
+    outcome = ReferenceOutcome(ITEM)
+    wanted_keys = {item_key(i): i for i in item_ids}
+    wanted_keys.update({key: None for key in generic})
+    with transaction(db) as connection:
+        links = load_links(connection, portal.id, ITEM)
+        missing_keys = [k for k in wanted_keys if k not in links]
+        infos = load_items(
+            connection, portal.id, [i for k, i in wanted_keys.items() if k in missing_keys and i]
+        )
+    outcome.linked = len(wanted_keys) - len(missing_keys)
+    if not missing_keys:
+        return outcome
+    names: dict[str, str] = {}
+    for key in missing_keys:
+        item_id = wanted_keys[key]
+        info = infos.get(item_id) if item_id is not None else None
+        if item_id is not None and info is None:
+            outcome.failed[key] = (
+                f"portal {portal.id}: HaloPSA item {item_id} is not in the warehouse "
+                "(run a sync, or import its product template)"
+            )
+            continue
+        names[key] = qbo_name(info.name if info else GENERIC_ITEM_NAMES[key])
+    # Two of our items with one name: the later ones get their HaloPSA id in the name.
+    seen: dict[str, str] = {}
+    for key in sorted(names):
+        folded = names[key].casefold()
+        if folded in seen and wanted_keys[key] is not None:
+            names[key] = _distinct_name(names[key], wanted_keys[key])
+        seen.setdefault(names[key].casefold(), key)
+    taken = set(links.values())
+    existing = _existing_by_name(client, ITEM, "Name", list(names.values()))
+    found: dict[str, tuple[str, str]] = {}
+    to_create: dict[str, dict[str, Any]] = {}
+    accounts: dict[str, dict[str, Any]] | None = None
+    for key, name in names.items():
+        match = existing.get(name.casefold())
+        if match is not None and str(match["Id"]) not in taken:
+            match = _usable(client, ITEM, match)
+            found[key] = (str(match["Id"]), match.get("Name", name))
+            taken.add(str(match["Id"]))
+            outcome.matched.append(key)
+            continue
+        if match is not None:
+            name = names[key] = _distinct_name(name, wanted_keys[key] or 0)
+        if accounts is None:
+            accounts = client.accounts_by_name()
+        item_id = wanted_keys[key]
+        info = infos.get(item_id) if item_id is not None else None
+        account_name = income_account_name(portal, info)
+        account = accounts.get(account_name)
+        if account is None:
+            outcome.failed[key] = str(
+                IncomeAccountError(
+                    f"portal {portal.id}: item {name!r} "
+                    f"({f'HaloPSA item {item_id}' if item_id else key}): income account "
+                    f"{account_name!r} does not exist in QBO company {portal.qbo.realm_id}"  # type: ignore[union-attr]
+                )
+            )
+            continue
+        to_create[key] = {
+            "Name": name,
+            "Type": "Service",
+            "IncomeAccountRef": {"value": str(account["Id"]), "name": account.get("Name")},
+        }
+    with transaction(db) as connection:
+        save_links(connection, portal.id, ITEM, found)
+    if not to_create:
+        return outcome
+    results = _batch_create(client, portal, ITEM, to_create)
+    created: dict[str, tuple[str, str]] = {}
+    for key, result in results.items():
+        if isinstance(result, dict):
+            created[key] = (str(result["Id"]), result.get("Name", to_create[key]["Name"]))
+            taken.add(str(result["Id"]))
+            outcome.created.append(key)
+    for key, result in results.items():
+        if isinstance(result, dict):
+            continue
+        if isinstance(result, QBODuplicateNameError):
+            rows = client.select(ITEM, include_inactive=True, Name=to_create[key]["Name"])
+            mine = [r for r in rows if str(r["Id"]) not in taken]
+            if mine:
+                created[key] = (str(mine[0]["Id"]), mine[0].get("Name", ""))
+                taken.add(str(mine[0]["Id"]))
+                outcome.matched.append(key)
+                continue
+        outcome.failed[key] = (
+            f"portal {portal.id}: QBO refused item {to_create[key]['Name']!r}: {result.message}"
+        )
+    with transaction(db) as connection:
+        save_links(connection, portal.id, ITEM, created)
+    return outcome
+
+
+# --- terms ---------------------------------------------------------------------------------
+
+
+def link_terms(db: Database, client: QBOClient, portal: PortalSettings) -> ReferenceOutcome:
+    """The QBO term for the portal's payment terms: "Net N" (N = payment_terms_days),
+    matched by its DueDays, created if missing."""
+    outcome = ReferenceOutcome(TERM)
+    days = portal.invoicing.payment_terms_days
+    key = str(days)
+    with transaction(db) as connection:
+        if key in load_links(connection, portal.id, TERM):
+            outcome.linked = 1
+            return outcome
+    terms = client.terms(include_inactive=True)
+    standard = [
+        t
+        for t in terms
+        if t.get("DueDays") == days and "DayOfMonthDue" not in t and t.get("Active", True)
+    ]
+    standard.sort(key=lambda t: int(t["Id"]))
+    if standard:
+        term = standard[0]
+        outcome.matched.append(key)
+    else:
+        names = {str(t.get("Name", "")).casefold() for t in terms}
+        name = f"Net {days}" if f"net {days}" not in names else f"Net {days} days"
+        body = {"Name": name, "DueDays": days}
+        try:
+            term = client.create(
+                TERM, body, request_id=_content_request_id(portal.id, TERM, [body]), our_id=key
+            )
+        except QBOFaultError as error:
+            outcome.failed[key] = f"portal {portal.id}: QBO refused term {name!r}: {error.message}"
+            return outcome
+        outcome.created.append(key)
+    with transaction(db) as connection:
+        save_links(connection, portal.id, TERM, {key: (str(term["Id"]), term.get("Name", ""))})
+    return outcome
+
+
+def link_period_references(
+    db: Database, client: QBOClient, portal: PortalSettings, period: date
+) -> dict[str, ReferenceOutcome]:
+    """Customers, items and the term the period's unexported final invoices need."""
+    with transaction(db) as connection:
+        needs = period_needs(connection, portal.id, period)
+    return {
+        CUSTOMER: link_customers(db, client, portal, needs.customers),
+        ITEM: link_items(db, client, portal, needs.item_ids, needs.generic_items),
+        TERM: link_terms(db, client, portal),
+    }
