@@ -73,12 +73,30 @@ def start_simulator(
         stderr=handle,
         text=True,
         start_new_session=True,
+        preexec_fn=default_signals,
     )
     line = process.stdout.readline().strip() if process.stdout else ""
     if not line.startswith("http://127.0.0.1:"):
         process.kill()
         raise DemoError(f"the {name} simulator did not start (see {log})")
     return Simulator(name, process, line)
+
+
+def default_signals() -> None:
+    """In a child: answer SIGINT/SIGTERM normally even if the parent was started in the
+    background (which makes the shell ignore SIGINT, and ignored signals are inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def interruptible() -> None:
+    """In this process: Ctrl-C and SIGTERM both end the demo cleanly (KeyboardInterrupt)."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def stop(process: subprocess.Popen[Any], timeout: float = 20) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,9 @@ import click
 
 from datagate_pipelines.commands.common import PROJECT_ROOT, dagster_home, expected_errors
 from datagate_pipelines.demo import (
+    default_signals,
     demo_secrets,
+    interruptible,
     last_closed_period,
     run_demo_pipeline,
     start_simulators,
@@ -57,6 +58,7 @@ def _start(customers: int) -> tuple[dict[str, str], list[subprocess.Popen]]:
 @expected_errors
 def simulators(customers: int) -> None:
     """Start the HaloPSA and QBO simulators on loopback with demo data, until Ctrl-C."""
+    interruptible()
     _environment, processes = _start(customers)
     click.echo(f"configuration: source {demo_folder() / 'env'}   (Ctrl-C stops the simulators)")
     try:
@@ -82,6 +84,7 @@ def simulators(customers: int) -> None:
 def demo(host: str, port: int, customers: int, no_ui: bool) -> None:
     """Simulators + a demo portal + sync + billing + export, a summary, then the Dagster UI."""
     started = time.monotonic()
+    interruptible()
     home = dagster_home()
     _environment, processes = _start(customers)
     try:
@@ -123,6 +126,7 @@ def run_dagster_dev(host: str, port: int) -> int:
         cwd=PROJECT_ROOT,
         env=dict(os.environ),
         start_new_session=True,
+        preexec_fn=default_signals,
     )
     try:
         return process.wait()
@@ -136,7 +140,7 @@ def run_dagster_dev(host: str, port: int) -> int:
 @click.option("--port", default=3000, show_default=True, type=int)
 def ui(host: str, port: int) -> None:
     """The Dagster UI (and daemon) on the configured instance, until Ctrl-C."""
+    interruptible()
     home = dagster_home()
     click.echo(f"Dagster UI: http://{host}:{port}  (DAGSTER_HOME={home})")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     sys.exit(run_dagster_dev(host, port))
