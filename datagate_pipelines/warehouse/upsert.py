@@ -37,19 +37,18 @@ def upsert(
     to_update = [
         c for c in (update_columns if update_columns is not None else columns) if c not in key
     ]
-    count = 0
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        statement = _insert(connection, table).values(chunk)
-        if to_update:
-            statement = statement.on_conflict_do_update(
-                index_elements=list(key),
-                set_={c: getattr(statement.excluded, c) for c in to_update},
-            )
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=list(key))
-        count += connection.execute(statement).rowcount or 0
-    return count
+    statement = _insert(connection, table)
+    if to_update:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key),
+            set_={c: getattr(statement.excluded, c) for c in to_update},
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    # One statement compiled once and executed for all rows (SQLAlchemy batches the VALUES
+    # itself); compiling a multi-row VALUES clause per chunk cost more than the writing.
+    connection.execute(statement, list(rows))
+    return len(rows)
 
 
 def mirror_snapshot(
