@@ -16,6 +16,7 @@ float has already lost the cents.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_UP, Context, Decimal
 from itertools import repeat
@@ -175,50 +176,135 @@ def decimals_to_scaled(
     Returns (scaled, invalid): `invalid` marks missing values, non-numbers (floats
     included) and — unless `rounding` — values with more than `places` decimals; their
     scaled value is 0. With `rounding`, values are rounded half away from zero first.
-    Unique values are converted once, so repeated prices cost a hash lookup.
+    Equal values are converted once (see `_equal_values`).
     """
     array = np.asarray(values, dtype=object)
     if len(array) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
-    codes = uniques = None
     if pd.api.types.infer_dtype(array, skipna=True) in ("decimal", "integer"):
-        try:
-            codes, uniques = pd.factorize(array)
-        except TypeError:  # a signalling NaN cannot be hashed
-            codes = None
-    if codes is None:
-        # Mixed types: floats compare equal to Decimals, so never let them share a code.
-        codes = np.arange(len(array))
-        uniques = array
-    scaled_uniques = np.zeros(len(uniques), dtype=object)
-    invalid_uniques = np.zeros(len(uniques), dtype=bool)
-    for i, value in enumerate(uniques):
-        if type(value) is int:
-            scaled_uniques[i] = value * 10**places
-            continue
-        if type(value) is not Decimal or not value.is_finite():
-            invalid_uniques[i] = True
-            continue
-        whole = _scaled_half_away(value, places)
-        if not rounding and whole != value.scaleb(places, context=_EXACT):
-            invalid_uniques[i] = True  # more decimals than allowed: refused, not rounded
-            continue
-        scaled_uniques[i] = whole
-    scaled = as_int64_if_fits(scaled_uniques)[codes]
-    invalid = invalid_uniques[codes] | (codes < 0)
-    if (codes < 0).any():
-        scaled = scaled.copy()
-        scaled[codes < 0] = 0
+        codes, uniques = _equal_values(array)
+    else:  # mixed types: floats compare equal to Decimals, so never let them share a code
+        codes, uniques = np.arange(len(array)), array
+    scaled_uniques, invalid_uniques = _scale_values(uniques.tolist(), places, rounding)
+    # A last slot for code -1 (missing): 0, invalid.
+    scaled = as_int64_if_fits(np.append(scaled_uniques, 0).astype(object))[codes]
+    invalid = np.append(invalid_uniques, True)[codes]
     return scaled, invalid
+
+
+def _equal_values(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group a column of Decimals (or ints) by value: a code per row (-1: missing) and one
+    of the group's objects per code. Values with one code are equal.
+
+    Hashing a Decimal costs several times more than using it (the first time: the hash is
+    then cached on the object). A column that shares a few objects among its rows (a cache
+    of prices) is grouped by hash, each object hashed once. A column of distinct objects
+    (as read from the database) is grouped by float value instead, each row then checked
+    to equal its group's object exactly; a row that does not (two values closer than a
+    float can tell) gets a group of its own.
+    """
+    n = len(array)
+    if _shares_objects(array):
+        try:
+            return pd.factorize(array)
+        except TypeError:  # a signalling NaN cannot be hashed
+            return np.arange(n), array
+    approx = _approximate(array)
+    if approx is None:
+        return np.arange(n), array  # each row on its own: slow, exact
+    codes, uniques = pd.factorize(approx)  # NaN (missing) → -1
+    objects = array[_a_row_of_each(codes, len(uniques))]
+    exact = codes < 0
+    if len(objects):
+        exact |= array == objects[np.maximum(codes, 0)]
+    if exact.all():
+        return codes, objects
+    loose = np.flatnonzero(~exact)
+    codes = codes.copy()
+    codes[loose] = len(objects) + np.arange(len(loose))
+    return codes, np.concatenate([objects, array[loose]])
+
+
+def _shares_objects(array: np.ndarray, sample: int = 16384) -> bool:
+    """True when the first rows hold at most half as many objects as rows."""
+    head = array[:sample].tolist()
+    return 2 * len(set(map(id, head))) <= len(head)
+
+
+def _a_row_of_each(codes: np.ndarray, count: int) -> np.ndarray:
+    """For each code 0..count-1, a row that has it."""
+    rows = np.zeros(count, dtype=np.int64)
+    present = codes >= 0
+    rows[codes[present]] = np.flatnonzero(present)
+    return rows
+
+
+def _approximate(array: np.ndarray) -> np.ndarray | None:
+    """The values as floats (NaN where missing), or None when some cannot be (a signalling
+    NaN, an int beyond float range)."""
+    try:
+        return array.astype(np.float64)
+    except TypeError:  # None among the numbers?
+        present = ~pd.isna(array)
+        inner = None if present.all() else _approximate(array[present])
+        if inner is None:
+            return None
+        approx = np.full(len(array), np.nan)
+        approx[present] = inner
+        return approx
+    except (ValueError, OverflowError):
+        return None
+
+
+def _scale_values(values: list, places: int, rounding: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`decimals_to_scaled` for distinct values: (scaled Python ints, invalid)."""
+    n = len(values)
+    if set(map(type, values)) == {Decimal} and all(map(Decimal.is_finite, values)):
+        # The usual case, with no Python-level loop (usage amounts are mostly distinct).
+        scaled = list(map(_EXACT.scaleb, values, repeat(places)))
+        if rounding:  # the exact context rounds half away from zero
+            whole = list(map(int, map(_EXACT.to_integral_value, scaled)))
+            invalid = np.zeros(n, dtype=bool)
+        else:  # int() truncates: it equals `scaled` only if no decimal was left
+            whole = list(map(int, scaled))
+            invalid = np.fromiter(map(operator.ne, whole, scaled), dtype=bool, count=n)
+        out = np.fromiter(whole, dtype=object, count=n)
+        out[invalid] = 0  # more decimals than allowed: refused, not rounded
+        return out, invalid
+    out = np.zeros(n, dtype=object)
+    invalid = np.zeros(n, dtype=bool)
+    for i, value in enumerate(values):
+        if type(value) is int:
+            out[i] = value * 10**places
+        elif type(value) is not Decimal or not value.is_finite():
+            invalid[i] = True
+        elif rounding:
+            out[i] = _scaled_half_away(value, places)
+        else:
+            scaled = value.scaleb(places, context=_EXACT)
+            invalid[i] = int(scaled) != scaled
+            out[i] = 0 if invalid[i] else int(scaled)
+    return out, invalid
 
 
 def scaled_to_decimals(values: np.ndarray, places: int = CENT_PLACES) -> np.ndarray:
     """Integers × 10**-places as an object array of Decimals with exactly `places` decimals."""
-    if len(values) == 0:
-        return np.empty(0, dtype=object)
-    codes, uniques = pd.factorize(values)
+    return scaled_columns_to_decimals([values], places)[0]
+
+
+def scaled_columns_to_decimals(
+    columns: Sequence[np.ndarray], places: int = CENT_PLACES
+) -> list[np.ndarray]:
+    """`scaled_to_decimals` for several columns at once. Equal values share one Decimal
+    object, built once: building Decimals is the costly part, and amounts, taxes and
+    subtotals repeat each other's values."""
+    sizes = [len(column) for column in columns]
+    joined = np.concatenate([np.asarray(column) for column in columns])
+    if len(joined) == 0:
+        return [np.empty(0, dtype=object) for _ in columns]
+    codes, uniques = pd.factorize(joined)
     unit = Decimal((0, (1,), -places))
-    decimals = np.empty(len(uniques), dtype=object)
     # n × 0.01 in the exact context: the fastest exact way to build each Decimal.
-    decimals[:] = list(map(_EXACT.multiply, uniques.tolist(), repeat(unit)))
-    return decimals[codes]
+    made = map(_EXACT.multiply, uniques.tolist(), repeat(unit))
+    decimals = np.fromiter(made, dtype=object, count=len(uniques))[codes]
+    return np.split(decimals, np.cumsum(sizes)[:-1])

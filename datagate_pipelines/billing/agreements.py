@@ -44,6 +44,23 @@ def format_agreement_key(kind: int, customer_id: int, contract_id: int) -> str:
     return f"customer:{customer_id}:no-contract"
 
 
+def format_agreement_keys(
+    kinds: np.ndarray, customer_ids: np.ndarray, contract_ids: np.ndarray
+) -> np.ndarray:
+    """`format_agreement_key` for whole columns (an object array of keys)."""
+    keys = np.empty(len(kinds), dtype=object)
+    for kind, template, ids in (
+        (DEFAULT, "customer:{}", customer_ids),
+        (CONTRACT, "contract:{}", contract_ids),
+        (NO_CONTRACT, "customer:{}:no-contract", customer_ids),
+    ):
+        rows = np.flatnonzero(kinds == kind)
+        if len(rows):
+            made = map(template.format, ids[rows].tolist())
+            keys[rows] = np.fromiter(made, dtype=object, count=len(rows))
+    return keys
+
+
 def agreement_sort_key(key: str) -> tuple[int, int]:
     """Order of agreements within one customer: contract id ascending, no-contract last."""
     parts = key.split(":")

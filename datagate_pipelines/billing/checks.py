@@ -7,26 +7,41 @@ engine bills only rows that pass every check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from datagate_pipelines.billing.ids import rank_strings
 from datagate_pipelines.billing.inputs import Contracts, Customers, Sites, nullable_ints
-from datagate_pipelines.billing.lines import Rejects, rank_strings
+from datagate_pipelines.billing.lines import Rejects
 from datagate_pipelines.billing.settings import BillingSettings
 
 
-def check_ids(rejects: Rejects, ids: np.ndarray, what: str) -> np.ndarray:
-    """Reject missing and repeated ids; return each row's rank in id order."""
-    missing = pd.isna(ids)
-    rejects.add(missing, f"{what}_id", lambda i: f"missing {what} id")
-    rank, occurrences = rank_strings(np.where(missing, "", ids))
+class IdOrder(NamedTuple):
+    """Each row's rank in id order, and whether the ids arrived distinct and in order."""
+
+    rank: np.ndarray
+    ascending: bool
+
+
+def check_ids(rejects: Rejects, ids: np.ndarray, what: str) -> IdOrder:
+    """Reject missing and repeated ids; return the rows' order by id."""
+    if pd.api.types.infer_dtype(ids, skipna=False) == "string":  # no id is missing
+        missing = np.zeros(len(ids), dtype=bool)
+    else:
+        missing = pd.isna(ids)
+        rejects.add(missing, f"{what}_id", lambda i: f"missing {what} id")
+        ids = np.where(missing, "", ids)
+    rank, occurrences = rank_strings(ids)
+    repeated = ~missing & (occurrences > 1)
     rejects.add(
-        ~missing & (occurrences > 1),
+        repeated,
         f"{what}_id",
         lambda i: f"{what} id {ids[i]} appears {occurrences[i]} times",
     )
-    return rank
+    ascending = not (missing.any() or repeated.any()) and bool((rank[1:] > rank[:-1]).all())
+    return IdOrder(rank, ascending)
 
 
 @dataclass

@@ -7,12 +7,17 @@ the period being billed are ignored), so re-runs are safe.
 
 Everything is computed on whole columns with integers in minor units (see money.py); the
 only per-row Python work is at the edges (distinct values of a column, rejects, holds,
-one key per invoice). tests/billing/oracle.py is the row-by-row Decimal reference the
-engine is checked against.
+one key per invoice). Python objects are the costly part at a million rows, so each input
+column of Decimals, dates or text is read once (ids.py, periods.py, money.py), lines carry
+integers only, and each result cell is written once, in line order. tests/billing/oracle.py
+is the row-by-row Decimal reference the engine is checked against.
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -28,7 +33,7 @@ from datagate_pipelines.billing.inputs import (
     Sites,
     table,
 )
-from datagate_pipelines.billing.lines import KIND_NAMES, RECURRING, LineBlock
+from datagate_pipelines.billing.lines import KIND_NAMES, RECURRING, LineBlock, LineSources
 from datagate_pipelines.billing.periods import (
     check_period,
     due_date,
@@ -38,12 +43,9 @@ from datagate_pipelines.billing.periods import (
 )
 from datagate_pipelines.billing.recurring import recurring_lines
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import LineTaxes, build_rate_table, tax_lines
+from datagate_pipelines.billing.tax import LineTaxes, TaxCodes, build_rate_table, tax_lines
 from datagate_pipelines.billing.usage import usage_lines
-from datagate_pipelines.money import (
-    scaled_to_decimals,
-    sum_segments,
-)
+from datagate_pipelines.money import scaled_columns_to_decimals, sum_segments
 
 INVOICE_COLUMNS = (
     "invoice_key",
@@ -80,6 +82,7 @@ LINE_COLUMNS = (
 SITE_SUBTOTAL_COLUMNS = ("invoice_key", "site_id", "subtotal")
 LEDGER_COLUMNS = ("product_id", "service_month", "period", "invoice_key")
 REJECT_COLUMNS = ("entity", "record_id", "field", "reason")
+_STATUSES = np.array(["draft", "held"], dtype=object)  # by "is held"
 
 
 @dataclass(frozen=True)
@@ -148,33 +151,51 @@ def bill_period(
     contract_table = Contracts.from_frame(contracts)
     rates = build_rate_table(table(tax_rates, "tax_rates", TAX_RATE_COLUMNS))
 
+    tax_codes = TaxCodes()
     context = {
         "period": period,
         "settings": settings,
         "customers": customer_table,
         "sites": site_table,
         "contracts": contract_table,
+        "tax_codes": tax_codes,
     }
-    recurring, product_rejects = recurring_lines(products, ledger, **context)
-    charged, usage_rejects = usage_lines(usage, **context)
-    lines = LineBlock.concat([recurring, charged])
-    lines = lines.take(_line_order(lines, customer_table))
+    lines, values, rejected = _sorted_lines(products, ledger, usage, context)
 
-    taxes = tax_lines(lines, customer_table, site_table, rates)
+    taxes = tax_lines(lines, customer_table, site_table, rates, tax_codes)
     grouping = _Invoices.of(lines, customer_table, period)
-    line_frame = _line_frame(lines, taxes, grouping)
-    rejects = pd.DataFrame(
-        product_rejects + usage_rejects + rates.rejects, columns=list(REJECT_COLUMNS)
-    ).astype(object)
+    totals = _Totals.of(lines, taxes, grouping)
+    line_frame = _line_frame(lines, values, taxes, grouping, totals)
+    # Free what the other frames do not need before they are built: a smaller peak of
+    # memory is fewer fresh pages to fault in, which costs CPU time too.
+    del values
+    reasons = _hold_reasons(grouping, lines, line_frame, taxes)
+    del taxes
+    rejects = pd.DataFrame(rejected + rates.rejects, columns=list(REJECT_COLUMNS)).astype(object)
     return BillingResult(
         invoices=_invoice_frame(
-            grouping, lines, taxes, period, settings, customer_table, contract_table
+            grouping, lines, totals, reasons, period, settings, customer_table, contract_table
         ),
         invoice_lines=line_frame,
-        site_subtotals=_site_subtotal_frame(grouping, lines, line_frame),
+        site_subtotals=_site_subtotal_frame(grouping, line_frame, totals),
         ledger=_ledger_frame(grouping, lines, line_frame, period),
         rejects=rejects,
     )
+
+
+def _sorted_lines(
+    products: pd.DataFrame | None,
+    ledger: pd.DataFrame | None,
+    usage: pd.DataFrame | None,
+    context: dict,
+) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
+    """Recurring and usage lines in line order, the values they copy, and the rejects."""
+    recurring, product_values, product_rejects = recurring_lines(products, ledger, **context)
+    charged, usage_values, usage_rejects = usage_lines(usage, **context)
+    lines = LineBlock.concat([recurring, charged], [0, len(product_values)])
+    lines = lines.take(_line_order(lines, context["customers"]))
+    values = LineSources.concat([product_values, usage_values])
+    return lines, values, product_rejects + usage_rejects
 
 
 @dataclass
@@ -192,40 +213,52 @@ class _Invoices:
     def of(cls, lines: LineBlock, customers: Customers, period: date) -> _Invoices:
         of_line, starts = _segments(lines.customer, lines.agreement_kind, lines.agreement_contract)
         customer_ids = customers.ids[lines.customer[starts]].astype(np.int64)
-        agreement_keys = _objects(
-            [
-                agreements.format_agreement_key(kind, customer, contract)
-                for kind, customer, contract in zip(
-                    lines.agreement_kind[starts].tolist(),
-                    customer_ids.tolist(),
-                    lines.agreement_contract[starts].tolist(),
-                    strict=True,
-                )
-            ]
+        agreement_keys = agreements.format_agreement_keys(
+            lines.agreement_kind[starts], customer_ids, lines.agreement_contract[starts]
         )
-        label = period_label(period)
-        keys = _objects([f"{label}:{key}" for key in agreement_keys])
+        prefix = f"{period_label(period)}:"
+        keys = _objects(map(prefix.__add__, agreement_keys.tolist()))
         return cls(of_line, starts, agreement_keys, keys, customer_ids)
+
+
+@dataclass
+class _Totals:
+    """Every money value of the result as Decimals, built in one go (equal values share
+    one Decimal): line amounts and taxes; per invoice the subtotal, tax and total; and the
+    subtotal of each (invoice, site) group, the groups starting at `site_starts`."""
+
+    line_amount: np.ndarray
+    line_tax: np.ndarray
+    subtotal: np.ndarray
+    tax: np.ndarray
+    total: np.ndarray
+    site_starts: np.ndarray
+    site_subtotal: np.ndarray
+
+    @classmethod
+    def of(cls, lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> _Totals:
+        _, site_starts = _segments(grouping.of_line, lines.has_site, lines.site_id)
+        subtotal = sum_segments(lines.amount, grouping.starts)
+        tax = sum_segments(taxes.tax, grouping.starts)
+        site_subtotal = sum_segments(lines.amount, site_starts)
+        line_amount, line_tax, subtotal, tax, total, site_subtotal = scaled_columns_to_decimals(
+            [lines.amount, taxes.tax, subtotal, tax, subtotal + tax, site_subtotal]
+        )
+        return cls(line_amount, line_tax, subtotal, tax, total, site_starts, site_subtotal)
 
 
 def _invoice_frame(
     grouping: _Invoices,
     lines: LineBlock,
-    taxes: LineTaxes,
+    totals: _Totals,
+    reasons: list[list[str]],
     period: date,
     settings: BillingSettings,
     customers: Customers,
     contracts: Contracts,
 ) -> pd.DataFrame:
-    reasons: list[list[str]] = [[] for _ in grouping.keys]
-    for row in np.flatnonzero(taxes.problem):
-        bucket = reasons[grouping.of_line[row]]
-        for reason in taxes.reasons(row):
-            if reason not in bucket:
-                bucket.append(reason)
-    subtotal = sum_segments(lines.amount, grouping.starts)
-    tax = sum_segments(taxes.tax, grouping.starts)
     n = len(grouping.keys)
+    held = np.fromiter(map(bool, reasons), dtype=bool, count=n)
     first = grouping.starts
     return pd.DataFrame(
         {
@@ -242,10 +275,10 @@ def _invoice_frame(
             ),
             "invoice_date": _repeat(invoice_date(period), n),
             "due_date": _repeat(due_date(period, settings.payment_terms_days), n),
-            "subtotal": scaled_to_decimals(subtotal),
-            "tax": scaled_to_decimals(tax),
-            "total": scaled_to_decimals(subtotal + tax),
-            "status": _objects(["held" if r else "draft" for r in reasons]),
+            "subtotal": totals.subtotal,
+            "tax": totals.tax,
+            "total": totals.total,
+            "status": _STATUSES[held.view(np.int8)],
             "hold_reasons": _objects(reasons),
         },
         columns=list(INVOICE_COLUMNS),
@@ -253,13 +286,32 @@ def _invoice_frame(
     )
 
 
-def _line_frame(lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> pd.DataFrame:
-    is_recurring = lines.kind == RECURRING
-    none = np.full(len(lines), None, dtype=object)
-    service_month = none.copy()
-    service_month[is_recurring] = month_dates(lines.month[is_recurring])
-    site_ids = pd.array(np.where(lines.has_site, lines.site_id, 0), dtype="Int64")
-    site_ids[~lines.has_site] = pd.NA
+def _hold_reasons(
+    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame, taxes: LineTaxes
+) -> list[list[str]]:
+    """Each invoice's hold reasons (empty: not held), each reason once, in line order."""
+    with _garbage_collection_paused():  # one new list per invoice, all of them kept
+        reasons: list[list[str]] = [[] for _ in range(len(grouping.keys))]
+    rows = np.flatnonzero(taxes.problem)
+    record_ids = np.where(
+        lines.kind[rows] == RECURRING,
+        line_frame["product_id"].to_numpy()[rows],
+        line_frame["usage_id"].to_numpy()[rows],
+    )
+    for invoice, line_reasons in zip(
+        grouping.of_line[rows].tolist(), taxes.hold_reasons(rows, record_ids), strict=True
+    ):
+        bucket = reasons[invoice]
+        bucket.extend(reason for reason in line_reasons if reason not in bucket)
+    return reasons
+
+
+def _line_frame(
+    lines: LineBlock, values: LineSources, taxes: LineTaxes, grouping: _Invoices, totals: _Totals
+) -> pd.DataFrame:
+    """The invoice lines; text and Decimal values are taken from their input rows once,
+    in line order."""
+    source = lines.source
     return pd.DataFrame(
         {
             "invoice_key": grouping.keys[grouping.of_line],
@@ -267,18 +319,20 @@ def _line_frame(lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> pd.D
             - grouping.starts[grouping.of_line]
             + 1,
             "kind": KIND_NAMES[lines.kind],
-            "product_id": np.where(is_recurring, lines.record_id, none),
-            "usage_id": np.where(is_recurring, none, lines.record_id),
-            "description": lines.description,
-            "service_month": service_month,
-            "site_id": site_ids,
-            "qty": lines.qty,
-            "unit_price": lines.unit_price,
-            "amount": scaled_to_decimals(lines.amount),
-            "tax_code": lines.tax_code,
+            "product_id": values.product_id[source],
+            "usage_id": values.usage_id[source],
+            "description": values.description[source],
+            "service_month": month_dates(lines.month),
+            "site_id": pd.arrays.IntegerArray(
+                np.where(lines.has_site, lines.site_id, 0).astype(np.int64), ~lines.has_site
+            ),
+            "qty": values.qty[source],
+            "unit_price": values.unit_price[source],
+            "amount": totals.line_amount,
+            "tax_code": taxes.tax_code,
             "tax_zip": taxes.zip,
             "tax_rate": taxes.rate,
-            "tax": scaled_to_decimals(taxes.tax),
+            "tax": totals.line_tax,
         },
         columns=list(LINE_COLUMNS),
         copy=False,
@@ -286,15 +340,15 @@ def _line_frame(lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> pd.D
 
 
 def _site_subtotal_frame(
-    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame
+    grouping: _Invoices, line_frame: pd.DataFrame, totals: _Totals
 ) -> pd.DataFrame:
     """One subtotal per (invoice, site); lines with no site form their own group."""
-    _, starts = _segments(grouping.of_line, lines.has_site, lines.site_id)
+    starts = totals.site_starts
     return pd.DataFrame(
         {
             "invoice_key": grouping.keys[grouping.of_line[starts]],
             "site_id": line_frame["site_id"].array[starts],
-            "subtotal": scaled_to_decimals(sum_segments(lines.amount, starts)),
+            "subtotal": totals.site_subtotal,
         },
         columns=list(SITE_SUBTOTAL_COLUMNS),
         copy=False,
@@ -308,7 +362,7 @@ def _ledger_frame(
     rows = np.flatnonzero(lines.kind == RECURRING)
     return pd.DataFrame(
         {
-            "product_id": lines.record_id[rows],
+            "product_id": line_frame["product_id"].to_numpy()[rows],
             "service_month": line_frame["service_month"].to_numpy()[rows],
             "period": _repeat(period, len(rows)),
             "invoice_key": grouping.keys[grouping.of_line[rows]],
@@ -321,18 +375,53 @@ def _ledger_frame(
 def _line_order(lines: LineBlock, customers: Customers) -> np.ndarray:
     """Invoice order (customer name case-folded, customer id, contract id, no-contract
     last), then site (id ascending, no site last), kind, product id / usage rank, month."""
-    return np.lexsort(
-        (
-            lines.month,
-            lines.order,
-            lines.kind,
-            np.where(lines.has_site, lines.site_id, 0),
-            ~lines.has_site,
-            lines.agreement_contract,
-            lines.agreement_kind == agreements.NO_CONTRACT,
+    no_contract = lines.agreement_kind == agreements.NO_CONTRACT
+    return _sort_order(
+        [
             customers.rank[lines.customer],
-        )
+            np.where(no_contract, _after(lines.agreement_contract), lines.agreement_contract),
+            np.where(lines.has_site, lines.site_id, _after(lines.site_id[lines.has_site])),
+            lines.kind,
+            lines.order,
+            # Usage lines (month -1) are told apart by kind: any month keeps the key short.
+            np.where(lines.month < 0, _after(lines.month), lines.month),
+        ]
     )
+
+
+def _after(values: np.ndarray) -> int:
+    """A key value that sorts after every one of `values`."""
+    return int(values.max()) + 1 if len(values) else 0
+
+
+def _sort_order(keys: list[np.ndarray]) -> np.ndarray:
+    """The order of rows by integer `keys`, most significant first, which together tell
+    every row apart (so any sort gives the same order). Keys are packed into as few int64
+    keys as fit: one sort of one key is several times faster than a lexsort of six."""
+    if len(keys[0]) == 0:
+        return np.zeros(0, dtype=np.int64)
+    packed: list[np.ndarray] = []  # least significant first, as np.lexsort wants them
+    current, width = None, 1
+    for key in reversed(keys):
+        low = int(key.min())
+        span = int(key.max()) - low + 1
+        if span == 1:
+            continue  # the same for every row
+        digits = key.astype(np.int64) - low
+        if current is not None and width * span < 2**63:
+            digits *= width
+            current += digits
+            width *= span
+        else:
+            if current is not None:
+                packed.append(current)
+            current, width = digits, span
+    if current is None:
+        return np.arange(len(keys[0]))
+    packed.append(current)
+    if len(packed) == 1:
+        return np.argsort(packed[0])
+    return np.lexsort(packed)
 
 
 def _segments(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -351,24 +440,30 @@ def _export_contracts(
     kinds: np.ndarray, customer_ids: np.ndarray, contract_ids: np.ndarray, contracts: Contracts
 ) -> pd.arrays.IntegerArray:
     """The HaloPSA contract each invoice is exported against (NA: the client alone)."""
-    values = []
-    for kind, customer, contract in zip(
-        kinds.tolist(), customer_ids.tolist(), contract_ids.tolist(), strict=True
-    ):
-        if kind == agreements.DEFAULT:
-            values.append(contracts.lowest.get(customer))
-        elif kind == agreements.CONTRACT:
-            values.append(contract)
-        else:
-            values.append(None)
-    return pd.array(values, dtype="Int64")
+    lowest, has_lowest = contracts.export_contracts(customer_ids)
+    is_default, is_contract = kinds == agreements.DEFAULT, kinds == agreements.CONTRACT
+    contract = np.where(is_contract, contract_ids, np.where(is_default, lowest, 0))
+    present = is_contract | (is_default & has_lowest)
+    return pd.arrays.IntegerArray(contract.astype(np.int64), ~present)
+
+
+@contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """Creating many containers that all survive (a list per invoice) triggers repeated full
+    garbage collections, which cost more than the allocations and find nothing to free."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _repeat(value: object, n: int) -> np.ndarray:
     return np.full(n, value, dtype=object)
 
 
-def _objects(values: list) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
+def _objects(values: Iterable) -> np.ndarray:
+    """An object array of the values (never a 2-d array of lists)."""
+    return np.fromiter(values, dtype=object)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from datagate_pipelines.billing.errors import BillingInputError
+from datagate_pipelines.billing.ids import text_ids
 from datagate_pipelines.billing.tax import normalize_zip
 
 PRODUCT_COLUMNS = (
@@ -75,13 +76,15 @@ def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]
 def normalize_column(values: np.ndarray | pd.Series, normalize) -> np.ndarray:
     """Apply a scalar normaliser once per distinct value of an object column."""
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    normalized = np.empty(len(uniques) + 1, dtype=object)
-    normalized[:-1] = [normalize(u) for u in uniques]
-    normalized[-1] = normalize(None)
+    normalized = np.fromiter(
+        map(normalize, [*uniques.tolist(), None]), dtype=object, count=len(uniques) + 1
+    )
     return normalized[codes]  # code -1 (missing) picks the last slot
 
 
 def _text(value: object) -> str:
+    if type(value) is str:  # the usual case, without pd.isna's overhead
+        return value
     return "" if value is None or pd.isna(value) else str(value)
 
 
@@ -89,8 +92,15 @@ def _flag(value: object) -> bool:
     return False if value is None or pd.isna(value) else bool(value)
 
 
+def _all_text(values: np.ndarray) -> bool:
+    """True when every value is a str (a type scan, cheaper than looking for NAs)."""
+    return pd.api.types.infer_dtype(values, skipna=False) == "string"
+
+
 def texts(values: np.ndarray) -> np.ndarray:
     """A free-text column with missing values as empty strings."""
+    if _all_text(values):
+        return values
     missing = pd.isna(values)
     if missing.any():
         return np.where(missing, "", values).astype(object)
@@ -99,10 +109,7 @@ def texts(values: np.ndarray) -> np.ndarray:
 
 def strings(values: pd.Series) -> np.ndarray:
     """A text id column as an object array of str (ints are turned into their digits)."""
-    array = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(array, skipna=False) == "string":
-        return array
-    return np.array([None if v is None else str(v) for v in array], dtype=object)
+    return text_ids(values.to_numpy(dtype=object))
 
 
 @dataclass
@@ -127,11 +134,17 @@ class Customers:
         if not index.is_unique:
             duplicates = sorted(set(index[index.duplicated()].tolist()))
             raise BillingInputError(f"customers: duplicate customer_id {duplicates[:10]}")
-        names = normalize_column(frame["name"], _text)
+        names = frame["name"].to_numpy(dtype=object)
+        if not _all_text(names):
+            names = normalize_column(names, _text)
         zips = normalize_column(frame["zip"], normalize_zip)
-        flags = normalize_column(frame["use_site_zip_tax"], _flag).astype(bool)
-        folded = normalize_column(names, lambda name: _text(name).casefold())
-        order = np.lexsort((ids, folded.astype(str))) if len(ids) else np.zeros(0, np.int64)
+        flags = frame["use_site_zip_tax"]
+        if flags.dtype == bool:
+            flags = flags.to_numpy()
+        else:
+            flags = normalize_column(flags, _flag).astype(bool)
+        folded = np.array(list(map(str.casefold, names.tolist())), dtype=str)
+        order = np.lexsort((ids, folded)) if len(ids) else np.zeros(0, np.int64)
         rank = np.empty(len(ids), dtype=np.int64)
         rank[order] = np.arange(len(ids))
         return cls(ids, names, zips, flags, rank, index)
@@ -180,7 +193,7 @@ class Contracts:
     export contract (the lowest contract id)."""
 
     owner: pd.Series  # contract id → customer id
-    lowest: dict[int, int]
+    lowest: pd.Series  # customer id → the lowest of its contract ids
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Contracts:
@@ -195,7 +208,16 @@ class Contracts:
             raise BillingInputError(f"contracts: contract(s) {clash[:10]} belong to two customers")
         owner = pd.Series(pairs["customer_id"].to_numpy(), index=pairs["contract_id"].to_numpy())
         lowest = pairs.groupby("customer_id")["contract_id"].min()
-        return cls(owner, {int(k): int(v) for k, v in lowest.items()})
+        return cls(owner, lowest)
+
+    def export_contracts(self, customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each customer's lowest contract id (where a default agreement's invoice is
+        exported) and whether the customer has a contract at all."""
+        found = self.lowest.index.get_indexer(customer_ids)
+        has = found >= 0
+        contract = np.zeros(len(customer_ids), dtype=np.int64)
+        contract[has] = self.lowest.to_numpy(dtype=np.int64)[found[has]]
+        return contract, has
 
     def owned_by(
         self, contract_ids: np.ndarray, present: np.ndarray, customer_ids: np.ndarray

@@ -15,16 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """The distinct values, ascending (np.unique, without its hashing overhead)."""
-    ordered = np.sort(values)
-    if len(ordered) == 0:
-        return ordered
-    keep = np.ones(len(ordered), dtype=bool)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    return ordered[keep]
-
-
 def expand_ranges(
     owners: np.ndarray, starts: np.ndarray, ends: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -52,22 +42,78 @@ def unbilled_months(
     The result is sorted by product position, then month.
     """
     n = len(lo)
-    products = np.arange(n, dtype=np.int64)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    inside = (ledger_owner >= 0) & (ledger_owner < n)
-    owner, month = ledger_owner[inside], ledger_month[inside]
-    inside = (month >= lo[owner]) & (month <= hi[owner])
-    owner, month = owner[inside], month[inside]
+    runs = _LedgerRuns.of(lo, hi, ledger_owner, ledger_month)
+    contiguous = ~runs.billed | (runs.last - runs.first + 1 == runs.count)
+    # A contiguous (or empty) run of billed months leaves [lo, first - 1] and [last + 1, hi].
+    before_end = np.where(runs.billed, runs.first - 1, hi)
+    after_start = np.where(runs.billed, runs.last + 1, hi + 1)
+    before = np.where(contiguous, np.maximum(before_end - lo + 1, 0), 0)
+    after = np.where(contiguous, np.maximum(hi - after_start + 1, 0), 0)
+    owner, month = _two_ranges(lo, before, after_start, after)
+    gapped = np.flatnonzero(~contiguous)
+    if len(gapped) == 0:
+        return owner, month
+    # Rare: billed months with gaps. Expand those products' ranges and drop billed months.
+    owner_g, month_g = expand_ranges(gapped, lo[gapped], hi[gapped])
+    already = np.isin(runs.key(owner_g, month_g), runs.keys, kind="sort")
+    owner = np.concatenate([owner, owner_g[~already]])
+    month = np.concatenate([month, month_g[~already]])
+    order = np.argsort(owner, kind="stable")  # each product's months are already ascending
+    return owner[order], month[order]
 
-    count = np.zeros(n, np.int64)
-    first = np.zeros(n, np.int64)
-    last = np.zeros(n, np.int64)
-    if len(owner):
+
+def _two_ranges(
+    lo: np.ndarray, before: np.ndarray, after_start: np.ndarray, after: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per product p: the `before[p]` months from lo[p], then the `after[p]` months from
+    after_start[p] — laid out in product order without sorting."""
+    counts = before + after
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    owner = np.repeat(np.arange(len(lo), dtype=np.int64), counts)
+    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    month = lo[owner] + step
+    jump = after_start - lo - before  # added to the months of the second range
+    second = step >= before[owner]
+    month[second] += jump[owner[second]]
+    return owner, month
+
+
+class _LedgerRuns:
+    """Per product: how many distinct billed months fall in [lo, hi], the first and the
+    last; and the billed pairs as sorted integer keys."""
+
+    def __init__(self, count, first, last, keys, base, span):
+        self.count, self.first, self.last = count, first, last
+        self.billed = count > 0
+        self.keys, self._base, self._span = keys, base, span
+
+    def key(self, owner: np.ndarray, month: np.ndarray) -> np.ndarray:
+        """The integer key of (owner, month) pairs (-1 for months outside the ledger's)."""
+        inside = (month >= self._base) & (month < self._base + self._span)
+        return np.where(inside, owner * self._span + (month - self._base), -1)
+
+    @classmethod
+    def of(cls, lo, hi, ledger_owner, ledger_month) -> _LedgerRuns:
+        n = len(lo)
+        owner, month = _keep(ledger_owner, ledger_month, (ledger_owner >= 0) & (ledger_owner < n))
+        owner, month = _keep(owner, month, (month >= lo[owner]) & (month <= hi[owner]))
+        count, first, last = (np.zeros(n, np.int64) for _ in range(3))
+        if len(owner) == 0:
+            return cls(count, first, last, np.zeros(0, np.int64), 0, 1)
         base = int(month.min())
         span = int(month.max()) - base + 1
-        keys = sorted_unique(owner * span + (month - base))  # sorted by owner, then month
-        owner, month = keys // span, keys % span + base
+        keys = owner * span + (month - base)
+        if not _non_decreasing(keys):  # a ledger read in key order is sorted already
+            order = np.argsort(keys, kind="stable")
+            keys, owner, month = keys[order], owner[order], month[order]
+        distinct = np.ones(len(keys), dtype=bool)  # a pair billed twice counts once
+        distinct[1:] = keys[1:] != keys[:-1]
+        if not distinct.all():
+            keys, owner, month = keys[distinct], owner[distinct], month[distinct]
         new_owner = np.ones(len(owner), dtype=bool)
         new_owner[1:] = owner[1:] != owner[:-1]
         starts_at = np.flatnonzero(new_owner)
@@ -76,28 +122,15 @@ def unbilled_months(
         count[owners] = ends_at - starts_at + 1
         first[owners] = month[starts_at]
         last[owners] = month[ends_at]
-    else:
-        keys = np.zeros(0, np.int64)
-        base, span = 0, 1
+        return cls(count, first, last, keys, base, span)
 
-    billed = count > 0
-    contiguous = ~billed | (last - first + 1 == count)
-    # Contiguous (or empty) ledger runs: [lo, first - 1] and [last + 1, hi].
-    before_end = np.where(billed, first - 1, hi)
-    after_start = np.where(billed, last + 1, hi + 1)
-    easy = products[contiguous]
-    parts = [
-        expand_ranges(easy, lo[easy], before_end[easy]),
-        expand_ranges(easy, after_start[easy], hi[easy]),
-    ]
-    gapped = products[~contiguous]
-    if len(gapped):
-        owner_g, month_g = expand_ranges(gapped, lo[gapped], hi[gapped])
-        candidate = owner_g * span + (month_g - base)
-        in_range = (month_g >= base) & (month_g < base + span)
-        already = in_range & np.isin(candidate, keys, kind="sort")
-        parts.append((owner_g[~already], month_g[~already]))
-    owner_out = np.concatenate([p[0] for p in parts])
-    month_out = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((month_out, owner_out))
-    return owner_out[order], month_out[order]
+
+def _keep(owner: np.ndarray, month: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The pairs where `keep` holds (no copy when it always does)."""
+    if keep.all():
+        return owner, month
+    return owner[keep], month[keep]
+
+
+def _non_decreasing(values: np.ndarray) -> bool:
+    return bool((values[1:] >= values[:-1]).all())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -15,7 +14,11 @@ KIND_NAMES = np.array(["recurring", "usage"], dtype=object)
 
 @dataclass
 class LineBlock:
-    """One array per attribute, one row per invoice line (before tax and ordering)."""
+    """One array per attribute, one row per invoice line (before tax and ordering).
+
+    Text and Decimal values (ids, descriptions, quantities, prices) are not copied here:
+    `source` points at the input row they come from, and the result frames take them from
+    there once, in the final line order (see `LineSources`)."""
 
     kind: np.ndarray  # RECURRING or USAGE
     customer: np.ndarray  # position in the Customers table
@@ -27,21 +30,21 @@ class LineBlock:
     month: np.ndarray  # service month index; -1 for usage
     order: np.ndarray  # order within (invoice, site, kind): product id rank / usage rank
     amount: np.ndarray  # cents: int64, or Python ints (object) for huge values
-    tax_code: np.ndarray  # normalised tax code or None
-    record_id: np.ndarray  # product_id or usage_id
-    description: np.ndarray
-    qty: np.ndarray  # Decimal or None
-    unit_price: np.ndarray  # Decimal or None
+    tax_code: np.ndarray  # id in the run's TaxCodes; -1: no tax code
+    source: np.ndarray  # row of the line's input table (products or usage)
 
     def __len__(self) -> int:
         return len(self.kind)
 
     @classmethod
-    def concat(cls, blocks: list[LineBlock]) -> LineBlock:
-        """The blocks one after the other."""
+    def concat(cls, blocks: list[LineBlock], offsets: list[int]) -> LineBlock:
+        """The blocks one after the other; block i's sources are shifted by offsets[i] (its
+        table's place in the concatenated `LineSources`)."""
         columns = {}
         for spec in fields(cls):
             parts = [getattr(block, spec.name) for block in blocks]
+            if spec.name == "source":
+                parts = [part + offset for part, offset in zip(parts, offsets, strict=True)]
             if any(part.dtype == object for part in parts):
                 parts = [part.astype(object) for part in parts]
             columns[spec.name] = np.concatenate(parts)
@@ -50,6 +53,31 @@ class LineBlock:
     def take(self, rows: np.ndarray) -> LineBlock:
         """The block restricted to / reordered by `rows`."""
         return LineBlock(**{spec.name: getattr(self, spec.name)[rows] for spec in fields(self)})
+
+
+@dataclass
+class LineSources:
+    """The values lines copy from their input rows, one entry per row of one input table
+    (object arrays; None where the table has no such value, e.g. a usage row's qty)."""
+
+    product_id: np.ndarray
+    usage_id: np.ndarray
+    description: np.ndarray
+    qty: np.ndarray
+    unit_price: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.description)
+
+    @classmethod
+    def concat(cls, tables: list[LineSources]) -> LineSources:
+        """The tables one after the other (a line's `source` then indexes the result)."""
+        return cls(
+            **{
+                spec.name: np.concatenate([getattr(t, spec.name) for t in tables])
+                for spec in fields(cls)
+            }
+        )
 
 
 class Rejects:
@@ -85,27 +113,3 @@ class Rejects:
     def rows(self) -> list[dict[str, str]]:
         """The rejects, by input row then by the order the checks ran."""
         return [row for _, _, row in sorted(self._rows, key=lambda item: (item[0], item[1]))]
-
-
-def rank_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rank of each string in code-point order (ties broken by position) and how many times
-    each value occurs. Sorting fixed-width numpy strings is far faster than Python objects."""
-    n = len(values)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    as_list = values.tolist()
-    if all(map(operator.lt, as_list, as_list[1:])):
-        # Already strictly ascending (ids usually arrive sorted by the database): no sort.
-        return np.arange(n, dtype=np.int64), np.ones(n, dtype=np.int64)
-    text = values.astype(str)
-    order = np.argsort(text, kind="stable")
-    ordered = text[order]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    new_value = np.ones(n, dtype=bool)
-    new_value[1:] = ordered[1:] != ordered[:-1]
-    run = np.cumsum(new_value) - 1
-    run_lengths = np.bincount(run)
-    occurrences = np.empty(n, dtype=np.int64)
-    occurrences[order] = run_lengths[run]
-    return rank, occurrences

@@ -12,14 +12,16 @@ consecutive integers and numpy can do the arithmetic for a million products at o
 from __future__ import annotations
 
 import calendar
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from datagate_pipelines.billing.errors import BillingInputError
 
-_EPOCH_MONTH = 1970 * 12  # numpy's datetime64[M] counts months from 1970-01
+_EPOCH_MONTH = 1970 * 12  # the month index of 1970-01, the placeholder date's month
 
 
 def as_date(value: object, what: str = "date") -> date:
@@ -95,57 +97,95 @@ def due_date(period: date, payment_terms_days: int) -> date:
 # --- vectorized ---------------------------------------------------------------------------
 
 
-def month_index_array(days: np.ndarray) -> np.ndarray:
-    """Month indexes of a datetime64[D] array."""
-    return days.astype("datetime64[M]").astype(np.int64) + _EPOCH_MONTH
+@dataclass(frozen=True)
+class DateColumn:
+    """A column of dates, each distinct value converted once (columns repeat few dates).
+
+    Per row, computed when first asked for: the month index and day of month (1970-01-01
+    where the value is missing or not a date), and whether it is missing (None/NaT) or
+    invalid (not a date).
+    """
+
+    codes: np.ndarray  # row → distinct value; -1: missing
+    days: list[date | None]  # each distinct value as a date (None: not a date)
+
+    @cached_property
+    def month(self) -> np.ndarray:
+        return self._per_value([month_index(d) for d in self._dates()], _EPOCH_MONTH)
+
+    @cached_property
+    def day(self) -> np.ndarray:
+        return self._per_value([d.day for d in self._dates()], 1)
+
+    @cached_property
+    def missing(self) -> np.ndarray:
+        return self.codes < 0
+
+    @cached_property
+    def invalid(self) -> np.ndarray:
+        bad = np.array([d is None for d in self.days] + [False], dtype=bool)
+        return bad[self.codes]
+
+    @property
+    def day_key(self) -> np.ndarray:
+        """An integer per row that orders rows like their dates."""
+        return self.month * 32 + self.day
+
+    def date(self, row: int) -> date | None:
+        """Row `row` as a `datetime.date` (None when missing or not a date)."""
+        code = self.codes[row]
+        return None if code < 0 else self.days[code]
+
+    def _dates(self) -> list[date]:
+        placeholder = date(1970, 1, 1)
+        return [placeholder if d is None else d for d in self.days]
+
+    def _per_value(self, values: list[int], placeholder: int) -> np.ndarray:
+        # One slot per distinct value, then the placeholder that code -1 (missing) picks.
+        return np.array([*values, placeholder], dtype=np.int64)[self.codes]
 
 
-def day_of_month_array(days: np.ndarray) -> np.ndarray:
-    """Day of month (1–31) of a datetime64[D] array."""
-    first = days.astype("datetime64[M]").astype("datetime64[D]")
-    return (days - first).astype(np.int64) + 1
+def parse_dates(values: np.ndarray | pd.Series) -> DateColumn:
+    """Parse a column of dates (`datetime.date`, datetime, Timestamp, or a datetime64 column)."""
+    if isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(values.dtype):
+        ns = values.to_numpy(dtype="datetime64[ns]")
+        missing = np.isnat(ns)
+        whole_days = np.where(missing, 0, ns.astype("datetime64[D]").astype(np.int64))
+        codes, uniques = pd.factorize(whole_days)
+        codes = np.where(missing, -1, codes)
+        days = [date(1970, 1, 1) + timedelta(days=int(d)) for d in uniques]
+    else:
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        days = [as_date(v) if isinstance(v, date) else None for v in uniques]
+    return DateColumn(codes, days)
+
+
+def _per_month(months: np.ndarray, compute, dtype) -> np.ndarray:
+    """compute(month index) for each element, computed once per month in the range."""
+    if len(months) == 0:
+        return np.zeros(0, dtype=dtype)
+    low, high = int(months.min()), int(months.max())
+    if high - low > 4 * len(months) + 1000:  # sparse: look up the distinct months only
+        codes, uniques = pd.factorize(months)
+        table = np.empty(len(uniques), dtype=dtype)
+        table[:] = [compute(int(m)) for m in uniques]
+        return table[codes]
+    table = np.empty(high - low + 1, dtype=dtype)
+    table[:] = [compute(m) for m in range(low, high + 1)]
+    return table[months - low]
 
 
 def days_in_month_array(months: np.ndarray) -> np.ndarray:
     """Days in each month of an array of month indexes."""
-    start = (months - _EPOCH_MONTH).astype("datetime64[M]")
-    return ((start + 1).astype("datetime64[D]") - start.astype("datetime64[D]")).astype(np.int64)
+    return _per_month(months, lambda m: days_in_month(month_from_index(m)), np.int64)
 
 
 def month_dates(months: np.ndarray) -> np.ndarray:
-    """Month indexes as an object array of `datetime.date` (first of month)."""
-    if len(months) == 0:
-        return np.empty(0, dtype=object)
-    codes, uniques = pd.factorize(months)
-    dates = np.empty(len(uniques), dtype=object)
-    dates[:] = [month_from_index(int(m)) for m in uniques]
-    return dates[codes]
-
-
-def dates_to_datetime64(
-    values: np.ndarray | pd.Series,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A column of dates as datetime64[D].
-
-    Returns (days, missing, invalid): `missing` marks None/NaT, `invalid` marks values that
-    are not dates (strings, numbers); both hold 1970-01-01 as a placeholder.
-    """
-    if isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(values.dtype):
-        array = values.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-        missing = np.isnat(array)
-        array[missing] = np.datetime64(0, "D")
-        return array, missing, np.zeros(len(array), dtype=bool)
-    array = np.asarray(values, dtype=object)
-    codes, uniques = pd.factorize(array)
-    converted = np.zeros(len(uniques), dtype="datetime64[D]")
-    bad = np.zeros(len(uniques), dtype=bool)
-    for i, value in enumerate(uniques):
-        if isinstance(value, date):  # datetime and Timestamp are dates too
-            converted[i] = np.datetime64(as_date(value), "D")
-        else:
-            bad[i] = True
-    missing = codes < 0
-    days = converted[codes] if len(uniques) else np.zeros(len(array), dtype="datetime64[D]")
-    days[missing] = np.datetime64(0, "D")
-    invalid = np.where(missing, False, bad[codes] if len(uniques) else False)
-    return days, missing, invalid
+    """Month indexes as an object array of first-of-month `datetime.date`s; a negative
+    index (a line without a service month) gives None."""
+    dated = months >= 0
+    if dated.all():
+        return _per_month(months, month_from_index, object)
+    out = np.full(len(months), None, dtype=object)
+    out[dated] = _per_month(months[dated], month_from_index, object)
+    return out

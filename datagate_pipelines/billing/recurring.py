@@ -32,6 +32,7 @@ import pandas as pd
 from datagate_pipelines.billing import agreements
 from datagate_pipelines.billing.checks import check_ids, check_owners
 from datagate_pipelines.billing.errors import BillingInputError
+from datagate_pipelines.billing.ids import find_ids
 from datagate_pipelines.billing.inputs import (
     LEDGER_COLUMNS,
     PRODUCT_COLUMNS,
@@ -44,18 +45,17 @@ from datagate_pipelines.billing.inputs import (
     texts,
 )
 from datagate_pipelines.billing.ledger import unbilled_months
-from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects
+from datagate_pipelines.billing.lines import RECURRING, LineBlock, LineSources, Rejects
 from datagate_pipelines.billing.periods import (
-    dates_to_datetime64,
-    day_of_month_array,
+    DateColumn,
     days_in_month_array,
     first_service_month,
     month_index,
-    month_index_array,
+    parse_dates,
     target_month,
 )
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import normalize_tax_code
+from datagate_pipelines.billing.tax import TaxCodes
 from datagate_pipelines.money import decimals_to_scaled, mul_div_round_half_away
 
 QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (BILLING.md)
@@ -67,13 +67,12 @@ def _is_monthly(cycle: object) -> bool:
 
 
 class Terms(NamedTuple):
-    """What each product bills: scaled quantity and price (× 10**4), start, end (datetime64)."""
+    """What each product bills: scaled quantity and price (× 10**4), start and end dates."""
 
     qty: np.ndarray
     price: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    open_end: np.ndarray
+    start: DateColumn
+    end: DateColumn
 
 
 def recurring_lines(
@@ -85,12 +84,14 @@ def recurring_lines(
     customers: Customers,
     sites: Sites,
     contracts: Contracts,
-) -> tuple[LineBlock, list[dict[str, str]]]:
-    """The recurring lines of period P and the rejected products."""
+    tax_codes: TaxCodes,
+) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
+    """The recurring lines of period P, what they copy from the products, and the rejected
+    products."""
     frame = table(products, "products", PRODUCT_COLUMNS)
     product_ids = strings(frame["product_id"])
     rejects = Rejects("product", product_ids)
-    rank = check_ids(rejects, product_ids, "product")
+    id_order = check_ids(rejects, product_ids, "product")
     owners = check_owners(rejects, frame, settings, customers, sites, contracts)
     terms = _check_terms(rejects, frame)
     valid = np.flatnonzero(~rejects.rejected)
@@ -100,12 +101,14 @@ def recurring_lines(
         first_service_month(settings.billing_start, settings.in_advance_months)
     )
     last_month = month_index(target_month(period, settings.in_advance_months))
-    start, end, has_end = terms.start[valid], terms.end[valid], ~terms.open_end[valid]
-    start_month, start_day = month_index_array(start), day_of_month_array(start)
-    end_month, end_day = month_index_array(end), day_of_month_array(end)
+    start_month, start_day = terms.start.month[valid], terms.start.day[valid]
+    end_month, end_day = terms.end.month[valid], terms.end.day[valid]
+    has_end = ~terms.end.missing[valid]
     lo = np.maximum(start_month, first_month)
     hi = np.where(has_end, np.minimum(end_month, last_month), last_month)
-    owner, billed_month = _ledger_pairs(ledger, product_ids[valid], month_index(period))
+    owner, billed_month = _ledger_pairs(
+        ledger, product_ids, valid, id_order.ascending, month_index(period)
+    )
     slot, month = unbilled_months(lo, hi, owner, billed_month)
     rows = valid[slot]
 
@@ -123,7 +126,6 @@ def recurring_lines(
     kind, contract = agreements.assign_agreements(
         owners.contract_ids[rows], owners.has_contract[rows], settings.use_default_agreement
     )
-    tax_codes = normalize_column(frame["tax_code"].to_numpy(dtype=object)[rows], normalize_tax_code)
     block = LineBlock(
         kind=np.full(len(rows), RECURRING, dtype=np.int8),
         customer=owners.customer[rows],
@@ -133,22 +135,39 @@ def recurring_lines(
         agreement_kind=kind,
         agreement_contract=contract,
         month=month,
-        order=rank[rows],
+        order=id_order.rank[rows],
         amount=amount,
-        tax_code=tax_codes,
-        record_id=product_ids[rows],
-        description=texts(frame["description"].to_numpy(dtype=object)[rows]),
-        qty=frame["qty"].to_numpy(dtype=object)[rows],
-        unit_price=frame["unit_price"].to_numpy(dtype=object)[rows],
+        tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
+        source=rows,
     )
-    return block, rejects.rows()
+    sources = LineSources(
+        product_id=product_ids,
+        usage_id=np.full(len(frame), None, dtype=object),
+        description=texts(frame["description"].to_numpy(dtype=object)),
+        qty=frame["qty"].to_numpy(dtype=object),
+        unit_price=frame["unit_price"].to_numpy(dtype=object),
+    )
+    return block, sources, rejects.rows()
+
+
+def _monthly(cycles: np.ndarray) -> np.ndarray:
+    """Which cycles are monthly; the exact value "monthly" is recognised without normalising."""
+    try:
+        monthly = np.asarray(cycles == MONTHLY, dtype=bool)
+    except TypeError:  # pd.NA cannot be compared: normalise every value
+        monthly = np.zeros(len(cycles), dtype=bool)
+    others = np.flatnonzero(~monthly)
+    if len(others):
+        monthly[others] = normalize_column(cycles[others], _is_monthly).astype(bool)
+    return monthly
 
 
 def _check_terms(rejects: Rejects, frame: pd.DataFrame) -> Terms:
     """Reject products whose cycle, quantity, price or dates cannot be billed."""
     cycles = frame["billing_cycle"].to_numpy(dtype=object)
-    monthly = normalize_column(cycles, _is_monthly).astype(bool)
-    rejects.add(~monthly, "billing_cycle", lambda i: f"unsupported billing cycle {cycles[i]!r}")
+    rejects.add(
+        ~_monthly(cycles), "billing_cycle", lambda i: f"unsupported billing cycle {cycles[i]!r}"
+    )
 
     qty, bad_qty = decimals_to_scaled(frame["qty"], QUANTITY_PLACES)
     rejects.add(
@@ -169,31 +188,35 @@ def _check_terms(rejects: Rejects, frame: pd.DataFrame) -> Terms:
         ),
     )
 
-    start, no_start, bad_start = dates_to_datetime64(frame["start_date"])
-    rejects.add(no_start, "start_date", lambda i: "missing start date")
+    start = parse_dates(frame["start_date"])
+    rejects.add(start.missing, "start_date", lambda i: "missing start date")
     rejects.add(
-        bad_start,
+        start.invalid,
         "start_date",
         lambda i: f"start date {frame['start_date'].iat[i]!r} is not a date",
     )
-    end, open_end, bad_end = dates_to_datetime64(frame["end_date"])
+    end = parse_dates(frame["end_date"])
     rejects.add(
-        bad_end, "end_date", lambda i: f"end date {frame['end_date'].iat[i]!r} is not a date"
+        end.invalid, "end_date", lambda i: f"end date {frame['end_date'].iat[i]!r} is not a date"
     )
-    dated = ~(no_start | bad_start | open_end | bad_end)
+    dated = ~(start.missing | start.invalid | end.missing | end.invalid)
     rejects.add(
-        dated & (start > end),
+        dated & (start.day_key > end.day_key),
         "start_date",
-        lambda i: f"start date {start[i]} is after end date {end[i]}",
+        lambda i: f"start date {start.date(i)} is after end date {end.date(i)}",
     )
-    return Terms(qty, price, start, end, open_end)
+    return Terms(qty, price, start, end)
 
 
 def _ledger_pairs(
-    ledger: pd.DataFrame | None, product_ids: np.ndarray, period_month: int
+    ledger: pd.DataFrame | None,
+    product_ids: np.ndarray,
+    valid: np.ndarray,
+    ids_ascending: bool,
+    period_month: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Billed pairs as (position in `product_ids`, month index); pairs of products not in
-    `product_ids` are dropped.
+    """Billed pairs as (position in `valid`, month index); pairs of other products are
+    dropped. `ids_ascending`: the product ids are distinct and in ascending order.
 
     Rows of the period being billed are ignored — its drafts are recomputed from scratch
     (BILLING.md rule 3) — unless the optional `final` column is true for them: pairs on
@@ -203,14 +226,20 @@ def _ledger_pairs(
     frame = table(ledger, "ledger", LEDGER_COLUMNS)
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    service, no_service, bad_service = dates_to_datetime64(frame["service_month"])
-    billed_in, no_period, bad_period = dates_to_datetime64(frame["period"])
-    if (no_service | bad_service | no_period | bad_period).any():
+    service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
+    if (service.missing | service.invalid | billed_in.missing | billed_in.invalid).any():
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
-    counted = month_index_array(billed_in) != period_month
+    counted = billed_in.month != period_month
     if "final" in frame.columns:
         counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
-    owner = pd.Index(product_ids).get_indexer(strings(frame["product_id"])[counted])
-    months = month_index_array(service[counted])
+    ids, months = frame["product_id"].to_numpy(dtype=object), service.month
+    if not counted.all():
+        ids, months = ids[counted], months[counted]
+    if ids_ascending:  # join on every product id (sorted, so by merging), then keep valid
+        position_in_valid = np.full(len(product_ids) + 1, -1, dtype=np.int64)
+        position_in_valid[valid] = np.arange(len(valid))
+        owner = position_in_valid[find_ids(ids, product_ids, known_ascending=True)]
+    else:  # the valid ids are distinct
+        owner = find_ids(ids, product_ids[valid], known_ascending=False)
     known = owner >= 0
-    return owner[known].astype(np.int64), months[known]
+    return owner[known], months[known]

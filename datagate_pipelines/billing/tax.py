@@ -136,10 +136,39 @@ def build_rate_table(tax_rates: pd.DataFrame | None) -> RateTable:
     return table
 
 
+class TaxCodes:
+    """The normalised tax codes of one billing run, each with a small integer id, so that
+    lines carry integers and each distinct raw value is normalised once. Id -1: no code."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._ids: dict[str, int] = {}
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """The id of each raw tax code (trimmed; None or blank → -1)."""
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        ids = [self.id_of(normalize_tax_code(raw)) for raw in uniques] + [-1]
+        return np.array(ids, dtype=np.int64)[codes]  # code -1 (missing) picks the last slot
+
+    def id_of(self, name: str | None) -> int:
+        """The id of a normalised code (given one if new); -1 for None."""
+        if name is None:
+            return -1
+        if name not in self._ids:
+            self._ids[name] = len(self.names)
+            self.names.append(name)
+        return self._ids[name]
+
+    def name_array(self) -> np.ndarray:
+        """The names by id, then None, so that `name_array()[ids]` maps -1 to None."""
+        return _object_array([*self.names, None])
+
+
 @dataclass
 class LineTaxes:
-    """Tax per line: zip used, rate, tax in cents, and which data is missing."""
+    """Tax per line: code and zip used, rate, tax in cents, and which data is missing."""
 
+    tax_code: np.ndarray
     zip: np.ndarray
     rate: np.ndarray
     tax: np.ndarray
@@ -151,72 +180,73 @@ class LineTaxes:
     lines: LineBlock
     customers: Customers
 
-    def reasons(self, row: int) -> list[str]:
-        """Why line `row` holds its invoice, worded for the operator who fixes the data."""
-        lines, out = self.lines, []
-        what = "product" if lines.kind[row] == RECURRING else "usage"
-        if self.no_code[row]:
-            out.append(f"no tax code for {what} {lines.record_id[row]}")
-        if self.no_zip[row]:
-            position = lines.customer[row]
-            out.append(
-                f"no zip code for customer {self.customers.ids[position]}"
-                f" ({self.customers.names[position]})"
-            )
-        if self.no_rate[row]:
-            out.append(f"no tax rate for zip {self.zip[row]} and tax code {lines.tax_code[row]}")
-        if self.bad_rate[row]:
-            out.append(
-                f"invalid tax rate row for zip {self.zip[row]} and tax code {lines.tax_code[row]}"
-            )
+    def hold_reasons(self, rows: np.ndarray, record_ids: np.ndarray) -> list[list[str]]:
+        """Why each of the lines `rows` (of products or usage rows `record_ids`) holds its
+        invoice, worded for the operator who fixes the data."""
+        lines, customers = self.lines, self.customers
+        customer = lines.customer[rows]
+        out = []
+        for recurring, record, no_code, no_zip, no_rate, bad_rate, cid, name, zip_, code in zip(
+            (lines.kind[rows] == RECURRING).tolist(),
+            record_ids.tolist(),
+            self.no_code[rows].tolist(),
+            self.no_zip[rows].tolist(),
+            self.no_rate[rows].tolist(),
+            self.bad_rate[rows].tolist(),
+            customers.ids[customer].tolist(),
+            customers.names[customer].tolist(),
+            self.zip[rows].tolist(),
+            self.tax_code[rows].tolist(),
+            strict=True,
+        ):
+            reasons = []
+            if no_code:
+                reasons.append(f"no tax code for {'product' if recurring else 'usage'} {record}")
+            if no_zip:
+                reasons.append(f"no zip code for customer {cid} ({name})")
+            if no_rate:
+                reasons.append(f"no tax rate for zip {zip_} and tax code {code}")
+            if bad_rate:
+                reasons.append(f"invalid tax rate row for zip {zip_} and tax code {code}")
+            out.append(reasons)
         return out
 
 
-def tax_lines(lines: LineBlock, customers: Customers, sites: Sites, rates: RateTable) -> LineTaxes:
+def tax_lines(
+    lines: LineBlock, customers: Customers, sites: Sites, rates: RateTable, codes: TaxCodes
+) -> LineTaxes:
     """Locate, rate and tax every line (BILLING.md, Tax)."""
-    n = len(lines)
-    zip_codes, zip_names = pd.factorize(np.concatenate([customers.zips, sites.zips]))
-    customer_zip = zip_codes[: len(customers.zips)]
-    site_zip = np.append(zip_codes[len(customers.zips) :], -1)  # index -1: unknown site
-    line_site_zip = site_zip[lines.site_pos]
-    use_site = customers.use_site_zip[lines.customer] & (line_site_zip >= 0)
-    line_zip = np.where(use_site, line_site_zip, customer_zip[lines.customer])
-
-    code_ids, code_names = pd.factorize(lines.tax_code)
-    code_list = list(code_names)
-    nontaxable = code_ids == (code_list.index(NONTAXABLE) if NONTAXABLE in code_list else -2)
-    no_code = code_ids < 0
+    line_zip, zip_names = _line_zips(lines, customers, sites)
+    code = lines.tax_code
+    nontaxable = code == (codes.names.index(NONTAXABLE) if NONTAXABLE in codes.names else -2)
+    no_code = code < 0
     no_zip = ~nontaxable & (line_zip < 0)
     lookup = ~nontaxable & ~no_code & ~no_zip
 
-    # Look each distinct (zip, tax code) up once; rates become integers × 10**places.
-    width = max(len(code_list), 1)
-    pair_of_line, pairs = pd.factorize(line_zip[lookup].astype(np.int64) * width + code_ids[lookup])
-    keys = [(zip_names[pair // width], code_list[pair % width]) for pair in pairs.tolist()]
-    pair_rates = [rates.lookup(zip_code, tax_code) for zip_code, tax_code in keys]
-    pair_invalid = np.array([key in rates.invalid for key in keys], dtype=bool)
-    pair_known = np.array([r is not None for r in pair_rates], dtype=bool)
-    places = max([max(0, -r.as_tuple().exponent) for r in pair_rates if r is not None] or [0])
-    pair_scaled = as_int64_if_fits(
-        _object_array([0 if r is None else to_minor_units(r, places) for r in pair_rates])
+    # Each distinct (zip, tax code) is looked up once. Slot 0 is NONTAXABLE (rate 0), then
+    # one slot per pair, then the last slot (-1) for lines whose rate cannot be looked up.
+    width = max(len(codes.names), 1)
+    pair_of_line, pairs = pd.factorize(line_zip[lookup].astype(np.int64) * width + code[lookup])
+    keys = [(zip_names[pair // width], codes.names[pair % width]) for pair in pairs.tolist()]
+    slot_rates = [Decimal(0), *(rates.lookup(zip_code, name) for zip_code, name in keys), None]
+    slot_invalid = np.array([False, *(key in rates.invalid for key in keys), False], dtype=bool)
+    slot_known = np.array([r is not None for r in slot_rates], dtype=bool)
+    places = max([max(0, -r.as_tuple().exponent) for r in slot_rates if r is not None])
+    slot_scaled = as_int64_if_fits(
+        _object_array([0 if r is None else to_minor_units(r, places) for r in slot_rates])
     )
+    slot = np.full(len(lines), -1, dtype=np.int64)
+    slot[nontaxable] = 0
+    slot[lookup] = pair_of_line + 1
 
-    lookup_rows = np.flatnonzero(lookup)
-    rate = np.full(n, None, dtype=object)
-    rate[nontaxable] = Decimal(0)
-    rate[lookup_rows] = _object_array(pair_rates)[pair_of_line] if len(lookup_rows) else []
-    scaled_rate = np.zeros(n, dtype=pair_scaled.dtype if len(pairs) else np.int64)
-    scaled_rate[lookup_rows] = pair_scaled[pair_of_line] if len(lookup_rows) else []
-    bad_rate = np.zeros(n, dtype=bool)
-    bad_rate[lookup_rows] = pair_invalid[pair_of_line] if len(lookup_rows) else []
-    no_rate = np.zeros(n, dtype=bool)
-    no_rate[lookup_rows] = (~pair_known & ~pair_invalid)[pair_of_line] if len(lookup_rows) else []
+    bad_rate = slot_invalid[slot]
+    no_rate = lookup & ~slot_known[slot] & ~bad_rate
     # Unknown rates are 0 here; the invoice is held for them.
-    tax = mul_div_round_half_away([lines.amount, scaled_rate], 10**places)
-    zip_out = np.append(np.asarray(zip_names, dtype=object), None)[line_zip]
+    tax = mul_div_round_half_away([lines.amount, slot_scaled[slot]], 10**places)
     return LineTaxes(
-        zip=zip_out,
-        rate=rate,
+        tax_code=codes.name_array()[code],
+        zip=_object_array([*zip_names, None])[line_zip],
+        rate=_object_array(slot_rates)[slot],
         tax=tax,
         problem=no_code | no_zip | no_rate | bad_rate,
         no_code=no_code,
@@ -226,6 +256,16 @@ def tax_lines(lines: LineBlock, customers: Customers, sites: Sites, rates: RateT
         lines=lines,
         customers=customers,
     )
+
+
+def _line_zips(lines: LineBlock, customers: Customers, sites: Sites) -> tuple[np.ndarray, list]:
+    """The zip id each line is taxed at (-1: none) and the zips by id."""
+    zip_ids, zip_names = pd.factorize(np.concatenate([customers.zips, sites.zips]))
+    customer_zip = zip_ids[: len(customers.zips)]
+    site_zip = np.append(zip_ids[len(customers.zips) :], -1)  # index -1: unknown site
+    line_site_zip = site_zip[lines.site_pos]
+    use_site = customers.use_site_zip[lines.customer] & (line_site_zip >= 0)
+    return np.where(use_site, line_site_zip, customer_zip[lines.customer]), list(zip_names)
 
 
 def _object_array(values: list) -> np.ndarray:

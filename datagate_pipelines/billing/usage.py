@@ -28,20 +28,14 @@ from datagate_pipelines.billing.inputs import (
     Contracts,
     Customers,
     Sites,
-    normalize_column,
     strings,
     table,
     texts,
 )
-from datagate_pipelines.billing.lines import USAGE, LineBlock, Rejects
-from datagate_pipelines.billing.periods import (
-    dates_to_datetime64,
-    month_index,
-    month_index_array,
-    period_label,
-)
+from datagate_pipelines.billing.lines import USAGE, LineBlock, LineSources, Rejects
+from datagate_pipelines.billing.periods import month_index, parse_dates, period_label
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import normalize_tax_code
+from datagate_pipelines.billing.tax import TaxCodes
 from datagate_pipelines.money import CENT_PLACES, decimals_to_scaled
 
 
@@ -53,13 +47,15 @@ def usage_lines(
     customers: Customers,
     sites: Sites,
     contracts: Contracts,
-) -> tuple[LineBlock, list[dict[str, str]]]:
-    """The usage lines of period P and the rejected usage rows."""
+    tax_codes: TaxCodes,
+) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
+    """The usage lines of period P, what they copy from the usage rows, and the rejected
+    usage rows."""
     frame = table(usage, "usage", USAGE_COLUMNS)
     usage_ids = strings(frame["usage_id"])
     rejects = Rejects("usage", usage_ids)
 
-    id_rank = check_ids(rejects, usage_ids, "usage")
+    id_rank = check_ids(rejects, usage_ids, "usage").rank
     owners = check_owners(rejects, frame, settings, customers, sites, contracts)
 
     amount, bad_amount = decimals_to_scaled(frame["amount"], CENT_PLACES, rounding=True)
@@ -67,18 +63,18 @@ def usage_lines(
         bad_amount, "amount", lambda i: f"amount {frame['amount'].iat[i]!r} is not a Decimal"
     )
 
-    day, no_day, bad_day = dates_to_datetime64(frame["usage_date"])
-    rejects.add(no_day, "usage_date", lambda i: "missing usage date")
+    day = parse_dates(frame["usage_date"])
+    rejects.add(day.missing, "usage_date", lambda i: "missing usage date")
     rejects.add(
-        bad_day,
+        day.invalid,
         "usage_date",
         lambda i: f"usage date {frame['usage_date'].iat[i]!r} is not a date",
     )
-    outside = ~(no_day | bad_day) & (month_index_array(day) != month_index(period))
+    outside = ~(day.missing | day.invalid) & (day.month != month_index(period))
     rejects.add(
         outside,
         "usage_date",
-        lambda i: f"usage date {day[i]} is outside the billing period {period_label(period)}",
+        lambda i: f"usage date {day.date(i)} is outside the billing period {period_label(period)}",
     )
 
     rows = np.flatnonzero(~rejects.rejected)
@@ -86,8 +82,7 @@ def usage_lines(
         owners.contract_ids[rows], owners.has_contract[rows], settings.use_default_agreement
     )
     order = np.empty(len(rows), dtype=np.int64)
-    order[np.lexsort((id_rank[rows], day[rows]))] = np.arange(len(rows))
-    nothing = np.full(len(rows), None, dtype=object)
+    order[np.lexsort((id_rank[rows], day.day_key[rows]))] = np.arange(len(rows))
     block = LineBlock(
         kind=np.full(len(rows), USAGE, dtype=np.int8),
         customer=owners.customer[rows],
@@ -99,12 +94,15 @@ def usage_lines(
         month=np.full(len(rows), -1, dtype=np.int64),
         order=order,
         amount=amount[rows],
-        tax_code=normalize_column(
-            frame["tax_code"].to_numpy(dtype=object)[rows], normalize_tax_code
-        ),
-        record_id=usage_ids[rows],
-        description=texts(frame["description"].to_numpy(dtype=object)[rows]),
-        qty=nothing,
-        unit_price=nothing.copy(),
+        tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
+        source=rows,
     )
-    return block, rejects.rows()
+    nothing = np.full(len(frame), None, dtype=object)
+    sources = LineSources(
+        product_id=nothing,
+        usage_id=usage_ids,
+        description=texts(frame["description"].to_numpy(dtype=object)),
+        qty=nothing,
+        unit_price=nothing,
+    )
+    return block, sources, rejects.rows()

@@ -1,0 +1,57 @@
+"""Keeps benchmarks/bench_ingest.py from rotting: its main function at a tiny size.
+
+No timings are asserted (the machine is shared); only that every measurement ran and the
+report has its parts.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import bench_ingest
+
+# It serves the simulator on loopback and runs the portal_sync job (three times).
+pytestmark = pytest.mark.e2e
+
+TINY = [
+    "--in-process",
+    "--customers",
+    "20",
+    "--rate-requests",
+    "5",
+    "--rate-window",
+    "0.5",
+    "--postgres",
+    "none",
+]
+RUN_KEYS = {"snapshot_s", "wall_s", "calls", "statuses", "metadata", "rss_peak_mb"}
+HEADINGS = ("## HaloPSA ingest", "Command: `", "### Rate limit off", "### Rate limit on")
+
+
+def test_the_ingest_benchmark_runs_at_a_tiny_size(capsys):
+    results = bench_ingest.main(TINY)
+
+    expected = {
+        "command",
+        "date",
+        "machine",
+        "tenant",
+        "floors",
+        "listing",
+        "warehouses",
+        "limited",
+    }
+    assert expected <= set(results)
+    assert results["tenant"]["records"]["Client"] == 20
+    assert len(results["floors"]) == 2
+    sqlite = results["warehouses"]["SQLite"]
+    assert len(sqlite["runs"]) == 2 and all(set(run) >= RUN_KEYS for run in sqlite["runs"])
+    first = sqlite["runs"][0]
+    assert first["calls"]["/auth/token"] == 1
+    assert first["metadata"]["halo_clients"]["rows"] == 20
+    assert sqlite["mirrored"]["halo_clients"] == 20
+    (limited,) = results["limited"]
+    assert limited["requests"] == 5 and limited["listing"]["rate_limited"] == 0
+    assert limited["runs"][0]["statuses"].get("429", 0) == 0
+    report = capsys.readouterr().out
+    assert all(heading in report for heading in HEADINGS)
