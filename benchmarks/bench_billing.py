@@ -437,6 +437,8 @@ def markdown(results: dict, command: str) -> str:
     shuffled_rate = shuffled["products"] / shuffled["engine_cpu_s"]
     oracle_rate = oracle["products"] / oracle["oracle_cpu_s"]
     ratio = engine_rate / oracle_rate
+    # The oracle's process bills the portal with the engine first: the same load for both.
+    back_to_back = oracle["oracle_cpu_s"] / oracle["engine_cpu_s"]
     scaling = big["engine_cpu_s"] / small["engine_cpu_s"]
     ok = lambda good: "yes" if good else "**NO**"  # noqa: E731
     lines = [
@@ -485,7 +487,9 @@ def markdown(results: dict, command: str) -> str:
         f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per CPU second) "
         f"| {ratio:.0f}× ({engine_rate:,.0f}/s vs {oracle_rate:,.0f}/s); values as read from "
         f"the warehouse: {warehouse_rate / oracle_rate:.0f}×; rows in random order: "
-        f"{shuffled_rate / oracle_rate:.0f}× | {ok(ratio >= TARGETS['oracle_ratio'])} |",
+        f"{shuffled_rate / oracle_rate:.0f}×; engine and oracle back to back in one process "
+        f"on the {oracle['products']:,}-product portal: {back_to_back:.0f}× "
+        f"| {ok(ratio >= TARGETS['oracle_ratio'])} |",
         f"| {big['products']:,} products cost ≤ {TARGETS['scaling']:.0f}× {small['products']:,} (CPU time) | {scaling:.1f}× | {ok(scaling <= TARGETS['scaling'])} |",
         "",
         f"The engine's result for the {small['products']:,}-product portal equals the oracle's "
@@ -521,8 +525,10 @@ NOTES = [
     "out without sorting when its ledger months are one contiguous run (the usual case).",
     "",
     "On this shared machine one run's CPU time varies by about ±15% from one run to the "
-    "next. Before this work the same command measured 3.16 s of CPU for the first run "
-    "(317,084 products/s, 14× the oracle).",
+    "next, and more when the load changes between runs: the target's ratio compares two "
+    "processes run a minute apart, the back-to-back figure one process. Before this work "
+    "the same command measured 3.16 s of CPU for the first run (317,084 products/s, 14× "
+    "the oracle).",
     "",
 ]
 

@@ -59,7 +59,10 @@ def load_billing_inputs(
             products.c.end_date,
             products.c.billing_cycle,
             products.c.ended_reason.is_not(None),
-        ).where(products.c.portal_id == portal_id),
+        )
+        .where(products.c.portal_id == portal_id)
+        # The engine's fast paths expect ids in order (billing/ids.py).
+        .order_by(products.c.product_id),
         [
             "product_id",
             "customer_id",
@@ -106,7 +109,8 @@ def load_billing_inputs(
             invoices.c.status == "final",
         )
         .join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
-        .where(billing_ledger.c.portal_id == portal_id),
+        .where(billing_ledger.c.portal_id == portal_id)
+        .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
         ["product_id", "service_month", "period", "final"],
     )
     usage_frame = _frame(

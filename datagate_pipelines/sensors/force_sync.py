@@ -1,14 +1,21 @@
 """Force sync: an operator's request becomes a sync run at the top of the queue."""
 
 from collections import defaultdict
+from typing import Any
 
 import dagster as dg
+from sqlalchemy import update
 
 from datagate_pipelines.jobs import PORTAL_TAG
 from datagate_pipelines.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
-from datagate_pipelines.warehouse.force_sync import mark_requests, pending_requests
+from datagate_pipelines.warehouse.force_sync import (
+    launched_requests,
+    mark_requests,
+    pending_requests,
+)
+from datagate_pipelines.warehouse.models import force_sync_requests
 
 # Above the nightly runs (priority 0): the run queue starts these first.
 FORCE_SYNC_PRIORITY = "10"
@@ -26,6 +33,31 @@ def _queued_force_sync(instance: dg.DagsterInstance, portal_id: str) -> dg.Dagst
     return runs[0] if runs else None
 
 
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS: "done",
+    dg.DagsterRunStatus.FAILURE: "failed",
+    dg.DagsterRunStatus.CANCELED: "failed",
+}
+
+
+def settle_finished_requests(instance: dg.DagsterInstance, engine: Any) -> None:
+    """Launched requests become done (or failed) once their run has finished, so
+    `datagate portals status` counts only requests still waiting."""
+    with engine.begin() as connection:
+        for key, ids in launched_requests(connection).items():
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": key}), limit=1)
+            run = runs[0] if runs else instance.get_run_by_id(key)
+            if run is None or run.status not in FINISHED:
+                continue
+            status = FINISHED[run.status]
+            error = None if status == "done" else f"run {run.run_id} ended {run.status.value}"
+            connection.execute(
+                update(force_sync_requests)
+                .where(force_sync_requests.c.id.in_(ids))
+                .values(status=status, run_id=run.run_id, error=error)
+            )
+
+
 @dg.sensor(
     job_name="portal_sync",
     minimum_interval_seconds=15,
@@ -39,6 +71,7 @@ def force_sync(
 ) -> dg.SensorResult:
     after = int(context.cursor or 0)
     engine = warehouse.engine()
+    settle_finished_requests(context.instance, engine)
     with engine.connect() as connection:
         requests = pending_requests(connection, after)
     if not requests:

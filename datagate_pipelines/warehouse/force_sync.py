@@ -65,3 +65,18 @@ def open_requests_by_portal(connection: Connection) -> dict[str, int]:
     ):
         counts[row.portal_id] = counts.get(row.portal_id, 0) + 1
     return counts
+
+
+def launched_requests(connection: Connection) -> dict[str, list[int]]:
+    """Requests whose run was launched (or joined) and not yet settled, by run key or id."""
+    launched: dict[str, list[int]] = {}
+    for row in connection.execute(
+        select(force_sync_requests.c.id, force_sync_requests.c.run_id).where(
+            force_sync_requests.c.status.in_(("launched", "coalesced")),
+            force_sync_requests.c.handled_at.is_not(None),
+            force_sync_requests.c.error.is_(None),
+        )
+    ):
+        if row.run_id:
+            launched.setdefault(row.run_id, []).append(row.id)
+    return launched
