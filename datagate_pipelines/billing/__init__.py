@@ -3,8 +3,9 @@
 BILLING.md is the specification. Entry points:
 
 - `bill_period(period, settings, *, products, customers, sites, contracts, ledger, usage,
-  tax_rates) -> BillingResult` (engine.py): the invoices, lines, site subtotals, new
-  ledger rows and rejects of one portal's billing period.
+  tax_rates, minor_units=False) -> BillingResult` (engine.py): the invoices, lines, site
+  subtotals, new ledger rows and rejects of one portal's billing period. Exact numbers go
+  in and come out as Decimals, or as integers (cents; × 10**4) — see inputs.py.
 - `assign_numbers(invoices, *, next_number, prefix, is_taken) -> NumberAssignments`
   (numbering.py): invoice numbers at finalization.
 - `can_finalize(agreement_key, period, prior_statuses)` / `finalization_blockers` /
@@ -46,10 +47,12 @@ from datagate_pipelines.billing.engine import (
     INVOICE_COLUMNS,
     LEDGER_COLUMNS,
     LINE_COLUMNS,
+    MINOR_UNIT_COLUMNS,
     REJECT_COLUMNS,
     SITE_SUBTOTAL_COLUMNS,
     BillingResult,
     bill_period,
+    result_columns,
 )
 from datagate_pipelines.billing.errors import BillingError, BillingInputError, InvoiceNumberError
 from datagate_pipelines.billing.finalization import (
@@ -74,6 +77,7 @@ __all__ = [
     "INVOICE_COLUMNS",
     "LEDGER_COLUMNS",
     "LINE_COLUMNS",
+    "MINOR_UNIT_COLUMNS",
     "NONTAXABLE",
     "REJECT_COLUMNS",
     "SITE_SUBTOTAL_COLUMNS",
@@ -99,5 +103,6 @@ __all__ = [
     "normalize_tax_code",
     "normalize_zip",
     "period_label",
+    "result_columns",
     "target_month",
 ]

@@ -41,9 +41,9 @@ from datagate_pipelines.billing.periods import (
     month_dates,
     period_label,
 )
-from datagate_pipelines.billing.recurring import recurring_lines
+from datagate_pipelines.billing.recurring import QUANTITY_PLACES, recurring_lines
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import LineTaxes, TaxCodes, build_rate_table, tax_lines
+from datagate_pipelines.billing.tax import Coded, LineTaxes, TaxCodes, build_rate_table, tax_lines
 from datagate_pipelines.billing.usage import usage_lines
 from datagate_pipelines.money import scaled_columns_to_decimals, sum_segments
 
@@ -82,7 +82,18 @@ LINE_COLUMNS = (
 SITE_SUBTOTAL_COLUMNS = ("invoice_key", "site_id", "subtotal")
 LEDGER_COLUMNS = ("product_id", "service_month", "period", "invoice_key")
 REJECT_COLUMNS = ("entity", "record_id", "field", "reason")
+# With `minor_units=True` these columns hold integers, under these names: money in cents,
+# quantities and unit prices × 10**4 (the warehouse's own form, warehouse/types.py).
+MINOR_UNIT_COLUMNS = {
+    "subtotal": "subtotal_cents",
+    "tax": "tax_cents",
+    "total": "total_cents",
+    "amount": "amount_cents",
+    "qty": "qty_e4",
+    "unit_price": "unit_price_e4",
+}
 _STATUSES = np.array(["draft", "held"], dtype=object)  # by "is held"
+_KINDS = pd.CategoricalDtype(KIND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -118,16 +129,20 @@ def bill_period(
     ledger: pd.DataFrame | None = None,
     usage: pd.DataFrame | None = None,
     tax_rates: pd.DataFrame | None = None,
+    minor_units: bool = False,
 ) -> BillingResult:
     """Bill one portal's billing period P (the first day of the month).
 
-    Inputs (pandas DataFrames; money and quantities as Decimal, dates as datetime.date,
-    ids as ints or nullable Int64; extra columns are ignored):
+    Inputs (pandas DataFrames; money and quantities as Decimal and dates as datetime.date,
+    or in their integer forms (billing/inputs.py: qty_e4, unit_price_e4, amount_cents,
+    datetime64 dates); ids as ints or nullable Int64; extra columns are ignored):
     - products: product_id, customer_id, site_id, contract_id, description, qty,
       unit_price, tax_code, start_date, end_date, billing_cycle;
     - customers (the billed ones): customer_id, name, zip, use_site_zip_tax;
     - sites: site_id, customer_id, zip; contracts: contract_id, customer_id;
-    - ledger: product_id, service_month, period [, final] — the pairs already billed.
+    - ledger: product_id (or product_key, naming products by the integer key the products
+      then carry in a `product_key` column), service_month, period [, final] — the pairs
+      already billed.
       Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them;
     - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,
       usage_date. Re-running P while some of its invoices are final: leave out the usage
@@ -135,6 +150,11 @@ def bill_period(
       they are — the engine recomputes every agreement of P;
     - tax_rates: zip, tax_code, [jurisdiction,] rate.
     None (or a column-less empty frame) is an empty table.
+
+    The result's money, quantities and unit prices are Decimals, or with `minor_units`
+    integers under the names of `MINOR_UNIT_COLUMNS` (cents; × 10**4), which spares
+    building a Decimal per value when the caller stores integers anyway; the lines' repeated
+    values (invoice key, kind, tax code, zip and rate) then come as pandas Categoricals.
 
     Raises BillingInputError when P is not the first of a month or is before the portal's
     billing start, or when an input table lacks a column or repeats a customer, site or
@@ -164,8 +184,8 @@ def bill_period(
 
     taxes = tax_lines(lines, customer_table, site_table, rates, tax_codes)
     grouping = _Invoices.of(lines, customer_table, period)
-    totals = _Totals.of(lines, taxes, grouping)
-    line_frame = _line_frame(lines, values, taxes, grouping, totals)
+    totals = _Totals.of(lines, taxes, grouping, minor_units)
+    line_frame = _line_frame(lines, values, taxes, grouping, totals, minor_units)
     # Free what the other frames do not need before they are built: a smaller peak of
     # memory is fewer fresh pages to fault in, which costs CPU time too.
     del values
@@ -173,12 +193,17 @@ def bill_period(
     del taxes
     rejects = pd.DataFrame(rejected + rates.rejects, columns=list(REJECT_COLUMNS)).astype(object)
     return BillingResult(
-        invoices=_invoice_frame(
-            grouping, lines, totals, reasons, period, settings, customer_table, contract_table
+        invoices=_renamed(
+            _invoice_frame(
+                grouping, lines, totals, reasons, period, settings, customer_table, contract_table
+            ),
+            minor_units,
         ),
-        invoice_lines=line_frame,
-        site_subtotals=_site_subtotal_frame(grouping, line_frame, totals),
-        ledger=_ledger_frame(grouping, lines, line_frame, period),
+        invoice_lines=_renamed(line_frame, minor_units),
+        site_subtotals=_renamed(
+            _site_subtotal_frame(grouping, line_frame, totals, minor_units), minor_units
+        ),
+        ledger=_ledger_frame(grouping, lines, line_frame, period, minor_units),
         rejects=rejects,
     )
 
@@ -193,7 +218,7 @@ def _sorted_lines(
     recurring, product_values, product_rejects = recurring_lines(products, ledger, **context)
     charged, usage_values, usage_rejects = usage_lines(usage, **context)
     lines = LineBlock.concat([recurring, charged], [0, len(product_values)])
-    lines = lines.take(_line_order(lines, context["customers"]))
+    lines.reorder(_line_order(lines, context["customers"]))
     values = LineSources.concat([product_values, usage_values])
     return lines, values, product_rejects + usage_rejects
 
@@ -209,6 +234,15 @@ class _Invoices:
     keys: np.ndarray
     customer_ids: np.ndarray
 
+    def keys_of(self, invoices: np.ndarray, minor_units: bool) -> np.ndarray | pd.Categorical:
+        """The invoice key of each of `invoices` (positions): objects, or in the integer
+        form a Categorical of the keys (no object per row)."""
+        if not minor_units:
+            return self.keys[invoices]
+        if self._key_dtype is None:
+            self._key_dtype = pd.CategoricalDtype(pd.Index(self.keys, dtype=object))
+        return pd.Categorical.from_codes(invoices, dtype=self._key_dtype)
+
     @classmethod
     def of(cls, lines: LineBlock, customers: Customers, period: date) -> _Invoices:
         of_line, starts = _segments(lines.customer, lines.agreement_kind, lines.agreement_contract)
@@ -220,12 +254,28 @@ class _Invoices:
         keys = _objects(map(prefix.__add__, agreement_keys.tolist()))
         return cls(of_line, starts, agreement_keys, keys, customer_ids)
 
+    _key_dtype: pd.CategoricalDtype | None = None
+
+
+def result_columns(columns: tuple[str, ...], minor_units: bool) -> list[str]:
+    """A result frame's column names (`minor_units`: its integer columns renamed)."""
+    if not minor_units:
+        return list(columns)
+    return [MINOR_UNIT_COLUMNS.get(column, column) for column in columns]
+
+
+def _renamed(frame: pd.DataFrame, minor_units: bool) -> pd.DataFrame:
+    if minor_units:
+        frame.columns = result_columns(tuple(frame.columns), minor_units)
+    return frame
+
 
 @dataclass
 class _Totals:
-    """Every money value of the result as Decimals, built in one go (equal values share
-    one Decimal): line amounts and taxes; per invoice the subtotal, tax and total; and the
-    subtotal of each (invoice, site) group, the groups starting at `site_starts`."""
+    """Every money value of the result: line amounts and taxes; per invoice the subtotal,
+    tax and total; and the subtotal of each (invoice, site) group, the groups starting at
+    `site_starts`. In cents, or as Decimals built in one go (equal values share one
+    Decimal)."""
 
     line_amount: np.ndarray
     line_tax: np.ndarray
@@ -236,14 +286,17 @@ class _Totals:
     site_subtotal: np.ndarray
 
     @classmethod
-    def of(cls, lines: LineBlock, taxes: LineTaxes, grouping: _Invoices) -> _Totals:
+    def of(
+        cls, lines: LineBlock, taxes: LineTaxes, grouping: _Invoices, minor_units: bool
+    ) -> _Totals:
         _, site_starts = _segments(grouping.of_line, lines.has_site, lines.site_id)
         subtotal = sum_segments(lines.amount, grouping.starts)
         tax = sum_segments(taxes.tax, grouping.starts)
         site_subtotal = sum_segments(lines.amount, site_starts)
-        line_amount, line_tax, subtotal, tax, total, site_subtotal = scaled_columns_to_decimals(
-            [lines.amount, taxes.tax, subtotal, tax, subtotal + tax, site_subtotal]
-        )
+        columns = [lines.amount, taxes.tax, subtotal, tax, subtotal + tax, site_subtotal]
+        if not minor_units:
+            columns = scaled_columns_to_decimals(columns)
+        line_amount, line_tax, subtotal, tax, total, site_subtotal = columns
         return cls(line_amount, line_tax, subtotal, tax, total, site_starts, site_subtotal)
 
 
@@ -307,18 +360,25 @@ def _hold_reasons(
 
 
 def _line_frame(
-    lines: LineBlock, values: LineSources, taxes: LineTaxes, grouping: _Invoices, totals: _Totals
+    lines: LineBlock,
+    values: LineSources,
+    taxes: LineTaxes,
+    grouping: _Invoices,
+    totals: _Totals,
+    minor_units: bool,
 ) -> pd.DataFrame:
     """The invoice lines; text and Decimal values are taken from their input rows once,
     in line order."""
     source = lines.source
     return pd.DataFrame(
         {
-            "invoice_key": grouping.keys[grouping.of_line],
+            "invoice_key": grouping.keys_of(grouping.of_line, minor_units),
             "line_no": np.arange(len(lines), dtype=np.int64)
             - grouping.starts[grouping.of_line]
             + 1,
-            "kind": KIND_NAMES[lines.kind],
+            "kind": pd.Categorical.from_codes(lines.kind, dtype=_KINDS)
+            if minor_units
+            else KIND_NAMES[lines.kind],
             "product_id": values.product_id[source],
             "usage_id": values.usage_id[source],
             "description": values.description[source],
@@ -326,12 +386,14 @@ def _line_frame(
             "site_id": pd.arrays.IntegerArray(
                 np.where(lines.has_site, lines.site_id, 0).astype(np.int64), ~lines.has_site
             ),
-            "qty": values.qty[source],
-            "unit_price": values.unit_price[source],
+            "qty": _terms(values.qty, values.given_qty, values.has_terms, source, minor_units),
+            "unit_price": _terms(
+                values.unit_price, values.given_unit_price, values.has_terms, source, minor_units
+            ),
             "amount": totals.line_amount,
-            "tax_code": taxes.tax_code,
-            "tax_zip": taxes.zip,
-            "tax_rate": taxes.rate,
+            "tax_code": _text(taxes.tax_code, minor_units),
+            "tax_zip": _text(taxes.zip, minor_units),
+            "tax_rate": _text(taxes.rate, minor_units),
             "tax": totals.line_tax,
         },
         columns=list(LINE_COLUMNS),
@@ -339,14 +401,41 @@ def _line_frame(
     )
 
 
+def _text(column: Coded, minor_units: bool) -> np.ndarray | pd.Categorical:
+    """A repeated value per line: objects, or in the integer form a Categorical."""
+    return column.categorical() if minor_units else column.objects()
+
+
+def _terms(
+    scaled: np.ndarray,
+    given: np.ndarray | None,
+    has_terms: np.ndarray,
+    source: np.ndarray,
+    minor_units: bool,
+) -> np.ndarray | pd.arrays.IntegerArray:
+    """A quantity or unit price per line (none for usage lines): × 10**4, or the Decimals
+    given (built from the integers when they were given as integers)."""
+    present = has_terms[source]
+    if minor_units:
+        values = scaled[source]
+        if values.dtype != object:
+            return pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~present)
+        return np.where(present, values, None)
+    if given is not None:
+        return given[source]
+    out = np.full(len(source), None, dtype=object)
+    out[present] = scaled_columns_to_decimals([scaled[source[present]]], QUANTITY_PLACES)[0]
+    return out
+
+
 def _site_subtotal_frame(
-    grouping: _Invoices, line_frame: pd.DataFrame, totals: _Totals
+    grouping: _Invoices, line_frame: pd.DataFrame, totals: _Totals, minor_units: bool
 ) -> pd.DataFrame:
     """One subtotal per (invoice, site); lines with no site form their own group."""
     starts = totals.site_starts
     return pd.DataFrame(
         {
-            "invoice_key": grouping.keys[grouping.of_line[starts]],
+            "invoice_key": grouping.keys_of(grouping.of_line[starts], minor_units),
             "site_id": line_frame["site_id"].array[starts],
             "subtotal": totals.site_subtotal,
         },
@@ -356,7 +445,7 @@ def _site_subtotal_frame(
 
 
 def _ledger_frame(
-    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame, period: date
+    grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame, period: date, minor_units: bool
 ) -> pd.DataFrame:
     """The (product, service month) pairs billed now, held invoices included (rule 5)."""
     rows = np.flatnonzero(lines.kind == RECURRING)
@@ -365,7 +454,7 @@ def _ledger_frame(
             "product_id": line_frame["product_id"].to_numpy()[rows],
             "service_month": line_frame["service_month"].to_numpy()[rows],
             "period": _repeat(period, len(rows)),
-            "invoice_key": grouping.keys[grouping.of_line[rows]],
+            "invoice_key": grouping.keys_of(grouping.of_line[rows], minor_units),
         },
         columns=list(LEDGER_COLUMNS),
         copy=False,

@@ -10,6 +10,9 @@ sequential comparisons instead:
   looked up once;
 - two sorted id lists are joined by a merge (a stable sort of the two sorted runs).
 
+Integer product keys, where the caller has them (the warehouse's line ids), replace the
+text join altogether (`find_keys`).
+
 Every fast path checks its precondition and falls back to the general path, which gives
 the same answer on any input.
 """
@@ -82,6 +85,26 @@ def find_ids(ids: np.ndarray, known: np.ndarray, *, known_ascending: bool) -> np
     else:
         found = pd.Index(known).get_indexer(heads)
     return found[np.cumsum(new_run) - 1].astype(np.int64, copy=False)
+
+
+def find_keys(keys: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The position in `known` (distinct integer keys) of each of `keys`, -1 when absent:
+    a table indexed by key when the keys are dense (ids handed out in sequence), else a
+    binary search when `known` is ascending, else a hash lookup."""
+    if len(known) == 0 or len(keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    low, high = int(known.min()), int(known.max())
+    if low >= 0 and high < 4 * len(known) + 1024:
+        table = np.full(high + 1, -1, dtype=np.int64)
+        table[known] = np.arange(len(known))
+        if int(keys.min()) >= 0 and int(keys.max()) <= high:
+            return table[keys]
+        inside = (keys >= 0) & (keys <= high)
+        return np.where(inside, table[np.where(inside, keys, 0)], -1)
+    if bool((known[1:] > known[:-1]).all()):
+        found = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+        return np.where(known[found] == keys, found, -1).astype(np.int64, copy=False)
+    return pd.Index(known).get_indexer(keys).astype(np.int64, copy=False)
 
 
 def _merge_positions(needles: np.ndarray, known: np.ndarray) -> np.ndarray:

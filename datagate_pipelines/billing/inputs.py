@@ -1,10 +1,18 @@
 """The engine's input tables, checked and turned into arrays.
 
-The boundary format (what the assets pass): pandas DataFrames whose money and quantity
-columns hold `decimal.Decimal` objects, ids are ints (nullable Int64 or None where
-optional) and dates are `datetime.date`. A table that lacks a required column, or has
-duplicate ids where ids must be unique, is an input error (`BillingInputError`); a bad
-*row* of products or usage becomes a reject instead (see recurring.py and usage.py).
+The boundary format (what the assets pass): pandas DataFrames whose ids are ints (nullable
+Int64 or None where optional) and whose exact numbers come in one of two forms:
+
+- Decimals: `qty`, `unit_price` (products) and `amount` (usage) hold `decimal.Decimal`
+  objects, and dates are `datetime.date` objects;
+- integers: `qty_e4` and `unit_price_e4` hold qty and unit price × 10**4, `amount_cents`
+  the amount in cents (int64, or nullable Int64), and date columns are datetime64. This is
+  how the warehouse stores them (warehouse/types.py), so the loader passes them without
+  building a Python object per cell, which at a million rows costs more than billing them.
+
+A table that lacks a required column, or has duplicate ids where ids must be unique, is an
+input error (`BillingInputError`); a bad *row* of products or usage becomes a reject
+instead (see recurring.py and usage.py).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import pandas as pd
 from datagate_pipelines.billing.errors import BillingInputError
 from datagate_pipelines.billing.ids import text_ids
 from datagate_pipelines.billing.tax import normalize_zip
+from datagate_pipelines.money import decimals_to_scaled
 
 PRODUCT_COLUMNS = (
     "product_id",
@@ -45,17 +54,67 @@ USAGE_COLUMNS = (
     "usage_date",
 )
 TAX_RATE_COLUMNS = ("zip", "tax_code", "rate")
+# The integer form of each exact-number column: its name and its decimal places.
+SCALED_COLUMNS = {
+    "qty": ("qty_e4", 4),
+    "unit_price": ("unit_price_e4", 4),
+    "amount": ("amount_cents", 2),
+}
+EXACT_ALTERNATIVES = {column: scaled for column, (scaled, _) in SCALED_COLUMNS.items()}
+# A ledger may name its products by `product_key` (see recurring._ledger_pairs).
+LEDGER_ALTERNATIVES = {"product_id": "product_key"}
 
 
-def table(frame: pd.DataFrame | None, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-    """The frame with its required columns checked; None or a column-less empty frame is an
-    empty table."""
+def table(
+    frame: pd.DataFrame | None,
+    name: str,
+    columns: tuple[str, ...],
+    alternatives: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """The frame with its required columns checked (a column of `alternatives` may be given
+    in its other form instead); None or a column-less empty frame is an empty table."""
     if frame is None or (len(frame) == 0 and len(frame.columns) == 0):
         return pd.DataFrame({column: pd.Series([], dtype=object) for column in columns})
-    missing = [column for column in columns if column not in frame.columns]
+    alternatives = alternatives or {}
+    missing = [
+        column if column not in alternatives else f"{column} (or {alternatives[column]})"
+        for column in columns
+        if column not in frame.columns and alternatives.get(column) not in frame.columns
+    ]
     if missing:
         raise BillingInputError(f"{name}: missing column(s) {', '.join(missing)}")
     return frame  # only positions are used: the index does not matter
+
+
+@dataclass
+class ExactColumn:
+    """An exact-number column as integers × 10**places, whichever form it came in."""
+
+    scaled: np.ndarray  # int64 (object ints if a value exceeds int64); 0 where invalid
+    invalid: np.ndarray  # missing, not a number, or more decimals than `places`
+    given: np.ndarray | None  # the Decimals as given; None when given as integers
+
+    def reason(self, row: int, what: str, wanted: str) -> str:
+        """Why row `row` (invalid) is refused: "<what> <value> is not <wanted>", or missing
+        (the integer form has no other way to be invalid)."""
+        if self.given is None:
+            return f"missing {what}"
+        return f"{what} {self.given[row]!r} is not {wanted}"
+
+
+def exact_column(
+    frame: pd.DataFrame, name: str, places: int, *, rounding: bool = False
+) -> ExactColumn:
+    """Column `name` scaled by 10**places: from its integer form when the frame has it (then
+    already scaled to the form's places), else from Decimals (`decimals_to_scaled`)."""
+    scaled_name, scaled_places = SCALED_COLUMNS[name]
+    if scaled_name in frame.columns:
+        if scaled_places != places:
+            raise ValueError(f"{scaled_name} has {scaled_places} places, not {places}")
+        values, present = nullable_ints(frame[scaled_name], scaled_name)  # 0 where missing
+        return ExactColumn(values, ~present, None)
+    scaled, invalid = decimals_to_scaled(frame[name], places, rounding=rounding)
+    return ExactColumn(scaled, invalid, frame[name].to_numpy(dtype=object))
 
 
 def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -89,7 +89,14 @@ class _LedgerRuns:
     def __init__(self, count, first, last, keys, base, span):
         self.count, self.first, self.last = count, first, last
         self.billed = count > 0
-        self.keys, self._base, self._span = keys, base, span
+        self._keys, self._base, self._span = keys, base, span
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The billed pairs' keys, ascending."""
+        if callable(self._keys):
+            self._keys = self._keys()
+        return self._keys
 
     def key(self, owner: np.ndarray, month: np.ndarray) -> np.ndarray:
         """The integer key of (owner, month) pairs (-1 for months outside the ledger's)."""
@@ -99,6 +106,9 @@ class _LedgerRuns:
     @classmethod
     def of(cls, lo, hi, ledger_owner, ledger_month) -> _LedgerRuns:
         n = len(lo)
+        runs = cls._of_sorted(lo, hi, ledger_owner, ledger_month)
+        if runs is not None:
+            return runs
         owner, month = _keep(ledger_owner, ledger_month, (ledger_owner >= 0) & (ledger_owner < n))
         owner, month = _keep(owner, month, (month >= lo[owner]) & (month <= hi[owner]))
         count, first, last = (np.zeros(n, np.int64) for _ in range(3))
@@ -123,6 +133,39 @@ class _LedgerRuns:
         first[owners] = month[starts_at]
         last[owners] = month[ends_at]
         return cls(count, first, last, keys, base, span)
+
+    @classmethod
+    def _of_sorted(cls, lo, hi, ledger_owner, ledger_month) -> _LedgerRuns | None:
+        """`of` for the usual ledger, read in (product, month) order with each pair once and
+        every product's months inside its [lo, hi]: the runs are read off the rows without
+        a key or a gather per row. None when the ledger is not like that."""
+        n = len(lo)
+        if len(ledger_owner) == 0 or ledger_owner[0] < 0 or ledger_owner[-1] >= n:
+            return None
+        new_owner = np.empty(len(ledger_owner), dtype=bool)
+        new_owner[0] = True
+        np.not_equal(ledger_owner[1:], ledger_owner[:-1], out=new_owner[1:])
+        if not (new_owner[1:] | (ledger_month[1:] > ledger_month[:-1])).all():
+            return None  # months out of order or repeated within a product
+        starts_at = np.flatnonzero(new_owner)
+        del new_owner
+        owners = ledger_owner[starts_at]
+        if not (owners[1:] > owners[:-1]).all():
+            return None  # a product's rows are not together
+        ends_at = np.empty_like(starts_at)
+        ends_at[:-1] = starts_at[1:] - 1
+        ends_at[-1] = len(ledger_owner) - 1
+        first, last = ledger_month[starts_at], ledger_month[ends_at]
+        if ((first < lo[owners]) | (last > hi[owners])).any():
+            return None  # some months fall outside [lo, hi]: filter row by row
+        count, first_of, last_of = (np.zeros(n, np.int64) for _ in range(3))
+        count[owners] = ends_at - starts_at + 1
+        first_of[owners], last_of[owners] = first, last
+        base = int(first.min())
+        span = int(last.max()) - base + 1
+        # Sorted and distinct; only products with gaps need them: built when asked for.
+        keys = lambda: ledger_owner * span + (ledger_month - base)  # noqa: E731
+        return cls(count, first_of, last_of, keys, base, span)
 
 
 def _keep(owner: np.ndarray, month: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -50,34 +50,57 @@ class LineBlock:
             columns[spec.name] = np.concatenate(parts)
         return cls(**columns)
 
-    def take(self, rows: np.ndarray) -> LineBlock:
-        """The block restricted to / reordered by `rows`."""
-        return LineBlock(**{spec.name: getattr(self, spec.name)[rows] for spec in fields(self)})
+    def reorder(self, rows: np.ndarray) -> None:
+        """Restrict / reorder this block by `rows` in place, one column at a time, so that
+        only one column exists twice at any moment (fresh memory is page faults)."""
+        for spec in fields(self):
+            setattr(self, spec.name, getattr(self, spec.name)[rows])
 
 
 @dataclass
 class LineSources:
-    """The values lines copy from their input rows, one entry per row of one input table
-    (object arrays; None where the table has no such value, e.g. a usage row's qty)."""
+    """The values lines copy from their input rows, one entry per row of one input table:
+    ids and descriptions (object arrays; None where the table has no such value, e.g. a
+    usage row's product id), quantities and unit prices × 10**4 (0 where the row has none:
+    `has_terms` is False), and the Decimals they were given as (None: given as integers)."""
 
     product_id: np.ndarray
     usage_id: np.ndarray
     description: np.ndarray
     qty: np.ndarray
     unit_price: np.ndarray
+    has_terms: np.ndarray
+    given_qty: np.ndarray | None
+    given_unit_price: np.ndarray | None
 
     def __len__(self) -> int:
         return len(self.description)
 
     @classmethod
+    def without_terms(
+        cls, product_id: np.ndarray, usage_id: np.ndarray, description: np.ndarray
+    ) -> LineSources:
+        """Rows with no quantity or unit price (usage rows)."""
+        n = len(description)
+        nothing = np.full(n, None, dtype=object)
+        zeros = np.zeros(n, dtype=np.int64)
+        return cls(
+            product_id, usage_id, description, zeros, zeros, np.zeros(n, bool), nothing, nothing
+        )
+
+    @classmethod
     def concat(cls, tables: list[LineSources]) -> LineSources:
         """The tables one after the other (a line's `source` then indexes the result)."""
-        return cls(
-            **{
-                spec.name: np.concatenate([getattr(t, spec.name) for t in tables])
-                for spec in fields(cls)
-            }
-        )
+        columns = {}
+        for spec in fields(cls):
+            parts = [getattr(t, spec.name) for t in tables]
+            if any(part is None for part in parts):
+                columns[spec.name] = None
+                continue
+            if any(part.dtype == object for part in parts):
+                parts = [part.astype(object) for part in parts]
+            columns[spec.name] = np.concatenate(parts)
+        return cls(**columns)
 
 
 class Rejects:

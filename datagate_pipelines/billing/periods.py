@@ -131,6 +131,10 @@ class DateColumn:
         """An integer per row that orders rows like their dates."""
         return self.month * 32 + self.day
 
+    def in_month(self, index: int) -> np.ndarray:
+        """Which rows fall in the month with this month index."""
+        return self.month == index
+
     def date(self, row: int) -> date | None:
         """Row `row` as a `datetime.date` (None when missing or not a date)."""
         code = self.codes[row]
@@ -145,18 +149,85 @@ class DateColumn:
         return np.array([*values, placeholder], dtype=np.int64)[self.codes]
 
 
-def parse_dates(values: np.ndarray | pd.Series) -> DateColumn:
+class Datetime64Column:
+    """A datetime64 column (`DateColumn`'s interface; no value can be invalid, NaT is
+    missing), read as day numbers. The month and day of every day in the column's range are
+    computed once and looked up per row. Fresh memory is costly at a million rows (each new
+    page is a fault), so temporaries are few and reused."""
+
+    def __init__(self, values: np.ndarray):
+        unit, count = np.datetime_data(values.dtype)
+        self._ticks = values.view(np.int64)
+        self._ticks_per_day = int(np.timedelta64(1, "D") // np.timedelta64(count, unit))
+        self.missing = self._ticks == np.iinfo(np.int64).min  # NaT
+        self.invalid = np.zeros(len(values), dtype=bool)
+        self._offsets: np.ndarray | None = None  # day number - self._first_day, per row
+        self._first_day = 0
+
+    def _day_offsets(self) -> np.ndarray:
+        if self._offsets is None:
+            offsets = self._ticks // self._ticks_per_day
+            if self.missing.any():
+                offsets[self.missing] = 0  # 1970-01-01, as DateColumn's placeholder
+            self._first_day = int(offsets.min()) if len(offsets) else 0
+            offsets -= self._first_day
+            self._offsets = offsets
+        return self._offsets
+
+    def _per_day(self, of_day) -> np.ndarray:
+        """of_day(datetime64[D] array) for each row, computed once per day of the range."""
+        offsets = self._day_offsets()
+        if len(offsets) == 0:
+            return np.zeros(0, dtype=np.int64)
+        span = int(offsets.max()) + 1
+        if span > 4 * len(offsets) + 100_000:  # sparse: once per distinct day
+            codes, distinct = pd.factorize(offsets)
+            return of_day((distinct + self._first_day).astype("datetime64[D]"))[codes]
+        each_day = np.arange(self._first_day, self._first_day + span).astype("datetime64[D]")
+        return of_day(each_day)[offsets]
+
+    @cached_property
+    def month(self) -> np.ndarray:
+        return self._per_day(_months_of)
+
+    @cached_property
+    def day(self) -> np.ndarray:
+        return self._per_day(_days_of_month)
+
+    @property
+    def day_key(self) -> np.ndarray:
+        return self.month * 32 + self.day
+
+    def in_month(self, index: int) -> np.ndarray:
+        """Which rows fall in the month with this month index (compared as ticks: no
+        per-row temporary)."""
+        start = np.datetime64(month_from_index(index), "D")
+        end = np.datetime64(month_from_index(index + 1), "D")
+        low, high = (int(day.astype(np.int64)) * self._ticks_per_day for day in (start, end))
+        return (self._ticks >= low) & (self._ticks < high)
+
+    def date(self, row: int) -> date | None:
+        if self.missing[row]:
+            return None
+        return date(1970, 1, 1) + timedelta(int(self._ticks[row] // self._ticks_per_day))
+
+
+def _months_of(days: np.ndarray) -> np.ndarray:
+    return days.astype("datetime64[M]").astype(np.int64) + _EPOCH_MONTH
+
+
+def _days_of_month(days: np.ndarray) -> np.ndarray:
+    return (days - days.astype("datetime64[M]").astype("datetime64[D]")).astype(np.int64) + 1
+
+
+def parse_dates(values: np.ndarray | pd.Series) -> DateColumn | Datetime64Column:
     """Parse a column of dates (`datetime.date`, datetime, Timestamp, or a datetime64 column)."""
     if isinstance(values, pd.Series) and pd.api.types.is_datetime64_any_dtype(values.dtype):
-        ns = values.to_numpy(dtype="datetime64[ns]")
-        missing = np.isnat(ns)
-        whole_days = np.where(missing, 0, ns.astype("datetime64[D]").astype(np.int64))
-        codes, uniques = pd.factorize(whole_days)
-        codes = np.where(missing, -1, codes)
-        days = [date(1970, 1, 1) + timedelta(days=int(d)) for d in uniques]
-    else:
-        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-        days = [as_date(v) if isinstance(v, date) else None for v in uniques]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):  # the local calendar day
+            values = values.dt.tz_localize(None)
+        return Datetime64Column(values.to_numpy())
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    days = [as_date(v) if isinstance(v, date) else None for v in uniques]
     return DateColumn(codes, days)
 
 

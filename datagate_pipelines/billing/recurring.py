@@ -16,8 +16,9 @@ Where BILLING.md is silent (choices made here):
 - A product is rejected (with every reason that applies) when: its id is missing or
   repeated; its customer is not billed; its site belongs to another customer; agreements
   are per contract and its contract is not one of the customer's imported contracts; its
-  cycle is not monthly; its qty or unit price is not a Decimal with ≤ 4 decimals; its start
-  date is missing or not a date; its end date is not a date; its start is after its end.
+  cycle is not monthly; its qty or unit price is not a Decimal with ≤ 4 decimals (in the
+  integer form: is missing); its start date is missing or not a date; its end date is not
+  a date; its start is after its end.
   A site id that is not in the site table is kept: the line has no site zip.
 """
 
@@ -32,14 +33,19 @@ import pandas as pd
 from datagate_pipelines.billing import agreements
 from datagate_pipelines.billing.checks import check_ids, check_owners
 from datagate_pipelines.billing.errors import BillingInputError
-from datagate_pipelines.billing.ids import find_ids
+from datagate_pipelines.billing.ids import find_ids, find_keys
 from datagate_pipelines.billing.inputs import (
+    EXACT_ALTERNATIVES,
+    LEDGER_ALTERNATIVES,
     LEDGER_COLUMNS,
     PRODUCT_COLUMNS,
     Contracts,
     Customers,
+    ExactColumn,
     Sites,
+    exact_column,
     normalize_column,
+    nullable_ints,
     strings,
     table,
     texts,
@@ -56,7 +62,7 @@ from datagate_pipelines.billing.periods import (
 )
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import TaxCodes
-from datagate_pipelines.money import decimals_to_scaled, mul_div_round_half_away
+from datagate_pipelines.money import mul_div_round_half_away
 
 QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (BILLING.md)
 MONTHLY = "monthly"
@@ -67,10 +73,11 @@ def _is_monthly(cycle: object) -> bool:
 
 
 class Terms(NamedTuple):
-    """What each product bills: scaled quantity and price (× 10**4), start and end dates."""
+    """What each product bills: quantity and unit price (scaled by 10**4), start and end
+    dates."""
 
-    qty: np.ndarray
-    price: np.ndarray
+    qty: ExactColumn
+    price: ExactColumn
     start: DateColumn
     end: DateColumn
 
@@ -88,7 +95,7 @@ def recurring_lines(
 ) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
     """The recurring lines of period P, what they copy from the products, and the rejected
     products."""
-    frame = table(products, "products", PRODUCT_COLUMNS)
+    frame = table(products, "products", PRODUCT_COLUMNS, EXACT_ALTERNATIVES)
     product_ids = strings(frame["product_id"])
     rejects = Rejects("product", product_ids)
     id_order = check_ids(rejects, product_ids, "product")
@@ -107,7 +114,12 @@ def recurring_lines(
     lo = np.maximum(start_month, first_month)
     hi = np.where(has_end, np.minimum(end_month, last_month), last_month)
     owner, billed_month = _ledger_pairs(
-        ledger, product_ids, valid, id_order.ascending, month_index(period)
+        ledger,
+        product_ids,
+        _product_keys(frame, valid),
+        valid,
+        id_order.ascending,
+        month_index(period),
     )
     slot, month = unbilled_months(lo, hi, owner, billed_month)
     rows = valid[slot]
@@ -117,7 +129,7 @@ def recurring_lines(
     first_day = np.where(month == start_month[slot], start_day[slot], 1)
     last_day = np.where(has_end[slot] & (month == end_month[slot]), end_day[slot], days)
     active = last_day - first_day + 1
-    qty, price = terms.qty[rows], terms.price[rows]
+    qty, price = terms.qty.scaled[rows], terms.price.scaled[rows]
     if settings.allow_pro_rata:
         amount = mul_div_round_half_away([qty, price, active], 10**6 * days)
     else:
@@ -144,8 +156,11 @@ def recurring_lines(
         product_id=product_ids,
         usage_id=np.full(len(frame), None, dtype=object),
         description=texts(frame["description"].to_numpy(dtype=object)),
-        qty=frame["qty"].to_numpy(dtype=object),
-        unit_price=frame["unit_price"].to_numpy(dtype=object),
+        qty=terms.qty.scaled,
+        unit_price=terms.price.scaled,
+        has_terms=np.ones(len(frame), dtype=bool),
+        given_qty=terms.qty.given,
+        given_unit_price=terms.price.given,
     )
     return block, sources, rejects.rows()
 
@@ -169,22 +184,20 @@ def _check_terms(rejects: Rejects, frame: pd.DataFrame) -> Terms:
         ~_monthly(cycles), "billing_cycle", lambda i: f"unsupported billing cycle {cycles[i]!r}"
     )
 
-    qty, bad_qty = decimals_to_scaled(frame["qty"], QUANTITY_PLACES)
+    qty = exact_column(frame, "qty", QUANTITY_PLACES)
     rejects.add(
-        bad_qty,
+        qty.invalid,
         "qty",
-        lambda i: (
-            f"quantity {frame['qty'].iat[i]!r} is not a Decimal"
-            f" with at most {QUANTITY_PLACES} decimal places"
+        lambda i: qty.reason(
+            i, "quantity", f"a Decimal with at most {QUANTITY_PLACES} decimal places"
         ),
     )
-    price, bad_price = decimals_to_scaled(frame["unit_price"], QUANTITY_PLACES)
+    price = exact_column(frame, "unit_price", QUANTITY_PLACES)
     rejects.add(
-        bad_price,
+        price.invalid,
         "unit_price",
-        lambda i: (
-            f"unit price {frame['unit_price'].iat[i]!r} is not a Decimal"
-            f" with at most {QUANTITY_PLACES} decimal places"
+        lambda i: price.reason(
+            i, "unit price", f"a Decimal with at most {QUANTITY_PLACES} decimal places"
         ),
     )
 
@@ -208,9 +221,24 @@ def _check_terms(rejects: Rejects, frame: pd.DataFrame) -> Terms:
     return Terms(qty, price, start, end)
 
 
+def _product_keys(frame: pd.DataFrame, valid: np.ndarray) -> np.ndarray | None:
+    """The valid products' integer keys (the optional `product_key` column; None without
+    it). A valid product without a key, or two with one key, is an input error."""
+    if "product_key" not in frame.columns:
+        return None
+    keys, present = nullable_ints(frame["product_key"], "products.product_key")
+    if not present[valid].all():
+        raise BillingInputError("products: a product has no product_key")
+    keys = keys[valid]
+    if not (keys[1:] > keys[:-1]).all() and not pd.Index(keys).is_unique:
+        raise BillingInputError("products: two products share a product_key")
+    return keys
+
+
 def _ledger_pairs(
     ledger: pd.DataFrame | None,
     product_ids: np.ndarray,
+    product_keys: np.ndarray | None,
     valid: np.ndarray,
     ids_ascending: bool,
     period_month: int,
@@ -218,23 +246,37 @@ def _ledger_pairs(
     """Billed pairs as (position in `valid`, month index); pairs of other products are
     dropped. `ids_ascending`: the product ids are distinct and in ascending order.
 
+    A ledger may name its products by `product_key` instead of `product_id` (an integer
+    the caller gives every product, such as the warehouse's line id): joining integers
+    costs a fraction of joining text. The products must then carry the same keys.
+
     Rows of the period being billed are ignored — its drafts are recomputed from scratch
     (BILLING.md rule 3) — unless the optional `final` column is true for them: pairs on
     invoices of P that are already final stay billed, so re-running P for its held
     invoices cannot bill them again even if a product moved to another agreement.
     """
-    frame = table(ledger, "ledger", LEDGER_COLUMNS)
+    frame = table(ledger, "ledger", LEDGER_COLUMNS, LEDGER_ALTERNATIVES)
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
     if (service.missing | service.invalid | billed_in.missing | billed_in.invalid).any():
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
-    counted = billed_in.month != period_month
+    counted = ~billed_in.in_month(period_month)
     if "final" in frame.columns:
         counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
-    ids, months = frame["product_id"].to_numpy(dtype=object), service.month
+    months = service.month if counted.all() else service.month[counted]
+    if "product_key" in frame.columns:
+        if product_keys is None:
+            raise BillingInputError("ledger: rows name products by product_key; products have none")
+        keys, has_key = nullable_ints(frame["product_key"], "ledger.product_key")
+        if not has_key.all():
+            raise BillingInputError("ledger: a row has no product_key")
+        owner = find_keys(keys if counted.all() else keys[counted], product_keys)
+        known = owner >= 0
+        return owner[known], months[known]
+    ids = frame["product_id"].to_numpy(dtype=object)
     if not counted.all():
-        ids, months = ids[counted], months[counted]
+        ids = ids[counted]
     if ids_ascending:  # join on every product id (sorted, so by merging), then keep valid
         position_in_valid = np.full(len(product_ids) + 1, -1, dtype=np.int64)
         position_in_valid[valid] = np.arange(len(valid))

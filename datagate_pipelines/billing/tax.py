@@ -159,18 +159,33 @@ class TaxCodes:
             self.names.append(name)
         return self._ids[name]
 
-    def name_array(self) -> np.ndarray:
-        """The names by id, then None, so that `name_array()[ids]` maps -1 to None."""
-        return _object_array([*self.names, None])
+
+@dataclass
+class Coded:
+    """A column of repeated values kept as codes into a table of distinct values (code -1:
+    None): values are built per line only when asked for as objects."""
+
+    codes: np.ndarray
+    values: list
+
+    def objects(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        return _object_array([*self.values, None])[self.codes[rows]]
+
+    def categorical(self) -> pd.Categorical:
+        """The column as a pandas Categorical (no object per line); equal values share a
+        category."""
+        categories, of_value = pd.factorize(_object_array(self.values))
+        codes = np.append(categories, -1)[self.codes]
+        return pd.Categorical.from_codes(codes, categories=pd.Index(of_value, dtype=object))
 
 
 @dataclass
 class LineTaxes:
     """Tax per line: code and zip used, rate, tax in cents, and which data is missing."""
 
-    tax_code: np.ndarray
-    zip: np.ndarray
-    rate: np.ndarray
+    tax_code: Coded
+    zip: Coded
+    rate: Coded
     tax: np.ndarray
     problem: np.ndarray
     no_code: np.ndarray
@@ -195,8 +210,8 @@ class LineTaxes:
             self.bad_rate[rows].tolist(),
             customers.ids[customer].tolist(),
             customers.names[customer].tolist(),
-            self.zip[rows].tolist(),
-            self.tax_code[rows].tolist(),
+            self.zip.objects(rows).tolist(),
+            self.tax_code.objects(rows).tolist(),
             strict=True,
         ):
             reasons = []
@@ -235,7 +250,7 @@ def tax_lines(
     slot_scaled = as_int64_if_fits(
         _object_array([0 if r is None else to_minor_units(r, places) for r in slot_rates])
     )
-    slot = np.full(len(lines), -1, dtype=np.int64)
+    slot = np.full(len(lines), len(slot_rates) - 1, dtype=np.int64)
     slot[nontaxable] = 0
     slot[lookup] = pair_of_line + 1
 
@@ -243,10 +258,12 @@ def tax_lines(
     no_rate = lookup & ~slot_known[slot] & ~bad_rate
     # Unknown rates are 0 here; the invoice is held for them.
     tax = mul_div_round_half_away([lines.amount, slot_scaled[slot]], 10**places)
+    known_rates = [rate for rate in slot_rates if rate is not None]
+    rate_of_slot = np.where(slot_known, np.cumsum(slot_known) - 1, -1)
     return LineTaxes(
-        tax_code=codes.name_array()[code],
-        zip=_object_array([*zip_names, None])[line_zip],
-        rate=_object_array(slot_rates)[slot],
+        tax_code=Coded(code, codes.names),
+        zip=Coded(line_zip, zip_names),
+        rate=Coded(rate_of_slot[slot], known_rates),
         tax=tax,
         problem=no_code | no_zip | no_rate | bad_rate,
         no_code=no_code,

@@ -24,10 +24,12 @@ import pandas as pd
 from datagate_pipelines.billing import agreements
 from datagate_pipelines.billing.checks import check_ids, check_owners
 from datagate_pipelines.billing.inputs import (
+    EXACT_ALTERNATIVES,
     USAGE_COLUMNS,
     Contracts,
     Customers,
     Sites,
+    exact_column,
     strings,
     table,
     texts,
@@ -36,7 +38,7 @@ from datagate_pipelines.billing.lines import USAGE, LineBlock, LineSources, Reje
 from datagate_pipelines.billing.periods import month_index, parse_dates, period_label
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import TaxCodes
-from datagate_pipelines.money import CENT_PLACES, decimals_to_scaled
+from datagate_pipelines.money import CENT_PLACES
 
 
 def usage_lines(
@@ -51,16 +53,18 @@ def usage_lines(
 ) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
     """The usage lines of period P, what they copy from the usage rows, and the rejected
     usage rows."""
-    frame = table(usage, "usage", USAGE_COLUMNS)
+    frame = table(usage, "usage", USAGE_COLUMNS, EXACT_ALTERNATIVES)
     usage_ids = strings(frame["usage_id"])
     rejects = Rejects("usage", usage_ids)
 
     id_rank = check_ids(rejects, usage_ids, "usage").rank
     owners = check_owners(rejects, frame, settings, customers, sites, contracts)
 
-    amount, bad_amount = decimals_to_scaled(frame["amount"], CENT_PLACES, rounding=True)
+    amount = exact_column(frame, "amount", CENT_PLACES, rounding=True)
     rejects.add(
-        bad_amount, "amount", lambda i: f"amount {frame['amount'].iat[i]!r} is not a Decimal"
+        amount.invalid,
+        "amount",
+        lambda i: amount.reason(i, "amount", "a Decimal"),
     )
 
     day = parse_dates(frame["usage_date"])
@@ -70,7 +74,7 @@ def usage_lines(
         "usage_date",
         lambda i: f"usage date {frame['usage_date'].iat[i]!r} is not a date",
     )
-    outside = ~(day.missing | day.invalid) & (day.month != month_index(period))
+    outside = ~(day.missing | day.invalid) & ~day.in_month(month_index(period))
     rejects.add(
         outside,
         "usage_date",
@@ -93,16 +97,13 @@ def usage_lines(
         agreement_contract=contract,
         month=np.full(len(rows), -1, dtype=np.int64),
         order=order,
-        amount=amount[rows],
+        amount=amount.scaled[rows],
         tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
         source=rows,
     )
-    nothing = np.full(len(frame), None, dtype=object)
-    sources = LineSources(
-        product_id=nothing,
+    sources = LineSources.without_terms(
+        product_id=np.full(len(frame), None, dtype=object),
         usage_id=usage_ids,
         description=texts(frame["description"].to_numpy(dtype=object)),
-        qty=nothing,
-        unit_price=nothing,
     )
     return block, sources, rejects.rows()

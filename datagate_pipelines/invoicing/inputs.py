@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import BigInteger, Connection, Select, and_, select, type_coerce
 
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
@@ -29,10 +29,18 @@ def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.Data
     return frame.astype({c: object for c in frame.columns if frame[c].dtype == object})
 
 
+def _stored_integer(column, name: str):
+    """An exact-number column as the integer the warehouse stores (warehouse/types.py), not
+    a Decimal built per row: the engine's integer form (billing/inputs.py)."""
+    return type_coerce(column, BigInteger).label(name)
+
+
 def load_billing_inputs(
     connection: Connection, portal_id: str, period: date
 ) -> dict[str, pd.DataFrame]:
-    """Frames in the engine's boundary format (billing/inputs.py)."""
+    """Frames in the engine's boundary format (billing/inputs.py), exact numbers in their
+    integer form; the ledger names its products by product_key (the HaloPSA line id),
+    joined by the database rather than on text in Python."""
     customer_frame = _frame(
         connection,
         select(
@@ -52,13 +60,15 @@ def load_billing_inputs(
             products.c.site_id,
             products.c.contract_id,
             products.c.description,
-            products.c.qty,
-            products.c.unit_price,
+            _stored_integer(products.c.qty, "qty_e4"),
+            _stored_integer(products.c.unit_price, "unit_price_e4"),
             products.c.tax_code,
             products.c.start_date,
             products.c.end_date,
             products.c.billing_cycle,
             products.c.ended_reason.is_not(None),
+            # product_id is "line:<source_line_id>": one key per product.
+            products.c.source_line_id,
         )
         .where(products.c.portal_id == portal_id)
         # The engine's fast paths expect ids in order (billing/ids.py).
@@ -69,13 +79,14 @@ def load_billing_inputs(
             "site_id",
             "contract_id",
             "description",
-            "qty",
-            "unit_price",
+            "qty_e4",
+            "unit_price_e4",
             "tax_code",
             "start_date",
             "end_date",
             "billing_cycle",
             "ended_by_sync",
+            "product_key",
         ],
     )
     # Inactive or unticked customers are not billed (BILLING.md, Terms); that is not an error.
@@ -103,15 +114,22 @@ def load_billing_inputs(
     ledger_frame = _frame(
         connection,
         select(
-            billing_ledger.c.product_id,
+            products.c.source_line_id,
             billing_ledger.c.service_month,
             billing_ledger.c.period,
             invoices.c.status == "final",
         )
         .join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
+        .join(
+            products,
+            and_(
+                products.c.portal_id == billing_ledger.c.portal_id,
+                products.c.product_id == billing_ledger.c.product_id,
+            ),
+        )
         .where(billing_ledger.c.portal_id == portal_id)
         .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
-        ["product_id", "service_month", "period", "final"],
+        ["product_key", "service_month", "period", "final"],
     )
     usage_frame = _frame(
         connection,
@@ -121,7 +139,7 @@ def load_billing_inputs(
             usage_charges.c.site_id,
             usage_charges.c.contract_id,
             usage_charges.c.description,
-            usage_charges.c.amount,
+            _stored_integer(usage_charges.c.amount, "amount_cents"),
             usage_charges.c.tax_code,
             usage_charges.c.usage_date,
         ).where(usage_charges.c.portal_id == portal_id, usage_charges.c.period == period),
@@ -131,7 +149,7 @@ def load_billing_inputs(
             "site_id",
             "contract_id",
             "description",
-            "amount",
+            "amount_cents",
             "tax_code",
             "usage_date",
         ],

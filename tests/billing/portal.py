@@ -9,7 +9,13 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from datagate_pipelines.billing import BillingResult, BillingSettings, bill_period
+from datagate_pipelines.billing import (
+    MINOR_UNIT_COLUMNS,
+    BillingResult,
+    BillingSettings,
+    bill_period,
+)
+from datagate_pipelines.money import from_minor_units, round_half_away, to_minor_units
 from tests.billing.oracle import OracleResult, oracle_bill
 
 D = Decimal
@@ -278,3 +284,93 @@ def bayside(**settings) -> Portal:
             {"zip": "94110", "tax_code": "TEL", "jurisdiction": "SFX", "rate": D("0.02")},
         ],
     )
+
+
+# --- the integer form (billing/inputs.py) ---------------------------------------------------
+
+
+def _scaled(values: pd.Series, places: int, *, rounding: bool = False) -> pd.arrays.IntegerArray:
+    """Decimals as integers × 10**places, one at a time (NA where not representable)."""
+    out = []
+    for value in values.tolist():
+        try:
+            if rounding:
+                value = round_half_away(value, places)
+            out.append(to_minor_units(value, places))
+        except (TypeError, ValueError):
+            out.append(None)
+    return pd.array(out, dtype="Int64")
+
+
+def _datetimes(values: pd.Series) -> pd.Series:
+    """dates (None: NaT) as a datetime64 column."""
+    days = [np.datetime64("NaT") if v is None else np.datetime64(v, "D") for v in values.tolist()]
+    return pd.Series(np.array(days, dtype="datetime64[D]").astype("datetime64[s]"))
+
+
+def integer_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The same portal in the engine's integer form, as the warehouse loader passes it:
+    qty_e4, unit_price_e4 and amount_cents instead of Decimals, datetime64 dates, and a
+    product_key per product that the ledger names its products by (ledger rows of unknown
+    products are left out, as an inner join leaves them out)."""
+    products = frames["products"].copy()
+    products["qty_e4"] = _scaled(products.pop("qty"), 4)
+    products["unit_price_e4"] = _scaled(products.pop("unit_price"), 4)
+    for column in ("start_date", "end_date"):
+        products[column] = _datetimes(products[column])
+    products["product_key"] = np.arange(1000, 1000 + 3 * len(products), 3, dtype=np.int64)
+    key_of = dict(
+        zip(products["product_id"].tolist(), products["product_key"].tolist(), strict=True)
+    )
+
+    ledger = frames["ledger"]
+    ledger = ledger[ledger["product_id"].isin(list(key_of))].reset_index(drop=True)
+    ledger = pd.DataFrame(
+        {
+            "product_key": np.array([key_of[p] for p in ledger["product_id"]], dtype=np.int64),
+            "service_month": _datetimes(ledger["service_month"]),
+            "period": _datetimes(ledger["period"]),
+            **({"final": ledger["final"]} if "final" in ledger else {}),
+        }
+    )
+    usage = frames["usage"].copy()
+    usage["amount_cents"] = _scaled(usage.pop("amount"), 2, rounding=True)
+    usage["usage_date"] = _datetimes(usage["usage_date"])
+    return {**frames, "products": products, "ledger": ledger, "usage": usage}
+
+
+_PLACES = {"qty": 4, "unit_price": 4}
+
+
+def as_decimals(result: BillingResult) -> BillingResult:
+    """A result computed with `minor_units=True` in the Decimal form (names and values)."""
+    names = {scaled: column for column, scaled in MINOR_UNIT_COLUMNS.items()}
+
+    def convert(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.rename(columns=names)
+        for column in frame.columns:
+            if column in MONEY or column in _PLACES:
+                places = _PLACES.get(column, 2)
+                frame[column] = pd.Series(
+                    [
+                        None if plain(v) is None else from_minor_units(int(v), places)
+                        for v in frame[column].tolist()
+                    ],
+                    dtype=object,
+                )
+        return frame
+
+    return BillingResult(
+        invoices=convert(result.invoices),
+        invoice_lines=convert(result.invoice_lines),
+        site_subtotals=convert(result.site_subtotals),
+        ledger=result.ledger,
+        rejects=result.rejects,
+    )
+
+
+def assert_same_results(got: BillingResult, expected: BillingResult) -> None:
+    """Two engine results agree frame by frame, row by row, value by value."""
+    for name in ("invoices", "invoice_lines", "site_subtotals", "ledger", "rejects"):
+        assert list(getattr(got, name).columns) == list(getattr(expected, name).columns), name
+        assert plain_records(getattr(got, name)) == plain_records(getattr(expected, name)), name

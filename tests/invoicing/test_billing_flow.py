@@ -11,6 +11,7 @@ from sqlalchemy import select
 from datagate_pipelines.imports import import_product_templates, import_tax_rates, import_usage
 from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
 from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
+from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.warehouse import models as m
 from tests.sync.halo_records import bayside_tenant, line
 from tests.sync.test_apply import portal, sync_all
@@ -151,3 +152,28 @@ def test_missing_tax_data_holds_the_invoice_and_blocks_later_finalization(engine
         compute_drafts(c, bayside.settings, AUGUST)
         later = finalize_period(c, bayside.settings, AUGUST, today=date(2026, 9, 2))
     assert later.finalized == [] and "customer:1" in later.blocked
+
+
+def test_the_loader_passes_stored_integers_and_product_keys(engine, bayside):
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+    with engine.connect() as c:
+        frames = load_billing_inputs(c, "acme", AUGUST)
+        stored = dict(c.execute(select(m.products.c.product_id, m.products.c.qty)).all())
+    products, ledger, usage = frames["products"], frames["ledger"], frames["usage"]
+    # Exact numbers as the warehouse stores them: no Decimal built, none lost.
+    assert "qty" not in products and "amount" not in usage
+    assert all(type(v) is int for v in products["qty_e4"].tolist())
+    assert {
+        pid: Decimal(q).scaleb(-4)
+        for pid, q in zip(products["product_id"], products["qty_e4"], strict=True)
+    } == stored
+    # The ledger names its products by the line id the products carry.
+    assert "product_id" not in ledger
+    assert set(ledger["product_key"]) <= set(products["product_key"])
+    assert len(ledger) == len(select_ledger_rows(engine))
+
+
+def select_ledger_rows(engine):
+    with engine.connect() as c:
+        return c.execute(select(m.billing_ledger)).all()
