@@ -353,6 +353,14 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
             ).sum()
         ),
     }
+    if what == "engine":
+        # The same call again in this process, its memory already faulted in: what the
+        # engine's own work costs, without the first touch of fresh pages.
+        del result
+        started_cpu = time.process_time()
+        bill_period(PERIOD, settings, **frames, minor_units=True)
+        out["engine_again_cpu_s"] = time.process_time() - started_cpu
+        return out
     if what == "engine-decimal" and settings_name == "default":
         out["boundary"] = boundary_costs(frames, result)
     if what == "oracle":
@@ -506,6 +514,7 @@ def markdown(results: dict, command: str) -> str:
             ("Decimal form as read from the warehouse", "engine_1m_warehouse"),
         )
     )
+    again = big["engine_again_cpu_s"]
     same_totals = len(
         {results[name]["total_cents"] for name in (*INTEGER_RUNS[::2], *DECIMAL_RUNS)}
     )
@@ -519,7 +528,9 @@ def markdown(results: dict, command: str) -> str:
         f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per CPU second, integer form) "
         f"| {ratio:.0f}× ({rate(big):,.0f}/s vs {oracle_rate:,.0f}/s); {others}; engine (integer "
         f"form) and oracle back to back in one process on the {oracle['products']:,}-product "
-        f"portal: {back_to_back:.0f}× | {ok(ratio >= TARGETS['oracle_ratio'])} |",
+        f"portal: {back_to_back:.0f}×; the first run's call repeated in its process, its "
+        f"memory already faulted in: {again:.2f} s of CPU, "
+        f"{big['products'] / again / oracle_rate:.0f}× | {ok(ratio >= TARGETS['oracle_ratio'])} |",
         f"| {big['products']:,} products cost ≤ {TARGETS['scaling']:.0f}× {small['products']:,} (CPU time) | {scaling:.1f}× | {ok(scaling <= TARGETS['scaling'])} |",
         "",
         f"The engine's result for the {small['products']:,}-product portal equals the oracle's "
@@ -584,6 +595,18 @@ def _boundary_paragraph(decimal: dict, integer: dict, oracle_rate: float) -> lis
         f"integer form spends {1e6 * integer['engine_cpu_s'] / integer['products']:.2f} µs "
         "per product in all; the warehouse stores these numbers as integers, so the loader "
         "reads them as stored instead of building a Decimal per cell and taking it apart again.",
+        "",
+        "Where the integer form's time goes. Its first call spends "
+        f"{integer['engine_sys_s']:.2f} s of its {integer['engine_cpu_s']:.2f} s in the kernel: "
+        "the engine's working memory (about 0.3 GB at its peak) is fresh pages, and on this "
+        "virtual machine a first touch costs about a millisecond per MB. The same call "
+        f"repeated in its process takes {integer['engine_again_cpu_s']:.2f} s. Profiled "
+        "(cProfile, a repeated call), about a third of that is the recurring lines (row checks, "
+        "the ledger join, unbilled months, amounts), a fifth putting lines in order and taxing "
+        "them, a quarter building the result frames — product ids and descriptions copied "
+        "into line order, one reference per cell in an order unrelated to the products' (a "
+        "random access each) — and the rest per-table set-up (the customers' name order, the "
+        "tax-rate table, usage, reject reasons).",
         "",
     ]
 

@@ -25,3 +25,4 @@ def test_the_billing_benchmark_runs_at_a_tiny_size():
     assert "\n## " not in report[1:]  # one section: --write replaces it whole
     assert "| engine ≥ 50× the oracle" in report and "Why two forms" in report
     assert "in both forms and in random order: yes" in report
+    assert results["engine_1m"]["engine_again_cpu_s"] > 0
