@@ -1,4 +1,4 @@
-"""`datagate invoices|requests`: what was billed and every request made."""
+"""`datagate invoices|requests|prune-requests`: what was billed and every request made."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from datagate_pipelines.commands.common import (
 )
 from datagate_pipelines.config import load_portals
 from datagate_pipelines.invoicing.report import invoice_documents
+from datagate_pipelines.warehouse import request_log
 from datagate_pipelines.warehouse.models import api_requests
 
 
@@ -64,7 +65,8 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
 @click.option("--system", type=click.Choice(["halopsa", "qbo"]), help="Only this system.")
 @click.option("--status", "status_code", type=int, help="Only this HTTP status.")
 @click.option(
-    "--since", help="Only since this time (ISO date/time) or this many hours ago (e.g. 24h)."
+    "--since",
+    help="Only since this time (ISO date/time) or this long ago (e.g. 24h, 7d).",
 )
 @click.option(
     "--errors", is_flag=True, help="Only failures (HTTP ≥ 400 or no response), with their message."
@@ -133,14 +135,40 @@ def requests(
         click.echo("no requests match")
 
 
-def _since(value: str) -> datetime:
+_UNITS = {"h": "hours", "d": "days"}
+
+
+def _since(value: str, option: str = "--since") -> datetime:
+    """An ISO date/time (UTC unless it says otherwise), or a span back from now: 24h, 90d."""
     value = value.strip()
-    if value.endswith("h") and value[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(hours=int(value[:-1]))
+    if value[-1:] in _UNITS and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{_UNITS[value[-1]]: int(value[:-1])})
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r}: give an ISO date/time or hours like 24h", param_hint="--since"
+            f"{value!r}: give an ISO date/time, hours like 24h or days like 90d",
+            param_hint=option,
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("prune-requests")
+@click.option(
+    "--older-than",
+    required=True,
+    help="Delete requests started before this: days (90d), hours (24h) or an ISO date/time.",
+)
+@portal_option(required=False)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@expected_errors
+def prune_requests(older_than: str, portal_id: str | None, dry_run: bool) -> None:
+    """Keep the request log to a retention: it grows by one row per API call."""
+    before = _since(older_than, "--older-than")
+    with engine().begin() as connection:
+        count = request_log.prune_requests(connection, before, portal_id=portal_id, dry_run=dry_run)
+    scope = f" of portal {portal_id}" if portal_id else ""
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(
+        f"{verb} {count} request(s){scope} started before {before.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    )

@@ -1,7 +1,8 @@
 """The request log: every HTTP attempt to HaloPSA or QBO, written to `api_requests`.
 
 Records arrive already redacted (clients/http.py never puts a secret in one). They are
-buffered and written in batches so logging does not double the cost of a sync.
+buffered and written in batches so logging does not double the cost of a sync. The log
+grows by a row per call; `prune_requests` drops the rows older than the retention kept.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from datagate_pipelines.clients.http import ApiRequestRecord
 from datagate_pipelines.warehouse.models import api_requests
@@ -66,3 +68,20 @@ def recording(engine: Engine, **kwargs: Any) -> Iterator[WarehouseRequestRecorde
         yield recorder
     finally:
         recorder.flush()
+
+
+def prune_requests(
+    connection: Connection,
+    before: datetime,
+    *,
+    portal_id: str | None = None,
+    dry_run: bool = False,
+) -> int:
+    """Delete the requests started before `before` (of one portal, or of all and of none);
+    returns how many there were. `dry_run` only counts them."""
+    condition = api_requests.c.started_at < before
+    if portal_id is not None:
+        condition = condition & (api_requests.c.portal_id == portal_id)
+    if dry_run:
+        return connection.execute(select(func.count()).where(condition)).scalar_one()
+    return connection.execute(delete(api_requests).where(condition)).rowcount

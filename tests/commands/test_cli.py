@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, select
 
 from datagate_pipelines.warehouse import models as m
 
@@ -27,6 +28,7 @@ def test_help_lists_every_command(cli):
         "import",
         "invoices",
         "requests",
+        "prune-requests",
         "simulators",
         "demo",
     ):
@@ -172,3 +174,42 @@ def test_an_unreachable_warehouse_is_one_line(cli, monkeypatch):
         "error: cannot reach the warehouse"
     )
     assert "hunter2" not in out
+
+
+def test_prune_requests_keeps_the_retention(cli, engine):
+    assert cli("sync", "--portal", "acme")[0] == 0
+    old = datetime.now(UTC) - timedelta(days=100)
+    with engine.begin() as c:
+        recent = c.execute(select(func.count()).select_from(m.api_requests)).scalar_one()
+        c.execute(
+            insert(m.api_requests),
+            [
+                {
+                    "system": "halopsa",
+                    "direction": "outbound",
+                    "portal_id": portal,
+                    "method": "GET",
+                    "path": "/api/Client",
+                    "status": 200,
+                    "duration_ms": 5,
+                    "attempt": 1,
+                    "started_at": old,
+                }
+                for portal in ("acme", "acme", "other", None)
+            ],
+        )
+
+    def count() -> int:
+        with engine.connect() as c:
+            return c.execute(select(func.count()).select_from(m.api_requests)).scalar_one()
+
+    code, out = cli("prune-requests", "--older-than", "90d", "--dry-run")
+    assert code == 0 and out.startswith("would delete 4 request(s) started before")
+    assert count() == recent + 4
+    code, out = cli("prune-requests", "--older-than", "90d", "--portal", "acme")
+    assert code == 0 and out.startswith("deleted 2 request(s) of portal acme")
+    code, out = cli("prune-requests", "--older-than", "2160h")
+    assert code == 0 and out.startswith("deleted 2 request(s)")
+    assert count() == recent  # this sync's requests are kept
+    code, out = cli("prune-requests", "--older-than", "soon")
+    assert code == 2 and "90d" in out and count() == recent
