@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -239,9 +240,11 @@ class _Invoices:
         form a Categorical of the keys (no object per row)."""
         if not minor_units:
             return self.keys[invoices]
-        if self._key_dtype is None:
-            self._key_dtype = pd.CategoricalDtype(pd.Index(self.keys, dtype=object))
         return pd.Categorical.from_codes(invoices, dtype=self._key_dtype)
+
+    @cached_property
+    def _key_dtype(self) -> pd.CategoricalDtype:
+        return pd.CategoricalDtype(pd.Index(self.keys, dtype=object))
 
     @classmethod
     def of(cls, lines: LineBlock, customers: Customers, period: date) -> _Invoices:
@@ -253,8 +256,6 @@ class _Invoices:
         prefix = f"{period_label(period)}:"
         keys = _objects(map(prefix.__add__, agreement_keys.tolist()))
         return cls(of_line, starts, agreement_keys, keys, customer_ids)
-
-    _key_dtype: pd.CategoricalDtype | None = None
 
 
 def result_columns(columns: tuple[str, ...], minor_units: bool) -> list[str]:
