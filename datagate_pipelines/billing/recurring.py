@@ -233,10 +233,17 @@ def _product_keys(frame: pd.DataFrame, valid: np.ndarray) -> np.ndarray | None:
         return None
     keys, present = nullable_ints(frame["product_key"], "products.product_key")
     if not present[valid].all():
-        raise BillingInputError("products: a product has no product_key")
+        row = valid[np.flatnonzero(~present[valid])[0]]
+        raise BillingInputError(
+            f"products: a product has no product_key (product {frame['product_id'].iat[row]!r})"
+        )
     keys = keys[valid]
     if not (keys[1:] > keys[:-1]).all() and not pd.Index(keys).is_unique:
-        raise BillingInputError("products: two products share a product_key")
+        twice = pd.Index(keys).duplicated(keep=False)
+        ids = frame["product_id"].to_numpy(dtype=object)[valid[twice]][:2].tolist()
+        raise BillingInputError(
+            f"products: two products share a product_key ({keys[twice][0]}: products {ids})"
+        )
     return keys
 
 
@@ -275,7 +282,8 @@ def _ledger_pairs(
             raise BillingInputError("ledger: rows name products by product_key; products have none")
         keys, has_key = nullable_ints(frame["product_key"], "ledger.product_key")
         if not has_key.all():
-            raise BillingInputError("ledger: a row has no product_key")
+            row = int(np.flatnonzero(~has_key)[0]) + 1
+            raise BillingInputError(f"ledger: a row has no product_key (row {row})")
         owner = find_keys(keys if counted.all() else keys[counted], product_keys)
         known = owner >= 0
         return owner[known], months[known]

@@ -14,7 +14,13 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from datagate_pipelines.billing import BillingResult, BillingSettings, bill_period, period_label
+from datagate_pipelines.billing import (
+    BillingInputError,
+    BillingResult,
+    BillingSettings,
+    bill_period,
+    period_label,
+)
 from datagate_pipelines.billing.periods import add_months
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.errors import DatagateError
@@ -78,7 +84,12 @@ def compute_drafts(
     """Run the engine for the period and store its drafts (replacing the previous drafts)."""
     check_period_order(connection, portal, period)
     inputs = load_billing_inputs(connection, portal.id, period)
-    result = bill_period(period, billing_settings(portal), **inputs)
+    try:
+        result = bill_period(period, billing_settings(portal), **inputs)
+    except BillingInputError as error:  # name the portal and period: the engine knows neither
+        raise BillingInputError(
+            f"portal {portal.id}, period {period_label(period)}: {error}"
+        ) from None
     # The frames are checked at the boundary before they are stored; a failure is a bug in
     # the engine, not bad input, so it stops the run (lazily, listing every failing row).
     schemas.invoices.validate(result.invoices, lazy=True)

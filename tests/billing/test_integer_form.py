@@ -190,3 +190,22 @@ def test_decimal_quantities_come_back_from_integers():
     line = plain_records(result.invoice_lines)[0]
     assert isinstance(line["qty"], Decimal) and isinstance(line["amount"], Decimal)
     assert line["amount"].as_tuple().exponent == -2
+
+
+def test_key_errors_name_the_products():
+    portal = bayside()
+    frames = integer_frames(portal.frames())
+    products = frames["products"]
+    twice = products.copy()
+    twice.loc[1, "product_key"] = twice.loc[0, "product_key"]
+    first, second = products.loc[0, "product_id"], products.loc[1, "product_id"]
+    with pytest.raises(BillingInputError) as shared:
+        bill_period(JULY, portal.settings, **{**frames, "products": twice})
+    assert repr(first) in str(shared.value) and repr(second) in str(shared.value)
+    keyless = products.copy()
+    keyless["product_key"] = keyless["product_key"].astype("Int64")
+    keyless.loc[2, "product_key"] = pd.NA
+    with pytest.raises(
+        BillingInputError, match=f"no product_key \\(product '{products.loc[2, 'product_id']}'\\)"
+    ):
+        bill_period(JULY, portal.settings, **{**frames, "products": keyless})

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from datagate_pipelines.billing import BillingInputError
 from datagate_pipelines.imports import import_product_templates, import_tax_rates, import_usage
 from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
 from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
@@ -177,3 +178,13 @@ def test_the_loader_passes_stored_integers_and_product_keys(engine, bayside):
 def select_ledger_rows(engine):
     with engine.connect() as c:
         return c.execute(select(m.billing_ledger)).all()
+
+
+def test_an_input_the_engine_refuses_names_the_portal_and_period(engine, bayside, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise BillingInputError("customers: duplicate customer_id [1]")
+
+    monkeypatch.setattr("datagate_pipelines.invoicing.drafts.bill_period", refuse)
+    with engine.begin() as c, pytest.raises(BillingInputError) as refused:
+        compute_drafts(c, bayside.settings, JULY)
+    assert str(refused.value) == "portal acme, period 2026-07: customers: duplicate customer_id [1]"
