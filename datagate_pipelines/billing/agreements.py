@@ -87,8 +87,8 @@ def assign_agreements(
     """The agreement of each row, from its contract (int64 + presence mask)."""
     n = len(contract_ids)
     if use_default_agreement:
-        return AgreementParts(np.full(n, DEFAULT, np.int64), np.zeros(n, np.int64))
-    kind = np.where(has_contract, CONTRACT, NO_CONTRACT).astype(np.int64)
+        return AgreementParts(np.full(n, DEFAULT, np.int8), np.zeros(n, np.int64))
+    kind = np.where(has_contract, CONTRACT, NO_CONTRACT).astype(np.int8)
     return AgreementParts(kind, np.where(has_contract, contract_ids, 0).astype(np.int64))
 
 

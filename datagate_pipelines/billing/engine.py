@@ -510,7 +510,10 @@ def _sort_order(keys: list[np.ndarray]) -> np.ndarray:
         return np.arange(len(keys[0]))
     packed.append(current)
     if len(packed) == 1:
-        return np.argsort(packed[0])
+        # Stable (timsort) rather than quicksort: lines arrive in runs already in order
+        # (a customer's products, a product's months), which timsort merges instead of
+        # re-sorting — about half the time at a million lines.
+        return np.argsort(packed[0], kind="stable")
     return np.lexsort(packed)
 
 

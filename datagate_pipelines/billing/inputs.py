@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from datagate_pipelines.billing.errors import BillingInputError
-from datagate_pipelines.billing.ids import text_ids
+from datagate_pipelines.billing.ids import find_keys, text_ids
 from datagate_pipelines.billing.tax import normalize_zip
 from datagate_pipelines.money import decimals_to_scaled
 
@@ -181,7 +181,6 @@ class Customers:
     zips: np.ndarray
     use_site_zip: np.ndarray
     rank: np.ndarray
-    index: pd.Index
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Customers:
@@ -206,12 +205,11 @@ class Customers:
         order = np.lexsort((ids, folded)) if len(ids) else np.zeros(0, np.int64)
         rank = np.empty(len(ids), dtype=np.int64)
         rank[order] = np.arange(len(ids))
-        return cls(ids, names, zips, flags, rank, index)
+        return cls(ids, names, zips, flags, rank)
 
     def positions(self, customer_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Position of each id in this table, -1 when it is not a billed customer."""
-        found = self.index.get_indexer(customer_ids)
-        return np.where(present, found, -1)
+        return np.where(present, find_keys(customer_ids, self.ids), -1)
 
 
 @dataclass
@@ -221,7 +219,6 @@ class Sites:
     ids: np.ndarray
     customer_ids: np.ndarray
     zips: np.ndarray
-    index: pd.Index
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Sites:
@@ -237,13 +234,11 @@ class Sites:
         if not has_customer.all():
             raise BillingInputError("sites: a row has no customer_id")
         zips = normalize_column(frame["zip"], normalize_zip)
-        return cls(ids, customer_ids, zips, index)
+        return cls(ids, customer_ids, zips)
 
     def positions(self, site_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Position of each site id in this table, -1 when absent or unknown."""
-        if len(self.ids) == 0:
-            return np.full(len(site_ids), -1, dtype=np.int64)
-        return np.where(present, self.index.get_indexer(site_ids), -1)
+        return np.where(present, find_keys(site_ids, self.ids), -1)
 
 
 @dataclass

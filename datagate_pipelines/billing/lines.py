@@ -28,7 +28,9 @@ class LineBlock:
     agreement_kind: np.ndarray  # agreements.DEFAULT / CONTRACT / NO_CONTRACT
     agreement_contract: np.ndarray
     month: np.ndarray  # service month index; -1 for usage
-    order: np.ndarray  # order within (invoice, site, kind): product id rank / usage rank
+    # Order within (invoice, site, kind): product id rank / usage rank. A sort key only:
+    # None once the lines are in order.
+    order: np.ndarray | None
     amount: np.ndarray  # cents: int64, or Python ints (object) for huge values
     tax_code: np.ndarray  # id in the run's TaxCodes; -1: no tax code
     source: np.ndarray  # row of the line's input table (products or usage)
@@ -52,9 +54,13 @@ class LineBlock:
 
     def reorder(self, rows: np.ndarray) -> None:
         """Restrict / reorder this block by `rows` in place, one column at a time, so that
-        only one column exists twice at any moment (fresh memory is page faults)."""
+        only one column exists twice at any moment (fresh memory is page faults). The sort
+        key `order` is dropped rather than reordered."""
+        self.order = None
         for spec in fields(self):
-            setattr(self, spec.name, getattr(self, spec.name)[rows])
+            column = getattr(self, spec.name)
+            if column is not None:
+                setattr(self, spec.name, column[rows])
 
 
 @dataclass

@@ -148,7 +148,7 @@ class TaxCodes:
         """The id of each raw tax code (trimmed; None or blank → -1)."""
         codes, uniques = pd.factorize(np.asarray(values, dtype=object))
         ids = [self.id_of(normalize_tax_code(raw)) for raw in uniques] + [-1]
-        return np.array(ids, dtype=np.int64)[codes]  # code -1 (missing) picks the last slot
+        return np.array(ids, dtype=np.int32)[codes]  # code -1 (missing) picks the last slot
 
     def id_of(self, name: str | None) -> int:
         """The id of a normalised code (given one if new); -1 for None."""
