@@ -34,7 +34,13 @@ from datagate_pipelines.billing.inputs import (
     Sites,
     table,
 )
-from datagate_pipelines.billing.lines import KIND_NAMES, RECURRING, LineBlock, LineSources
+from datagate_pipelines.billing.lines import (
+    KIND_NAMES,
+    RECURRING,
+    USAGE,
+    LineBlock,
+    LineSources,
+)
 from datagate_pipelines.billing.periods import (
     check_period,
     due_date,
@@ -218,9 +224,9 @@ def _sorted_lines(
     """Recurring and usage lines in line order, the values they copy, and the rejects."""
     recurring, product_values, product_rejects = recurring_lines(products, ledger, **context)
     charged, usage_values, usage_rejects = usage_lines(usage, **context)
-    lines = LineBlock.concat([recurring, charged], [0, len(product_values)])
+    lines = LineBlock.concat([recurring, charged])
     lines.reorder(_line_order(lines, context["customers"]))
-    values = LineSources.concat([product_values, usage_values])
+    values = LineSources({RECURRING: product_values, USAGE: usage_values})
     return lines, values, product_rejects + usage_rejects
 
 
@@ -370,7 +376,6 @@ def _line_frame(
 ) -> pd.DataFrame:
     """The invoice lines; text and Decimal values are taken from their input rows once,
     in line order."""
-    source = lines.source
     return pd.DataFrame(
         {
             "invoice_key": grouping.keys_of(grouping.of_line, minor_units),
@@ -380,17 +385,15 @@ def _line_frame(
             "kind": pd.Categorical.from_codes(lines.kind, dtype=_KINDS)
             if minor_units
             else KIND_NAMES[lines.kind],
-            "product_id": values.product_id[source],
-            "usage_id": values.usage_id[source],
-            "description": values.description[source],
+            "product_id": values.take(lines, "record_id", kinds=(RECURRING,)),
+            "usage_id": values.take(lines, "record_id", kinds=(USAGE,)),
+            "description": values.take(lines, "description"),
             "service_month": month_dates(lines.month),
             "site_id": pd.arrays.IntegerArray(
                 np.where(lines.has_site, lines.site_id, 0).astype(np.int64), ~lines.has_site
             ),
-            "qty": _terms(values.qty, values.given_qty, values.has_terms, source, minor_units),
-            "unit_price": _terms(
-                values.unit_price, values.given_unit_price, values.has_terms, source, minor_units
-            ),
+            "qty": _terms(values, lines, "qty", minor_units),
+            "unit_price": _terms(values, lines, "unit_price", minor_units),
             "amount": totals.line_amount,
             "tax_code": _text(taxes.tax_code, minor_units),
             "tax_zip": _text(taxes.zip, minor_units),
@@ -408,24 +411,26 @@ def _text(column: Coded, minor_units: bool) -> np.ndarray | pd.Categorical:
 
 
 def _terms(
-    scaled: np.ndarray,
-    given: np.ndarray | None,
-    has_terms: np.ndarray,
-    source: np.ndarray,
-    minor_units: bool,
+    values: LineSources, lines: LineBlock, name: str, minor_units: bool
 ) -> np.ndarray | pd.arrays.IntegerArray:
-    """A quantity or unit price per line (none for usage lines): × 10**4, or the Decimals
-    given (built from the integers when they were given as integers)."""
-    present = has_terms[source]
+    """The quantity or unit price (`name`) of each line, from its product (none for usage
+    lines): × 10**4, or the Decimals given (built from the integers when they were given
+    as integers)."""
+    products = values.tables[RECURRING]
+    scaled, source = getattr(products, name), lines.source
+    recurring = lines.kind == RECURRING
     if minor_units:
-        values = scaled[source]
-        if values.dtype != object:
-            return pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~present)
-        return np.where(present, values, None)
-    if given is not None:
-        return given[source]
-    out = np.full(len(source), None, dtype=object)
-    out[present] = scaled_columns_to_decimals([scaled[source[present]]], QUANTITY_PLACES)[0]
+        if len(scaled) == 0:  # no product: nothing to take
+            return pd.array([None] * len(lines), dtype="Int64")
+        picked = scaled.take(source, mode="clip")  # usage lines' values are masked
+        if picked.dtype != object:
+            return pd.arrays.IntegerArray(picked.astype(np.int64, copy=False), ~recurring)
+        return np.where(recurring, picked, None)
+    if getattr(products, f"given_{name}") is not None:
+        return values.take(lines, f"given_{name}", kinds=(RECURRING,))
+    out = np.full(len(lines), None, dtype=object)
+    rows = np.flatnonzero(recurring)
+    out[rows] = scaled_columns_to_decimals([scaled[source[rows]]], QUANTITY_PLACES)[0]
     return out
 
 

@@ -101,7 +101,7 @@ class _LedgerRuns:
     def key(self, owner: np.ndarray, month: np.ndarray) -> np.ndarray:
         """The integer key of (owner, month) pairs (-1 for months outside the ledger's)."""
         inside = (month >= self._base) & (month < self._base + self._span)
-        return np.where(inside, owner * self._span + (month - self._base), -1)
+        return np.where(inside, _pair_keys(owner, month, self._base, self._span), -1)
 
     @classmethod
     def of(cls, lo, hi, ledger_owner, ledger_month) -> _LedgerRuns:
@@ -116,7 +116,7 @@ class _LedgerRuns:
             return cls(count, first, last, np.zeros(0, np.int64), 0, 1)
         base = int(month.min())
         span = int(month.max()) - base + 1
-        keys = owner * span + (month - base)
+        keys = _pair_keys(owner, month, base, span)
         if not _non_decreasing(keys):  # a ledger read in key order is sorted already
             order = np.argsort(keys, kind="stable")
             keys, owner, month = keys[order], owner[order], month[order]
@@ -164,8 +164,14 @@ class _LedgerRuns:
         base = int(first.min())
         span = int(last.max()) - base + 1
         # Sorted and distinct; only products with gaps need them: built when asked for.
-        keys = lambda: ledger_owner * span + (ledger_month - base)  # noqa: E731
+        keys = lambda: _pair_keys(ledger_owner, ledger_month, base, span)  # noqa: E731
         return cls(count, first_of, last_of, keys, base, span)
+
+
+def _pair_keys(owner: np.ndarray, month: np.ndarray, base: int, span: int) -> np.ndarray:
+    """The integer key of (owner, month) pairs, months in [base, base + span): in int64,
+    whatever the inputs' width (positions and months may come as int32)."""
+    return owner.astype(np.int64) * span + (month - base)
 
 
 def _keep(owner: np.ndarray, month: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, ...]:

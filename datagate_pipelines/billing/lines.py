@@ -17,8 +17,9 @@ class LineBlock:
     """One array per attribute, one row per invoice line (before tax and ordering).
 
     Text and Decimal values (ids, descriptions, quantities, prices) are not copied here:
-    `source` points at the input row they come from, and the result frames take them from
-    there once, in the final line order (see `LineSources`)."""
+    `source` points at the input row they come from (in the table of the line's kind), and
+    the result frames take them from there once, in the final line order (see
+    `LineSources`)."""
 
     kind: np.ndarray  # RECURRING or USAGE
     customer: np.ndarray  # position in the Customers table
@@ -33,20 +34,17 @@ class LineBlock:
     order: np.ndarray | None
     amount: np.ndarray  # cents: int64, or Python ints (object) for huge values
     tax_code: np.ndarray  # id in the run's TaxCodes; -1: no tax code
-    source: np.ndarray  # row of the line's input table (products or usage)
+    source: np.ndarray  # row of the line's input table (products or usage, by kind)
 
     def __len__(self) -> int:
         return len(self.kind)
 
     @classmethod
-    def concat(cls, blocks: list[LineBlock], offsets: list[int]) -> LineBlock:
-        """The blocks one after the other; block i's sources are shifted by offsets[i] (its
-        table's place in the concatenated `LineSources`)."""
+    def concat(cls, blocks: list[LineBlock]) -> LineBlock:
+        """The blocks one after the other."""
         columns = {}
         for spec in fields(cls):
             parts = [getattr(block, spec.name) for block in blocks]
-            if spec.name == "source":
-                parts = [part + offset for part, offset in zip(parts, offsets, strict=True)]
             if any(part.dtype == object for part in parts):
                 parts = [part.astype(object) for part in parts]
             columns[spec.name] = np.concatenate(parts)
@@ -64,49 +62,57 @@ class LineBlock:
 
 
 @dataclass
-class LineSources:
-    """The values lines copy from their input rows, one entry per row of one input table:
-    ids and descriptions (object arrays; None where the table has no such value, e.g. a
-    usage row's product id), quantities and unit prices × 10**4 (0 where the row has none:
-    `has_terms` is False), and the Decimals they were given as (None: given as integers)."""
+class SourceTable:
+    """What lines copy from the rows of one input table, one entry per row: the record id
+    (product or usage id) and description (object arrays), and for products the quantity
+    and unit price × 10**4 with the Decimals they were given as (None: given as integers,
+    or a table without them)."""
 
-    product_id: np.ndarray
-    usage_id: np.ndarray
+    record_id: np.ndarray
     description: np.ndarray
-    qty: np.ndarray
-    unit_price: np.ndarray
-    has_terms: np.ndarray
-    given_qty: np.ndarray | None
-    given_unit_price: np.ndarray | None
+    qty: np.ndarray | None = None
+    unit_price: np.ndarray | None = None
+    given_qty: np.ndarray | None = None
+    given_unit_price: np.ndarray | None = None
 
-    def __len__(self) -> int:
-        return len(self.description)
 
-    @classmethod
-    def without_terms(
-        cls, product_id: np.ndarray, usage_id: np.ndarray, description: np.ndarray
-    ) -> LineSources:
-        """Rows with no quantity or unit price (usage rows)."""
-        n = len(description)
-        nothing = np.full(n, None, dtype=object)
-        zeros = np.zeros(n, dtype=np.int64)
-        return cls(
-            product_id, usage_id, description, zeros, zeros, np.zeros(n, bool), nothing, nothing
-        )
+@dataclass
+class LineSources:
+    """The input tables lines copy from, by line kind: a line's `source` is a row of the
+    table of its kind (RECURRING: the products, USAGE: the usage rows)."""
 
-    @classmethod
-    def concat(cls, tables: list[LineSources]) -> LineSources:
-        """The tables one after the other (a line's `source` then indexes the result)."""
-        columns = {}
-        for spec in fields(cls):
-            parts = [getattr(t, spec.name) for t in tables]
-            if any(part is None for part in parts):
-                columns[spec.name] = None
-                continue
-            if any(part.dtype == object for part in parts):
-                parts = [part.astype(object) for part in parts]
-            columns[spec.name] = np.concatenate(parts)
-        return cls(**columns)
+    tables: dict[int, SourceTable]
+
+    def take(self, lines: LineBlock, name: str, kinds: tuple[int, ...] | None = None) -> np.ndarray:
+        """The object column `name` of each line's input row, in line order; None for lines
+        not of `kinds` (default: any) or whose table has no such column.
+
+        The commonest kind's lines (usually the recurring ones) are taken in one go — that
+        table indexed by every line's source, clipped since other lines' sources may exceed
+        it — and the other lines overwritten: no table is copied to make one of all rows."""
+        kind, source = lines.kind, lines.source
+        counts = np.bincount(kind, minlength=len(KIND_NAMES))
+        columns = {
+            k: column
+            for k, table in self.tables.items()
+            if (kinds is None or k in kinds)
+            and counts[k]
+            and (column := getattr(table, name)) is not None
+        }
+        major = int(np.argmax(counts)) if len(kind) else 0
+        if major in columns:
+            out = columns.pop(major).take(source, mode="clip")
+            if counts[major] == len(kind):
+                return out
+            others = np.flatnonzero(kind != major)
+            out[others] = None
+        else:
+            out = np.full(len(kind), None, dtype=object)
+            others = np.arange(len(kind))
+        for k, column in columns.items():
+            rows = others[kind[others] == k]
+            out[rows] = column[source[rows]]
+        return out
 
 
 class Rejects:

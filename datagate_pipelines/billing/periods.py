@@ -180,11 +180,13 @@ class Datetime64Column:
         if len(offsets) == 0:
             return np.zeros(0, dtype=np.int64)
         span = int(offsets.max()) + 1
+        # int32 per row (months and days fit): half the fresh memory of int64.
         if span > 4 * len(offsets) + 100_000:  # sparse: once per distinct day
             codes, distinct = pd.factorize(offsets)
-            return of_day((distinct + self._first_day).astype("datetime64[D]"))[codes]
+            days = (distinct + self._first_day).astype("datetime64[D]")
+            return of_day(days).astype(np.int32)[codes]
         each_day = np.arange(self._first_day, self._first_day + span).astype("datetime64[D]")
-        return of_day(each_day)[offsets]
+        return of_day(each_day).astype(np.int32)[offsets]
 
     @cached_property
     def month(self) -> np.ndarray:

@@ -51,7 +51,7 @@ from datagate_pipelines.billing.inputs import (
     texts,
 )
 from datagate_pipelines.billing.ledger import unbilled_months
-from datagate_pipelines.billing.lines import RECURRING, LineBlock, LineSources, Rejects
+from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects, SourceTable
 from datagate_pipelines.billing.periods import (
     DateColumn,
     days_in_month_array,
@@ -92,7 +92,7 @@ def recurring_lines(
     sites: Sites,
     contracts: Contracts,
     tax_codes: TaxCodes,
-) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
+) -> tuple[LineBlock, SourceTable, list[dict[str, str]]]:
     """The recurring lines of period P, what they copy from the products, and the rejected
     products."""
     frame = table(products, "products", PRODUCT_COLUMNS, EXACT_ALTERNATIVES)
@@ -157,13 +157,11 @@ def recurring_lines(
         tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
         source=rows,
     )
-    sources = LineSources(
-        product_id=product_ids,
-        usage_id=np.full(len(frame), None, dtype=object),
+    sources = SourceTable(
+        record_id=product_ids,
         description=texts(frame["description"].to_numpy(dtype=object)),
         qty=terms.qty.scaled,
         unit_price=terms.price.scaled,
-        has_terms=np.ones(len(frame), dtype=bool),
         given_qty=terms.qty.given,
         given_unit_price=terms.price.given,
     )
@@ -285,8 +283,7 @@ def _ledger_pairs(
             row = int(np.flatnonzero(~has_key)[0]) + 1
             raise BillingInputError(f"ledger: a row has no product_key (row {row})")
         owner = find_keys(keys if counted.all() else keys[counted], product_keys)
-        known = owner >= 0
-        return owner[known], months[known]
+        return _known(owner, months)
     ids = frame["product_id"].to_numpy(dtype=object)
     if not counted.all():
         ids = ids[counted]
@@ -296,5 +293,12 @@ def _ledger_pairs(
         owner = position_in_valid[find_ids(ids, product_ids, known_ascending=True)]
     else:  # the valid ids are distinct
         owner = find_ids(ids, product_ids[valid], known_ascending=False)
+    return _known(owner, months)
+
+
+def _known(owner: np.ndarray, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose product was found (owner ≥ 0); no copy when all were, as usual."""
     known = owner >= 0
+    if known.all():
+        return owner, months
     return owner[known], months[known]

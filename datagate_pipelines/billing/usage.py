@@ -34,7 +34,7 @@ from datagate_pipelines.billing.inputs import (
     table,
     texts,
 )
-from datagate_pipelines.billing.lines import USAGE, LineBlock, LineSources, Rejects
+from datagate_pipelines.billing.lines import USAGE, LineBlock, Rejects, SourceTable
 from datagate_pipelines.billing.periods import month_index, parse_dates, period_label
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import TaxCodes
@@ -50,7 +50,7 @@ def usage_lines(
     sites: Sites,
     contracts: Contracts,
     tax_codes: TaxCodes,
-) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
+) -> tuple[LineBlock, SourceTable, list[dict[str, str]]]:
     """The usage lines of period P, what they copy from the usage rows, and the rejected
     usage rows."""
     frame = table(usage, "usage", USAGE_COLUMNS, EXACT_ALTERNATIVES)
@@ -101,9 +101,7 @@ def usage_lines(
         tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
         source=rows,
     )
-    sources = LineSources.without_terms(
-        product_id=np.full(len(frame), None, dtype=object),
-        usage_id=usage_ids,
-        description=texts(frame["description"].to_numpy(dtype=object)),
+    sources = SourceTable(
+        record_id=usage_ids, description=texts(frame["description"].to_numpy(dtype=object))
     )
     return block, sources, rejects.rows()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ from datagate_pipelines.billing import bill_period
 from datagate_pipelines.billing.engine import _sort_order
 from datagate_pipelines.billing.ids import find_ids, rank_strings
 from datagate_pipelines.billing.ledger import unbilled_months
+from datagate_pipelines.billing.lines import RECURRING, USAGE, LineSources, SourceTable
 from datagate_pipelines.billing.periods import parse_dates
 from datagate_pipelines.money import decimals_to_scaled, scaled_columns_to_decimals
 from tests.billing.oracle import oracle_bill
@@ -169,15 +171,17 @@ def test_date_columns_take_dates_datetimes_and_datetime64():
     st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=1, max_size=6),
     st.lists(st.tuples(st.integers(0, 5), st.integers(-2, 14)), max_size=25),
     st.booleans(),
+    st.sampled_from([np.int32, np.int64]),
 )
-def test_unbilled_months_is_the_range_minus_the_ledger(ranges, ledger, sort_ledger):
+def test_unbilled_months_is_the_range_minus_the_ledger(ranges, ledger, sort_ledger, width):
+    """`width`: positions and months come as int32 (key tables, month tables) or int64."""
     ledger = [(owner, month) for owner, month in ledger if owner < len(ranges)]
     if sort_ledger:  # the usual order: the contiguous-run path without sorting
         ledger.sort()
-    lo = np.array([r[0] for r in ranges])
-    hi = np.array([r[1] for r in ranges])
-    owner = np.array([o for o, _ in ledger], dtype=np.int64)
-    month = np.array([m for _, m in ledger], dtype=np.int64)
+    lo = np.array([r[0] for r in ranges], dtype=width)
+    hi = np.array([r[1] for r in ranges], dtype=width)
+    owner = np.array([o for o, _ in ledger], dtype=width)
+    month = np.array([m for _, m in ledger], dtype=width)
     products, months = unbilled_months(lo, hi, owner, month)
     billed = set(ledger)
     expected = [
@@ -203,6 +207,36 @@ def test_packed_sort_keys_order_like_lexsort(rows):
         assert _sort_order(keys).tolist() == []
         return
     assert _sort_order(keys).tolist() == np.lexsort(keys[::-1]).tolist()
+
+
+@pytest.mark.parametrize("kinds", [[0, 1, 0, 0, 1, 0], [1, 1, 0, 1, 1, 1], [0, 0, 0], [1, 1], []])
+def test_line_sources_take_each_lines_value_from_the_table_of_its_kind(kinds):
+    """Lines of both kinds in any mix (recurring or usage the majority): each line's value
+    comes from its own kind's table, None where that table has no such column."""
+    products = SourceTable(
+        record_id=objects(["P0", "P1", "P2", "P3"]), description=objects(["p0", "p1", "p2", "p3"])
+    )
+    usage = SourceTable(
+        record_id=objects(["U0", "U1", "U2"]), description=objects(["u0", "u1", "u2"])
+    )
+    kind = np.array(kinds, dtype=np.int8)
+    source = np.array([(3 * i + 1) % (4 if k == RECURRING else 3) for i, k in enumerate(kinds)])
+    lines = SimpleNamespace(kind=kind, source=source)
+    sources = LineSources({RECURRING: products, USAGE: usage})
+    tables = {RECURRING: products, USAGE: usage}
+    expected = [tables[k].description[s] for k, s in zip(kinds, source.tolist(), strict=True)]
+    assert sources.take(lines, "description").tolist() == expected
+    product_ids = sources.take(lines, "record_id", kinds=(RECURRING,)).tolist()
+    assert product_ids == [
+        products.record_id[s] if k == RECURRING else None
+        for k, s in zip(kinds, source.tolist(), strict=True)
+    ]
+    usage_ids = sources.take(lines, "record_id", kinds=(USAGE,)).tolist()
+    assert usage_ids == [
+        usage.record_id[s] if k == USAGE else None
+        for k, s in zip(kinds, source.tolist(), strict=True)
+    ]
+    assert sources.take(lines, "given_qty").tolist() == [None] * len(kinds)
 
 
 # --- the engine on the benchmark's portal ---------------------------------------------------
