@@ -45,6 +45,7 @@ from datagate_pipelines.billing.periods import (
     check_period,
     due_date,
     invoice_date,
+    month_categorical,
     month_dates,
     period_label,
 )
@@ -161,7 +162,8 @@ def bill_period(
     The result's money, quantities and unit prices are Decimals, or with `minor_units`
     integers under the names of `MINOR_UNIT_COLUMNS` (cents; × 10**4), which spares
     building a Decimal per value when the caller stores integers anyway; the lines' repeated
-    values (invoice key, kind, tax code, zip and rate) then come as pandas Categoricals.
+    values (invoice key, kind, service month, tax code, zip and rate) then come as pandas
+    Categoricals.
 
     Raises BillingInputError when P is not the first of a month or is before the portal's
     billing start, or when an input table lacks a column or repeats a customer, site or
@@ -388,7 +390,9 @@ def _line_frame(
             "product_id": values.take(lines, "record_id", kinds=(RECURRING,)),
             "usage_id": values.take(lines, "record_id", kinds=(USAGE,)),
             "description": values.take(lines, "description"),
-            "service_month": month_dates(lines.month),
+            "service_month": month_categorical(lines.month)
+            if minor_units
+            else month_dates(lines.month),
             "site_id": pd.arrays.IntegerArray(
                 np.where(lines.has_site, lines.site_id, 0).astype(np.int64), ~lines.has_site
             ),
@@ -458,7 +462,7 @@ def _ledger_frame(
     return pd.DataFrame(
         {
             "product_id": line_frame["product_id"].to_numpy()[rows],
-            "service_month": line_frame["service_month"].to_numpy()[rows],
+            "service_month": line_frame["service_month"].array[rows],
             "period": _repeat(period, len(rows)),
             "invoice_key": grouping.keys_of(grouping.of_line[rows], minor_units),
         },

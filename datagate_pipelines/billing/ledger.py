@@ -68,17 +68,36 @@ def _two_ranges(
     lo: np.ndarray, before: np.ndarray, after_start: np.ndarray, after: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per product p: the `before[p]` months from lo[p], then the `after[p]` months from
-    after_start[p] — laid out in product order without sorting."""
+    after_start[p] — laid out in product order without sorting.
+
+    Most products have one month or none to bill (the period's own): every product's first
+    month is placed with one gather, and only the rows of products with several months
+    (late entries caught up) are stepped on from there."""
     counts = before + after
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first_month = np.where(before > 0, lo, after_start).astype(np.int64)
+    if total == np.count_nonzero(counts):  # one month per product that has any
+        owner = np.flatnonzero(counts)
+        return owner, first_month[owner]
     owner = np.repeat(np.arange(len(lo), dtype=np.int64), counts)
-    step = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    month = lo[owner] + step
-    jump = after_start - lo - before  # added to the months of the second range
-    second = step >= before[owner]
-    month[second] += jump[owner[second]]
+    month = first_month[owner]
+    several = np.flatnonzero(counts > 1)
+    # Row of each such product's first month, and the months after it.
+    first_row = (np.cumsum(counts) - counts)[several]
+    step_owner, step = expand_ranges(
+        np.arange(len(several)), np.ones(len(several), np.int64), counts[several] - 1
+    )
+    rows = first_row[step_owner] + step
+    product = several[step_owner]
+    # Steps inside the first range count from lo; past it they jump to the second range.
+    second = step >= before[product]
+    month[rows] = np.where(
+        second & (before[product] > 0),
+        after_start[product] + step - before[product],
+        month[rows] + step,
+    )
     return owner, month
 
 

@@ -253,6 +253,22 @@ def days_in_month_array(months: np.ndarray) -> np.ndarray:
     return _per_month(months, lambda m: days_in_month(month_from_index(m)), np.int64)
 
 
+def month_categorical(months: np.ndarray) -> pd.Categorical:
+    """Month indexes as a Categorical of first-of-month `datetime.date`s, one category per
+    month of their range; a negative index (no service month) is missing. No object per
+    row, unlike `month_dates`."""
+    dated = months >= 0
+    if not dated.any():
+        return pd.Categorical.from_codes(
+            np.full(len(months), -1), categories=pd.Index([], dtype=object)
+        )
+    low = int(months.min()) if dated.all() else int(months[dated].min())
+    categories = [month_from_index(m) for m in range(low, int(months.max()) + 1)]
+    return pd.Categorical.from_codes(
+        np.where(dated, months - low, -1), categories=pd.Index(categories, dtype=object)
+    )
+
+
 def month_dates(months: np.ndarray) -> np.ndarray:
     """Month indexes as an object array of first-of-month `datetime.date`s; a negative
     index (a line without a service month) gives None."""
