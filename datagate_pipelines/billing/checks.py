@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from datagate_pipelines.billing.ids import rank_strings
+from datagate_pipelines.billing.ids import rank_strings, strictly_ascending
 from datagate_pipelines.billing.inputs import Contracts, Customers, Sites, nullable_ints
 from datagate_pipelines.billing.lines import Rejects
 from datagate_pipelines.billing.settings import BillingSettings
@@ -33,6 +33,8 @@ def check_ids(rejects: Rejects, ids: np.ndarray, what: str) -> IdOrder:
         missing = pd.isna(ids)
         rejects.add(missing, f"{what}_id", lambda i: f"missing {what} id")
         ids = np.where(missing, "", ids)
+    if not missing.any() and strictly_ascending(ids):  # the usual order: nothing to rank
+        return IdOrder(np.arange(len(ids)), True)
     rank, occurrences = rank_strings(ids)
     repeated = ~missing & (occurrences > 1)
     rejects.add(

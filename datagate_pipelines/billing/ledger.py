@@ -77,7 +77,7 @@ def _two_ranges(
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    first_month = np.where(before > 0, lo, after_start).astype(np.int64)
+    first_month = np.where(before > 0, lo, after_start)
     if total == np.count_nonzero(counts):  # one month per product that has any
         owner = np.flatnonzero(counts)
         return owner, first_month[owner]
@@ -130,7 +130,7 @@ class _LedgerRuns:
             return runs
         owner, month = _keep(ledger_owner, ledger_month, (ledger_owner >= 0) & (ledger_owner < n))
         owner, month = _keep(owner, month, (month >= lo[owner]) & (month <= hi[owner]))
-        count, first, last = (np.zeros(n, np.int64) for _ in range(3))
+        count, first, last = (np.zeros(n, np.int32) for _ in range(3))
         if len(owner) == 0:
             return cls(count, first, last, np.zeros(0, np.int64), 0, 1)
         base = int(month.min())
@@ -177,7 +177,8 @@ class _LedgerRuns:
         first, last = ledger_month[starts_at], ledger_month[ends_at]
         if ((first < lo[owners]) | (last > hi[owners])).any():
             return None  # some months fall outside [lo, hi]: filter row by row
-        count, first_of, last_of = (np.zeros(n, np.int64) for _ in range(3))
+        # int32: month indexes and counts fit, and these are per product (fresh memory).
+        count, first_of, last_of = (np.zeros(n, np.int32) for _ in range(3))
         count[owners] = ends_at - starts_at + 1
         first_of[owners], last_of[owners] = first, last
         base = int(first.min())

@@ -102,15 +102,12 @@ class LineSources:
         major = int(np.argmax(counts)) if len(kind) else 0
         if major in columns:
             out = columns.pop(major).take(source, mode="clip")
-            if counts[major] == len(kind):
-                return out
-            others = np.flatnonzero(kind != major)
-            out[others] = None
+            if counts[major] < len(kind):
+                out[kind != major] = None
         else:
             out = np.full(len(kind), None, dtype=object)
-            others = np.arange(len(kind))
         for k, column in columns.items():
-            rows = others[kind[others] == k]
+            rows = np.flatnonzero(kind == k)
             out[rows] = column[source[rows]]
         return out
 

@@ -95,7 +95,7 @@ def usage_lines(
         site_pos=owners.site_pos[rows],
         agreement_kind=kind,
         agreement_contract=contract,
-        month=np.full(len(rows), -1, dtype=np.int64),
+        month=np.full(len(rows), -1, dtype=np.int32),
         order=order,
         amount=amount.scaled[rows],
         tax_code=tax_codes.encode(frame["tax_code"].to_numpy(dtype=object))[rows],
