@@ -126,6 +126,13 @@ def _magnitude_bound(values: np.ndarray) -> np.ndarray:
         )
 
 
+def _largest_magnitude(values: np.ndarray) -> float:
+    """The largest |value| of an integer array (no temporary per row)."""
+    if len(values) == 0:
+        return 0.0
+    return float(max(abs(int(values.min())), abs(int(values.max()))))
+
+
 def as_int64_if_fits(values: np.ndarray) -> np.ndarray:
     """An object array of Python ints as int64 when every value fits, else unchanged."""
     if values.dtype != object:
@@ -146,7 +153,7 @@ def _fits_int64(factors: Sequence[np.ndarray], denominators: np.ndarray) -> bool
         return True
     bound = 4.0  # the rounding step doubles a remainder
     for array in arrays:
-        bound *= float(max(abs(int(array.min())), abs(int(array.max()))))
+        bound *= _largest_magnitude(array)
     return bound < _INT64_SAFE
 
 
@@ -198,7 +205,8 @@ def sum_segments(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     sums cannot overflow, else Python ints)."""
     if len(starts) == 0:
         return np.zeros(0, dtype=np.int64)
-    if values.dtype != object and float(_magnitude_bound(values).sum()) < _INT64_SAFE:
+    if values.dtype != object and _largest_magnitude(values) * len(values) < _INT64_SAFE:
+        # No partial sum can exceed n × the largest magnitude: int64 is exact.
         return np.add.reduceat(values.astype(np.int64, copy=False), starts)
     sums = np.add.reduceat(values.astype(object), starts)
     return as_int64_if_fits(np.array([int(s) for s in sums], dtype=object))

@@ -241,7 +241,7 @@ def tax_lines(
     # Each distinct (zip, tax code) is looked up once. Slot 0 is NONTAXABLE (rate 0), then
     # one slot per pair, then the last slot (-1) for lines whose rate cannot be looked up.
     width = max(len(codes.names), 1)
-    pair_of_line, pairs = pd.factorize(line_zip[lookup].astype(np.int64) * width + code[lookup])
+    pair_of_line, pairs = _codes(line_zip[lookup].astype(np.int64) * width + code[lookup])
     keys = [(zip_names[pair // width], codes.names[pair % width]) for pair in pairs.tolist()]
     slot_rates = [Decimal(0), *(rates.lookup(zip_code, name) for zip_code, name in keys), None]
     slot_invalid = np.array([False, *(key in rates.invalid for key in keys), False], dtype=bool)
@@ -273,6 +273,19 @@ def tax_lines(
         lines=lines,
         customers=customers,
     )
+
+
+def _codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each key, the distinct keys) for non-negative integer keys: by a table
+    indexed by key when the keys are few and small (zip × tax code pairs are), which is
+    several times faster than hashing a million keys."""
+    if len(keys) == 0 or int(keys.max()) >= 4 * len(keys) + 65_536:
+        return pd.factorize(keys)
+    seen = np.zeros(int(keys.max()) + 1, dtype=bool)
+    seen[keys] = True
+    distinct = np.flatnonzero(seen)
+    code_of_key = np.cumsum(seen, dtype=np.int64) - 1
+    return code_of_key[keys], distinct
 
 
 def _line_zips(lines: LineBlock, customers: Customers, sites: Sites) -> tuple[np.ndarray, list]:
