@@ -96,13 +96,16 @@ class RateTable:
 
 def build_rate_table(tax_rates: pd.DataFrame | None) -> RateTable:
     """Sum the jurisdiction rows of the tax-rate table per (normalised zip, tax code)."""
+    from datagate_pipelines.billing.inputs import normalize_column  # inputs imports this module
+
     table = RateTable()
     if tax_rates is None or len(tax_rates) == 0:
         return table
     for position, row in enumerate(
         zip(
-            tax_rates["zip"].tolist(),
-            tax_rates["tax_code"].tolist(),
+            # Normalised once per distinct value: zips and codes repeat across jurisdictions.
+            normalize_column(tax_rates["zip"], normalize_zip).tolist(),
+            normalize_column(tax_rates["tax_code"], normalize_tax_code).tolist(),
             tax_rates["jurisdiction"].tolist()
             if "jurisdiction" in tax_rates
             else [None] * len(tax_rates),
@@ -110,8 +113,7 @@ def build_rate_table(tax_rates: pd.DataFrame | None) -> RateTable:
             strict=True,
         )
     ):
-        raw_zip, raw_code, jurisdiction, rate = row
-        zip_code, tax_code = normalize_zip(raw_zip), normalize_tax_code(raw_code)
+        zip_code, tax_code, jurisdiction, rate = row
         if zip_code is None or tax_code is None:
             table.rejects.append(
                 {
