@@ -135,6 +135,16 @@ class DateColumn:
         """Which rows fall in the month with this month index."""
         return self.month == index
 
+    def complete(self) -> bool:
+        """Every row holds a date (none missing or invalid)."""
+        return not (self.missing.any() or self.invalid.any())
+
+    def month_range(self) -> tuple[int, int]:
+        """The month indexes of the earliest and the latest date (the column is complete
+        and not empty)."""
+        months = [month_index(d) for d in self.days]
+        return min(months), max(months)
+
     def date(self, row: int) -> date | None:
         """Row `row` as a `datetime.date` (None when missing or not a date)."""
         code = self.codes[row]
@@ -159,8 +169,6 @@ class Datetime64Column:
         unit, count = np.datetime_data(values.dtype)
         self._ticks = values.view(np.int64)
         self._ticks_per_day = int(np.timedelta64(1, "D") // np.timedelta64(count, unit))
-        self.missing = self._ticks == np.iinfo(np.int64).min  # NaT
-        self.invalid = np.zeros(len(values), dtype=bool)
         self._offsets: np.ndarray | None = None  # day number - self._first_day, per row
         self._first_day = 0
 
@@ -189,6 +197,25 @@ class Datetime64Column:
         return of_day(each_day).astype(np.int32)[offsets]
 
     @cached_property
+    def missing(self) -> np.ndarray:
+        return self._ticks == _NAT
+
+    @cached_property
+    def invalid(self) -> np.ndarray:
+        return np.zeros(len(self._ticks), dtype=bool)
+
+    def complete(self) -> bool:
+        """No NaT (the smallest int64: one pass, no per-row temporary)."""
+        return len(self._ticks) == 0 or int(self._ticks.min()) != _NAT
+
+    def month_range(self) -> tuple[int, int]:
+        """The month indexes of the earliest and the latest date (the column is complete
+        and not empty)."""
+        first = date(1970, 1, 1) + timedelta(int(self._ticks.min()) // self._ticks_per_day)
+        last = date(1970, 1, 1) + timedelta(int(self._ticks.max()) // self._ticks_per_day)
+        return month_index(first), month_index(last)
+
+    @cached_property
     def month(self) -> np.ndarray:
         return self._per_day(_months_of)
 
@@ -212,6 +239,9 @@ class Datetime64Column:
         if self.missing[row]:
             return None
         return date(1970, 1, 1) + timedelta(int(self._ticks[row] // self._ticks_per_day))
+
+
+_NAT = np.iinfo(np.int64).min  # NaT's integer value
 
 
 def _months_of(days: np.ndarray) -> np.ndarray:

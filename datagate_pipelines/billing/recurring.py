@@ -269,12 +269,17 @@ def _ledger_pairs(
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
-    if (service.missing | service.invalid | billed_in.missing | billed_in.invalid).any():
+    if not (service.complete() and billed_in.complete()):
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
-    counted = ~billed_in.in_month(period_month)
-    if "final" in frame.columns:
-        counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
-    months = service.month if counted.all() else service.month[counted]
+    counted = None  # every row counts: the usual ledger, of earlier periods only
+    first, last = billed_in.month_range()
+    if first <= period_month <= last:  # some rows may be P's own: drop those not final
+        counted = ~billed_in.in_month(period_month)
+        if "final" in frame.columns:
+            counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
+        if counted.all():
+            counted = None
+    months = service.month if counted is None else service.month[counted]
     if "product_key" in frame.columns:
         if product_keys is None:
             raise BillingInputError("ledger: rows name products by product_key; products have none")
@@ -282,10 +287,10 @@ def _ledger_pairs(
         if not has_key.all():
             row = int(np.flatnonzero(~has_key)[0]) + 1
             raise BillingInputError(f"ledger: a row has no product_key (row {row})")
-        owner = find_keys(keys if counted.all() else keys[counted], product_keys)
+        owner = find_keys(keys if counted is None else keys[counted], product_keys)
         return _known(owner, months)
     ids = frame["product_id"].to_numpy(dtype=object)
-    if not counted.all():
+    if counted is not None:
         ids = ids[counted]
     if ids_ascending:  # join on every product id (sorted, so by merging), then keep valid
         position_in_valid = np.full(len(product_ids) + 1, -1, dtype=np.int64)

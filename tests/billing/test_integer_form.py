@@ -209,3 +209,35 @@ def test_key_errors_name_the_products():
         BillingInputError, match=f"no product_key \\(product '{products.loc[2, 'product_id']}'\\)"
     ):
         bill_period(JULY, portal.settings, **{**frames, "products": keyless})
+
+
+@pytest.mark.parametrize("column", ["service_month", "period"])
+@pytest.mark.parametrize("integers", [False, True])
+def test_a_ledger_row_without_a_date_is_an_input_error(column, integers):
+    """A ledger row whose month or period is missing (None, or NaT in datetime64) cannot be
+    placed: billing stops with the table named rather than bill the month again."""
+    portal = bayside()
+    portal.record(portal.bill(JULY))
+    frames = portal.frames()
+    frames = integer_frames(frames) if integers else frames
+    ledger = frames["ledger"].copy()
+    ledger[column] = ledger[column].astype(object)
+    ledger.loc[len(ledger) // 2, column] = None
+    if integers:
+        ledger[column] = pd.to_datetime(ledger[column])
+        assert ledger[column].isna().sum() == 1
+    with pytest.raises(BillingInputError, match="ledger: every row needs a service_month"):
+        bill_period(date(2026, 8, 1), portal.settings, **{**frames, "ledger": ledger})
+
+
+def test_ledger_rows_of_the_period_itself_count_only_when_final():
+    """A ledger holding rows of P (a re-run) drops P's non-final rows, in both forms."""
+    portal = bayside()
+    first = portal.bill(JULY)
+    portal.record(first)  # July's pairs, now in the ledger as period July
+    for frames in (portal.frames(), integer_frames(portal.frames())):
+        again = bill_period(JULY, portal.settings, **frames)
+        assert plain_records(again.ledger) == plain_records(first.ledger)  # recomputed
+        final = frames["ledger"].assign(final=True)
+        rerun = bill_period(JULY, portal.settings, **{**frames, "ledger": final})
+        assert len(rerun.ledger) == 0  # every pair already billed on a final invoice
