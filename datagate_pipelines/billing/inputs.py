@@ -244,10 +244,12 @@ class Sites:
 @dataclass
 class Contracts:
     """Imported contracts: the owning customer of each contract, and each customer's
-    export contract (the lowest contract id)."""
+    export contract (the lowest contract id). Held as sorted arrays, looked up by key."""
 
-    owner: pd.Series  # contract id → customer id
-    lowest: pd.Series  # customer id → the lowest of its contract ids
+    ids: np.ndarray  # contract ids, ascending
+    owners: np.ndarray  # the customer of each
+    customers: np.ndarray  # customer ids with a contract, ascending
+    lowest: np.ndarray  # each one's lowest contract id
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Contracts:
@@ -256,29 +258,40 @@ class Contracts:
         customers, has_customer = nullable_ints(frame["customer_id"], "contracts.customer_id")
         if not (present & has_customer).all():
             raise BillingInputError("contracts: a row has no contract_id or customer_id")
-        pairs = pd.DataFrame({"contract_id": ids, "customer_id": customers}).drop_duplicates()
-        if pairs["contract_id"].duplicated().any():
-            clash = pairs.loc[pairs["contract_id"].duplicated(), "contract_id"].tolist()
-            raise BillingInputError(f"contracts: contract(s) {clash[:10]} belong to two customers")
-        owner = pd.Series(pairs["customer_id"].to_numpy(), index=pairs["contract_id"].to_numpy())
-        lowest = pairs.groupby("customer_id")["contract_id"].min()
-        return cls(owner, lowest)
+        # Sorted by (contract, customer): a row repeated whole is one contract; a contract
+        # on two customers is an error.
+        order = np.lexsort((customers, ids))
+        ids, customers = ids[order], customers[order]
+        repeated = np.zeros(len(ids), dtype=bool)
+        repeated[1:] = (ids[1:] == ids[:-1]) & (customers[1:] == customers[:-1])
+        ids, customers = ids[~repeated], customers[~repeated]
+        clash = np.flatnonzero(ids[1:] == ids[:-1]) + 1
+        if len(clash):
+            raise BillingInputError(
+                f"contracts: contract(s) {ids[clash][:10].tolist()} belong to two customers"
+            )
+        by_customer = np.lexsort((ids, customers))
+        first = np.ones(len(ids), dtype=bool)
+        first[1:] = customers[by_customer][1:] != customers[by_customer][:-1]
+        lowest_rows = by_customer[first]
+        return cls(ids, customers, customers[lowest_rows], ids[lowest_rows])
 
     def export_contracts(self, customer_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each customer's lowest contract id (where a default agreement's invoice is
         exported) and whether the customer has a contract at all."""
-        found = self.lowest.index.get_indexer(customer_ids)
+        if len(self.customers) == 0:
+            nothing = np.zeros(len(customer_ids), dtype=np.int64)
+            return nothing, nothing.astype(bool)
+        found = find_keys(customer_ids, self.customers)
         has = found >= 0
-        contract = np.zeros(len(customer_ids), dtype=np.int64)
-        contract[has] = self.lowest.to_numpy(dtype=np.int64)[found[has]]
-        return contract, has
+        return np.where(has, self.lowest[np.maximum(found, 0)], 0), has
 
     def owned_by(
         self, contract_ids: np.ndarray, present: np.ndarray, customer_ids: np.ndarray
     ) -> np.ndarray:
         """True where the contract is imported and belongs to the given customer."""
-        if len(self.owner) == 0:
+        if len(self.ids) == 0:
             return np.zeros(len(contract_ids), dtype=bool)
-        found = self.owner.index.get_indexer(contract_ids)
-        owner = self.owner.to_numpy()[np.maximum(found, 0)]
+        found = find_keys(contract_ids, self.ids)
+        owner = self.owners[np.maximum(found, 0)]
         return present & (found >= 0) & (owner == customer_ids)

@@ -330,6 +330,16 @@ def test_per_contract_rejects_contracts_of_other_customers():
     ]
 
 
+def test_a_contract_listed_twice_is_one_contract_but_on_two_customers_an_error():
+    portal = contract_portal(use_default_agreement=False)
+    portal.contracts.append({"contract_id": 1007, "customer_id": 42})  # the same row again
+    once = checked(portal, JULY)
+    assert [i["halo_contract_id"] for i in plain_records(once.invoices)] == [1007, 1009, None]
+    portal.contracts.append({"contract_id": 1009, "customer_id": 43})
+    with pytest.raises(BillingInputError, match=r"contract\(s\) \[1009\] belong to two customers"):
+        portal.bill(JULY)
+
+
 def test_build_agreements_lists_each_agreement_once():
     portal = contract_portal(use_default_agreement=False)
     frames = portal.frames()
