@@ -66,6 +66,13 @@ def to_minor_units(x: Decimal, places: int = CENT_PLACES) -> int:
     return int(scaled)
 
 
+def scaled_exactly(values: list[Decimal]) -> tuple[int, list[int]]:
+    """The fewest decimal places at which every value (finite Decimals) is a whole number,
+    and the values × 10**places as ints: exact, with no rounding to check."""
+    places = max([0, *(-value.as_tuple().exponent for value in values)])
+    return places, [int(value.scaleb(places, context=_EXACT)) for value in values]
+
+
 def from_minor_units(n: int, places: int = CENT_PLACES) -> Decimal:
     """The Decimal n × 10**-places, exactly, with exactly `places` decimals (1234 → 12.34)."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):

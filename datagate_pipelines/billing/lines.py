@@ -127,17 +127,17 @@ class Rejects:
         self.rejected |= mask
         self._checks += 1
         check = self._checks
-        for i in np.flatnonzero(mask):
-            record = self.record_ids[i]
+        rows = np.flatnonzero(mask)
+        for i, record in zip(rows.tolist(), self.record_ids[rows].tolist(), strict=True):
             self._rows.append(
                 (
-                    int(i),
+                    i,
                     check,
                     {
                         "entity": self.entity,
                         "record_id": "" if record is None else str(record),
                         "field": field,
-                        "reason": reason(int(i)),
+                        "reason": reason(i),
                     },
                 )
             )

@@ -211,9 +211,8 @@ class Datetime64Column:
     def month_range(self) -> tuple[int, int]:
         """The month indexes of the earliest and the latest date (the column is complete
         and not empty)."""
-        first = date(1970, 1, 1) + timedelta(int(self._ticks.min()) // self._ticks_per_day)
-        last = date(1970, 1, 1) + timedelta(int(self._ticks.max()) // self._ticks_per_day)
-        return month_index(first), month_index(last)
+        first, last = int(self._ticks.min()), int(self._ticks.max())
+        return month_index(self._as_date(first)), month_index(self._as_date(last))
 
     @cached_property
     def month(self) -> np.ndarray:
@@ -236,12 +235,15 @@ class Datetime64Column:
         return (self._ticks >= low) & (self._ticks < high)
 
     def date(self, row: int) -> date | None:
-        if self.missing[row]:
-            return None
-        return date(1970, 1, 1) + timedelta(int(self._ticks[row] // self._ticks_per_day))
+        ticks = int(self._ticks[row])
+        return None if ticks == _NAT else self._as_date(ticks)
+
+    def _as_date(self, ticks: int) -> date:
+        return date.fromordinal(_EPOCH_ORDINAL + ticks // self._ticks_per_day)
 
 
 _NAT = np.iinfo(np.int64).min  # NaT's integer value
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _months_of(days: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from datagate_pipelines.money import (
     EXACT_CONTEXT,
     as_int64_if_fits,
     mul_div_round_half_away,
-    to_minor_units,
+    scaled_exactly,
 )
 
 if TYPE_CHECKING:  # inputs.py imports this module (normalize_zip)
@@ -248,10 +248,11 @@ def tax_lines(
     slot_rates = [Decimal(0), *(rates.lookup(zip_code, name) for zip_code, name in keys), None]
     slot_invalid = np.array([False, *(key in rates.invalid for key in keys), False], dtype=bool)
     slot_known = np.array([r is not None for r in slot_rates], dtype=bool)
-    places = max([max(0, -r.as_tuple().exponent) for r in slot_rates if r is not None])
-    slot_scaled = as_int64_if_fits(
-        _object_array([0 if r is None else to_minor_units(r, places) for r in slot_rates])
-    )
+    known_rates = [rate for rate in slot_rates if rate is not None]
+    places, scaled = scaled_exactly(known_rates)
+    slot_scaled = np.zeros(len(slot_rates), dtype=object)
+    slot_scaled[slot_known] = _object_array(scaled)
+    slot_scaled = as_int64_if_fits(slot_scaled)
     slot = np.full(len(lines), len(slot_rates) - 1, dtype=np.int64)
     slot[nontaxable] = 0
     slot[lookup] = pair_of_line + 1
@@ -260,7 +261,6 @@ def tax_lines(
     no_rate = lookup & ~slot_known[slot] & ~bad_rate
     # Unknown rates are 0 here; the invoice is held for them.
     tax = mul_div_round_half_away([lines.amount, slot_scaled[slot]], 10**places)
-    known_rates = [rate for rate in slot_rates if rate is not None]
     rate_of_slot = np.where(slot_known, np.cumsum(slot_known) - 1, -1)
     return LineTaxes(
         tax_code=Coded(code, codes.names),

@@ -13,6 +13,7 @@ from datagate_pipelines.money import (
     from_minor_units,
     mul_div_round_half_away,
     round_half_away,
+    scaled_exactly,
     scaled_to_decimals,
     sum_segments,
     to_minor_units,
@@ -87,3 +88,18 @@ def test_segment_sums_and_decimal_columns():
         np.array([D("1.005"), D("-1.005")], dtype=object), 2, rounding=True
     )
     assert scaled.tolist() == [101, -101] and not invalid.any()
+
+
+def test_scaled_exactly_uses_the_fewest_places_that_keep_every_value_whole():
+    places, scaled = scaled_exactly([D("0.075"), D("1"), D("0.000600"), D("1E+2"), D("-0.5")])
+    assert places == 6
+    assert scaled == [75_000, 1_000_000, 600, 100_000_000, -500_000]
+    assert [from_minor_units(n, places) for n in scaled] == [
+        D("0.075"),
+        D("1"),
+        D("0.0006"),
+        D("100"),
+        D("-0.5"),
+    ]
+    assert scaled_exactly([D("12"), D("1E+3")]) == (0, [12, 1000])
+    assert scaled_exactly([]) == (0, [])
