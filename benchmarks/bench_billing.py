@@ -28,6 +28,9 @@ on this virtual machine the first touch of a page the guest has not used lately 
 about ten times that of a recycled one, which a fresh process's first call pays for its
 whole working set. Warmed, the run pays what it pays on a machine in use — as the oracle
 does, timed after the engine in its process. One run measures the cold cost apart.
+The runs behind the target's ratio (the integer form at 1M and 100k products, default
+settings) are made three times, each in a fresh process, and the oracle's call three times
+in its process; the medians are reported (one run on this shared machine varies by ±15%).
 The runs:
 - the engine at 1M products in the integer form (`minor_units=True`: cents out), with the
   default settings (a = 1, pro rata, default agreement), with the other settings (a = 0, no
@@ -67,6 +70,7 @@ BILLING_START = date(2026, 4, 1)
 SEED = 20260701
 TARGETS = {"wall_s": 30.0, "rss_gb": 4.0, "oracle_ratio": 50.0, "scaling": 12.0}
 WARM_GB = 3.0
+REPEATS = 3  # the headline runs are repeated and their median reported
 
 
 def _objects(values) -> np.ndarray:
@@ -389,10 +393,13 @@ def worker(what: str, customers_count: int, settings_name: str, warm_gb: float =
         from tests.billing.portal import as_decimals, assert_same, assert_same_results
 
         decimal_result = bill_period(PERIOD, settings, **decimal_frames)
-        started, started_cpu = time.perf_counter(), time.process_time()
-        expected = oracle_bill(PERIOD, settings, **decimal_frames)
-        out["oracle_s"] = time.perf_counter() - started
-        out["oracle_cpu_s"] = time.process_time() - started_cpu
+        timings = []  # (CPU, wall) of each call; the median call is reported
+        for _ in range(REPEATS):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            expected = oracle_bill(PERIOD, settings, **decimal_frames)
+            timings.append((time.process_time() - started_cpu, time.perf_counter() - started))
+        out["oracle_cpu_s"], out["oracle_s"] = sorted(timings)[len(timings) // 2]
+        out["oracle_cpu_s_runs"] = [cpu for cpu, _ in timings]
         assert_same(decimal_result, expected)
         assert_same_results(as_decimals(result), decimal_result)
         out["oracle_agrees"] = True
@@ -465,6 +472,15 @@ def run(what: str, customers_count: int, settings_name: str = "default") -> dict
     command = [sys.executable, __file__, "--worker", what, str(customers_count), settings_name]
     done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_median(what: str, customers_count: int) -> dict:
+    """`run` REPEATS times, each in a fresh process: the run with the median CPU time, with
+    every run's CPU time beside it (one run on this shared machine varies by ±15%)."""
+    runs = sorted(
+        (run(what, customers_count) for _ in range(REPEATS)), key=lambda r: r["engine_cpu_s"]
+    )
+    return {**runs[len(runs) // 2], "engine_cpu_s_runs": [r["engine_cpu_s"] for r in runs]}
 
 
 INTEGER_RUNS = ("engine_1m", "engine_1m_other", "engine_1m_shuffled", "engine_1m_cold")
@@ -552,7 +568,10 @@ def markdown(results: dict, command: str) -> str:
         f"| engine at {big['products']:,} products ≤ {TARGETS['rss_gb']:.0f} GB peak RSS (process, inputs included; every run) "
         f"| {peak:.2f} GB (inputs alone {heaviest['rss_inputs_gb']:.2f} GB) | {ok(peak <= TARGETS['rss_gb'])} |",
         f"| engine ≥ {TARGETS['oracle_ratio']:.0f}× the oracle (products per CPU second, integer form) "
-        f"| {ratio:.0f}× ({rate(big):,.0f}/s vs {oracle_rate:,.0f}/s); {others}; engine (integer "
+        f"| {ratio:.0f}× ({rate(big):,.0f}/s vs {oracle_rate:,.0f}/s; medians: the engine of "
+        f"{len(big['engine_cpu_s_runs'])} runs, {_seconds(big['engine_cpu_s_runs'])} of CPU, "
+        f"the oracle of {len(oracle['oracle_cpu_s_runs'])} calls, "
+        f"{_seconds(oracle['oracle_cpu_s_runs'])}); {others}; engine (integer "
         f"form) and oracle back to back in one process on the {oracle['products']:,}-product "
         f"portal: {back_to_back:.0f}×; the first run's call repeated in its process, its "
         f"memory already faulted in: {again:.2f} s of CPU, "
@@ -645,6 +664,10 @@ def _boundary_paragraph(decimal: dict, integer: dict, cold: dict, oracle_rate: f
     ]
 
 
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{value:.2f}" for value in values) + " s"
+
+
 def _load() -> str:
     import os
 
@@ -683,13 +706,13 @@ def main() -> None:
         return
     small = args.customers // 10
     results = {
-        "engine_1m": run("engine", args.customers),
+        "engine_1m": run_median("engine", args.customers),
         "engine_1m_other": run("engine", args.customers, "other"),
         "engine_1m_shuffled": run("engine-shuffled", args.customers),
         "engine_1m_cold": run("engine-cold", args.customers),
         "engine_1m_decimal": run("engine-decimal", args.customers),
         "engine_1m_warehouse": run("engine-warehouse", args.customers),
-        "engine_100k": run("engine", small),
+        "engine_100k": run_median("engine", small),
         "oracle_100k": run("oracle", small),
     }
     command = (

@@ -29,6 +29,9 @@ def test_the_billing_benchmark_runs_at_a_tiny_size():
         "engine_1m_warehouse",
     ):
         assert [results[name][k] for k in same] == [results["engine_1m"][k] for k in same]
+    for name in ("engine_1m", "engine_100k"):  # as run_median reports them
+        results[name]["engine_cpu_s_runs"] = [results[name]["engine_cpu_s"]] * 3
+    assert len(results["oracle_100k"]["oracle_cpu_s_runs"]) == bench_billing.REPEATS
     report = bench_billing.markdown(results, "bench")
     assert report.startswith("## Billing engine")
     assert "\n## " not in report[1:]  # one section: --write replaces it whole
