@@ -141,6 +141,18 @@ def normalize_column(values: np.ndarray | pd.Series, normalize) -> np.ndarray:
     return normalized[codes]  # code -1 (missing) picks the last slot
 
 
+def coded_column(values: np.ndarray | pd.Series, normalize) -> tuple[np.ndarray, list]:
+    """A column normalised once per distinct value, as int32 codes into its distinct
+    normalised values, in order of first appearance (code -1: normalised to None)."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    distinct: dict = {}
+    remap = [
+        -1 if value is None else distinct.setdefault(value, len(distinct))
+        for value in map(normalize, uniques.tolist())
+    ]
+    return np.array([*remap, -1], dtype=np.int32)[codes], list(distinct)
+
+
 def _text(value: object) -> str:
     if type(value) is str:  # the usual case, without pd.isna's overhead
         return value
@@ -173,12 +185,13 @@ def strings(values: pd.Series) -> np.ndarray:
 
 @dataclass
 class Customers:
-    """Billed customers by position: id, name, normalised zip, site-zip-tax flag, and the
-    numbering rank (name case-folded, then id)."""
+    """Billed customers by position: id, name, normalised zip (a code into `zip_names`;
+    -1: none), site-zip-tax flag, and the numbering rank (name case-folded, then id)."""
 
     ids: np.ndarray
     names: np.ndarray
     zips: np.ndarray
+    zip_names: list[str]
     use_site_zip: np.ndarray
     rank: np.ndarray
 
@@ -195,7 +208,7 @@ class Customers:
         names = frame["name"].to_numpy(dtype=object)
         if not _all_text(names):
             names = normalize_column(names, _text)
-        zips = normalize_column(frame["zip"], normalize_zip)
+        zips, zip_names = coded_column(frame["zip"], normalize_zip)
         flags = frame["use_site_zip_tax"]
         if flags.dtype == bool:
             flags = flags.to_numpy()
@@ -205,7 +218,7 @@ class Customers:
         order = np.lexsort((ids, folded)) if len(ids) else np.zeros(0, np.int64)
         rank = np.empty(len(ids), dtype=np.int64)
         rank[order] = np.arange(len(ids))
-        return cls(ids, names, zips, flags, rank)
+        return cls(ids, names, zips, zip_names, flags, rank)
 
     def positions(self, customer_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Position of each id in this table, -1 when it is not a billed customer."""
@@ -214,11 +227,13 @@ class Customers:
 
 @dataclass
 class Sites:
-    """Sites by position: id, owning customer id and normalised zip."""
+    """Sites by position: id, owning customer id and normalised zip (a code into
+    `zip_names`; -1: none)."""
 
     ids: np.ndarray
     customer_ids: np.ndarray
     zips: np.ndarray
+    zip_names: list[str]
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Sites:
@@ -233,8 +248,8 @@ class Sites:
         customer_ids, has_customer = nullable_ints(frame["customer_id"], "sites.customer_id")
         if not has_customer.all():
             raise BillingInputError("sites: a row has no customer_id")
-        zips = normalize_column(frame["zip"], normalize_zip)
-        return cls(ids, customer_ids, zips)
+        zips, zip_names = coded_column(frame["zip"], normalize_zip)
+        return cls(ids, customer_ids, zips, zip_names)
 
     def positions(self, site_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Position of each site id in this table, -1 when absent or unknown."""

@@ -292,12 +292,17 @@ def _codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _line_zips(lines: LineBlock, customers: Customers, sites: Sites) -> tuple[np.ndarray, list]:
     """The zip id each line is taxed at (-1: none) and the zips by id."""
-    zip_ids, zip_names = pd.factorize(np.concatenate([customers.zips, sites.zips]))
-    customer_zip = zip_ids[: len(customers.zips)]
-    site_zip = np.append(zip_ids[len(customers.zips) :], -1)  # index -1: unknown site
+    # One numbering of the customers' and the sites' distinct zips (the tables code them
+    # apart); the last slot of each map is code -1, no zip.
+    zip_names = list(dict.fromkeys([*customers.zip_names, *sites.zip_names]))
+    number = {name: i for i, name in enumerate(zip_names)}
+    customer_map = np.array([*map(number.get, customers.zip_names), -1], dtype=np.int32)
+    site_map = np.array([*map(number.get, sites.zip_names), -1], dtype=np.int32)
+    customer_zip = customer_map[customers.zips]
+    site_zip = np.append(site_map[sites.zips], -1)  # index -1: unknown site
     line_site_zip = site_zip[lines.site_pos]
     use_site = customers.use_site_zip[lines.customer] & (line_site_zip >= 0)
-    return np.where(use_site, line_site_zip, customer_zip[lines.customer]), list(zip_names)
+    return np.where(use_site, line_site_zip, customer_zip[lines.customer]), zip_names
 
 
 def _object_array(values: list) -> np.ndarray:

@@ -28,9 +28,11 @@ from benchmarks.bench_billing import (
 from datagate_pipelines.billing import bill_period
 from datagate_pipelines.billing.engine import _sort_order
 from datagate_pipelines.billing.ids import find_ids, rank_strings
+from datagate_pipelines.billing.inputs import coded_column
 from datagate_pipelines.billing.ledger import unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, USAGE, LineSources, SourceTable
 from datagate_pipelines.billing.periods import parse_dates
+from datagate_pipelines.billing.tax import normalize_zip
 from datagate_pipelines.money import decimals_to_scaled, scaled_columns_to_decimals
 from tests.billing.oracle import oracle_bill
 from tests.billing.portal import assert_same, plain_records
@@ -260,3 +262,12 @@ def test_engine_answer_does_not_depend_on_row_order_or_shared_objects(settings_n
             pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name))
         rejects = {tuple(r.values()) for r in plain_records(got.rejects)}
         assert rejects == {tuple(r.values()) for r in plain_records(expected.rejects)}
+
+
+def test_coded_column_merges_values_that_normalise_alike():
+    """Zips coded once per distinct raw value: '94107-1234' and ' 94107 ' are one zip, blank
+    and missing are none (-1)."""
+    raw = objects(["94107-1234", None, "10001", " 94107 ", "", "10001", float("nan")])
+    codes, names = coded_column(raw, normalize_zip)
+    assert names == ["94107", "10001"]
+    assert codes.tolist() == [0, -1, 1, 0, -1, 1, -1]
