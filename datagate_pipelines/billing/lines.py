@@ -57,8 +57,8 @@ class LineBlock:
         self.order = None
         for spec in fields(self):
             column = getattr(self, spec.name)
-            if column is not None:
-                setattr(self, spec.name, column[rows])
+            if column is not None:  # take: faster than [rows] for scattered rows
+                setattr(self, spec.name, column.take(rows))
 
 
 @dataclass
