@@ -608,8 +608,10 @@ NOTES = [
     "date and Decimal values are copied into the result once, in line order. In the Decimal "
     "form the result's money values are built once per distinct value and shared between "
     "columns; in the integer form none are built.",
-    "- Line order is one sort of a packed int64 key; each product's unbilled months are laid "
-    "out without sorting when its ledger months are one contiguous run (the usual case).",
+    "- Line order is one stable sort (timsort) of a packed int64 key, which merges the runs "
+    "lines arrive in (a customer's products) instead of sorting them again; each product's "
+    "unbilled months are laid out without sorting when its ledger months are one contiguous "
+    "run (the usual case), with one gather when it has one month to bill.",
     "",
     "On this shared machine one run's CPU time varies by about ±15% from one run to the "
     "next, and more when the load changes between runs: the target's ratio compares two "
@@ -654,12 +656,13 @@ def _boundary_paragraph(decimal: dict, integer: dict, cold: dict, oracle_rate: f
         "its working set small all the same — positions and codes in int32/int8, dates as "
         "int32 months and days, temporaries freed or reused — since every fresh page is "
         "kernel time. The call repeated in its process takes "
-        f"{integer['engine_again_cpu_s']:.2f} s. Of the rest, the recurring lines (row "
-        "checks, the ledger join, unbilled months, amounts) take about a third; building the "
-        "result frames a sixth, most of it product ids and descriptions copied into line "
-        "order — one reference per cell, in an order unrelated to the products' (a cache "
-        "miss each); putting lines in order and taxing them a sixth; per-table set-up (the "
-        "customers' name order, contracts, the tax-rate table, usage, reject reasons) the rest.",
+        f"{integer['engine_again_cpu_s']:.2f} s. Of that (timed per step, repeated calls), "
+        "the recurring lines (row checks, the ledger join, unbilled months, amounts, tax "
+        "codes) take about two fifths; building the result frames a fifth, most of it product "
+        "ids and descriptions copied into line order — one reference per cell, in an order "
+        "unrelated to the products' (a cache miss each); putting lines in order and taxing "
+        "them a fifth; per-table set-up (the customers' name order, sites, the tax-rate table, "
+        "usage, hold and reject reasons) the rest.",
         "",
     ]
 
