@@ -30,6 +30,8 @@ from datagate_pipelines.errors import DatagateError
 from datagate_pipelines.warehouse.models import metadata
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# pyproject.toml puts dbt_like_sql/ into the wheel here (hatch force-include).
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "dbt_like_sql"
 MODELS_DIR_ENV = "DATAGATE_SQL_MODELS_DIR"
 WAREHOUSE_TABLES = frozenset(metadata.tables)
 MATERIALIZATIONS = ("view", "table")
@@ -84,8 +86,14 @@ def display_path(path: Path) -> str:
 
 
 def models_dir(directory: str | Path | None = None) -> Path:
-    """The folder of SQL models: the argument, else DATAGATE_SQL_MODELS_DIR, else dbt_like_sql/."""
-    return Path(directory or os.environ.get(MODELS_DIR_ENV) or PROJECT_DIR / "dbt_like_sql")
+    """The folder of SQL models: the argument, else DATAGATE_SQL_MODELS_DIR, else the
+    project's dbt_like_sql/, else (installed from a wheel, no project around) the copy the
+    wheel ships inside the package."""
+    chosen = directory or os.environ.get(MODELS_DIR_ENV)
+    if chosen:
+        return Path(chosen)
+    source = PROJECT_DIR / "dbt_like_sql"
+    return source if source.is_dir() else PACKAGED_MODELS_DIR
 
 
 def header(sql: str) -> tuple[str, str]:

@@ -404,3 +404,19 @@ def test_a_broken_model_fails_its_asset_with_the_file_and_reason(warehouse, engi
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     description = failure.step_failure_data.user_failure_data.description
     assert description.startswith("dbt_like_sql/broken.sql: ") and "nope" in description
+
+
+def test_models_come_from_the_project_else_from_the_installed_package(tmp_path, monkeypatch):
+    """In a checkout the project's dbt_like_sql/ is read; installed from the wheel (no
+    project around the package) the copy pyproject.toml puts inside the package is."""
+    monkeypatch.delenv(sql_models.MODELS_DIR_ENV, raising=False)
+    assert sql_models.models_dir() == sql_models.PROJECT_DIR / "dbt_like_sql"
+    monkeypatch.setattr(sql_models, "PROJECT_DIR", tmp_path)  # a site-packages: no models
+    assert sql_models.models_dir() == sql_models.PACKAGED_MODELS_DIR
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert '"dbt_like_sql" = "datagate_pipelines/dbt_like_sql"' in pyproject
+    assert sql_models.PACKAGED_MODELS_DIR.relative_to(Path(sql_models.__file__).parent) == Path(
+        "dbt_like_sql"
+    )
+    monkeypatch.setenv(sql_models.MODELS_DIR_ENV, str(tmp_path))
+    assert sql_models.models_dir() == tmp_path
