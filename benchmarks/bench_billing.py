@@ -22,20 +22,13 @@ Decimal costs ~0.4 µs the first time (it is then cached on the object). The eng
 depend on sharing, so one Decimal-form run reads the portal with every value its own object.
 
 Each measurement runs in its own process so that peak RSS is that run's alone, and times
-the `bill_period` call only (CPU time of the process, generation excluded). Before it
-generates anything the process touches 3 GB of memory and gives it back (`warm_memory`):
-on this virtual machine the first touch of a page the guest has not used lately costs
-about ten times that of a recycled one, which a fresh process's first call pays for its
-whole working set. Warmed, the run pays what it pays on a machine in use — as the oracle
-does, timed after the engine in its process. One run measures the cold cost apart.
-The runs behind the target's ratio (the integer form at 1M and 100k products, default
-settings) are made three times, each in a fresh process, and the oracle's call three times
-in its process; the medians are reported (one run on this shared machine varies by ±15%).
-The runs:
+the `bill_period` call only (CPU time of the process, generation excluded). The runs
+behind the target's ratio (the integer form at 1M and 100k products, default settings) are
+made three times, each in a fresh process, and the oracle's call three times in its
+process; the medians are reported (one run on this shared machine varies by ±15%). The runs:
 - the engine at 1M products in the integer form (`minor_units=True`: cents out), with the
   default settings (a = 1, pro rata, default agreement), with the other settings (a = 0, no
-  pro rata, one agreement per contract), with its rows in random order, and in a cold
-  process (memory not warmed);
+  pro rata, one agreement per contract), and with its rows in random order;
 - the engine at 1M products in the Decimal form (Decimals in and out), as generated and as
   read from the warehouse;
 - the engine at 100k products, integer form (the scaling ratio 1M / 100k);
@@ -46,7 +39,6 @@ The runs:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import resource
@@ -69,7 +61,6 @@ PERIOD = date(2026, 7, 1)
 BILLING_START = date(2026, 4, 1)
 SEED = 20260701
 TARGETS = {"wall_s": 30.0, "rss_gb": 4.0, "oracle_ratio": 50.0, "scaling": 12.0}
-WARM_GB = 3.0
 REPEATS = 3  # the headline runs are repeated and their median reported
 
 
@@ -319,32 +310,20 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB on Linux
 
 
-def warm_memory(gb: float) -> None:
-    """Touch `gb` of memory and give it back, then restart the count of peak RSS (Linux:
-    /proc/self/clear_refs), so that the memory a run then asks for is recycled pages."""
-    block = np.ones(int(gb * 2**30) // 8)
-    del block
-    # Elsewhere the peak includes the warm-up: an overstatement, never an understatement.
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
-
-
-def worker(what: str, customers_count: int, settings_name: str, warm_gb: float = WARM_GB) -> dict:
-    """One measurement in this process: what is "engine" (the integer form), "engine-cold"
-    (the same, memory not warmed), "engine-shuffled" (its rows in random order),
-    "engine-decimal" (the Decimal form), "engine-warehouse" (the Decimal form as read from
-    the warehouse) or "oracle" (the engine in both forms, then the oracle)."""
+def worker(what: str, customers_count: int, settings_name: str) -> dict:
+    """One measurement in this process: what is "engine" (the integer form), "engine-shuffled"
+    (its rows in random order), "engine-decimal" (the Decimal form), "engine-warehouse" (the
+    Decimal form as read from the warehouse) or "oracle" (the engine in both forms, then the
+    oracle)."""
     from tests.billing.portal import integer_frames
 
-    if what != "engine-cold":
-        warm_memory(warm_gb)
     settings = SETTINGS[settings_name]
     decimal_frames = generate_portal(customers_count, settings)
     if what == "engine-warehouse":
         decimal_frames = as_read_from_warehouse(decimal_frames)
     elif what == "engine-shuffled":
         decimal_frames = in_random_order(decimal_frames)
-    integers = what in ("engine", "engine-cold", "engine-shuffled", "oracle")
+    integers = what in ("engine", "engine-shuffled", "oracle")
     frames = integer_frames(decimal_frames) if integers else decimal_frames
     rss_inputs = peak_rss_gb()
     started_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
@@ -378,7 +357,7 @@ def worker(what: str, customers_count: int, settings_name: str, warm_gb: float =
             ).sum()
         ),
     }
-    if what in ("engine", "engine-cold"):
+    if what == "engine":
         # The same call again in this process, its memory already faulted in: what the
         # engine's own work costs, without the first touch of fresh pages.
         del result
@@ -483,7 +462,7 @@ def run_median(what: str, customers_count: int) -> dict:
     return {**runs[len(runs) // 2], "engine_cpu_s_runs": [r["engine_cpu_s"] for r in runs]}
 
 
-INTEGER_RUNS = ("engine_1m", "engine_1m_other", "engine_1m_shuffled", "engine_1m_cold")
+INTEGER_RUNS = ("engine_1m", "engine_1m_other", "engine_1m_shuffled")
 DECIMAL_RUNS = ("engine_1m_decimal", "engine_1m_warehouse")
 
 
@@ -522,7 +501,6 @@ def markdown(results: dict, command: str) -> str:
         ("integer form, a=1, pro rata, default agreement", big),
         ("integer form, a=0, no pro rata, per contract", results["engine_1m_other"]),
         ("integer form, a=1, …, rows in random order", results["engine_1m_shuffled"]),
-        ("integer form, a=1, …, memory not warmed", results["engine_1m_cold"]),
         ("Decimal form, a=1, pro rata, default agreement", results["engine_1m_decimal"]),
         ("Decimal form, a=1, …, values as read from the warehouse", results["engine_1m_warehouse"]),
         ("integer form, a=1, pro rata, default agreement", small),
@@ -548,7 +526,6 @@ def markdown(results: dict, command: str) -> str:
         for label, name in (
             ("other settings", "engine_1m_other"),
             ("rows in random order", "engine_1m_shuffled"),
-            ("memory not warmed", "engine_1m_cold"),
             ("Decimal form", "engine_1m_decimal"),
             ("Decimal form as read from the warehouse", "engine_1m_warehouse"),
         )
@@ -557,7 +534,7 @@ def markdown(results: dict, command: str) -> str:
     same_totals = len(
         {
             results[name]["total_cents"]
-            for name in ("engine_1m", "engine_1m_shuffled", "engine_1m_cold", *DECIMAL_RUNS)
+            for name in ("engine_1m", "engine_1m_shuffled", *DECIMAL_RUNS)
         }
     )
     lines += [
@@ -584,9 +561,7 @@ def markdown(results: dict, command: str) -> str:
         "The 1M-product runs with the default settings bill the same grand total in both forms "
         f"and in random order: {'yes' if same_totals == 1 else 'NO'}.",
         "",
-        *_boundary_paragraph(
-            results["engine_1m_decimal"], big, results["engine_1m_cold"], oracle_rate
-        ),
+        *_boundary_paragraph(results["engine_1m_decimal"], big, oracle_rate),
         *NOTES,
     ]
     return "\n".join(lines)
@@ -620,7 +595,7 @@ NOTES = [
 ]
 
 
-def _boundary_paragraph(decimal: dict, integer: dict, cold: dict, oracle_rate: float) -> list[str]:
+def _boundary_paragraph(decimal: dict, integer: dict, oracle_rate: float) -> list[str]:
     """What the Decimal form costs over the integer form, and where."""
     boundary = decimal["boundary"]
     steps = ("decimals_in", "dates_in", "ledger_join", "decimals_out", "objects_out")
@@ -645,17 +620,13 @@ def _boundary_paragraph(decimal: dict, integer: dict, cold: dict, oracle_rate: f
         "per product in all; the warehouse stores these numbers as integers, so the loader "
         "reads them as stored instead of building a Decimal per cell and taking it apart again.",
         "",
-        "Where the integer form's time goes. Memory first: in a process that has not "
-        "warmed its memory the same call takes "
-        f"{cold['engine_cpu_s']:.2f} s of CPU, {cold['engine_sys_s']:.2f} s of it in the "
-        "kernel, against "
-        f"{integer['engine_cpu_s']:.2f} s ({integer['engine_sys_s']:.2f} s) warmed: on this "
-        "virtual machine the first touch of a page the guest has not used lately is about ten "
-        "times dearer than a recycled one, a cost of the machine's state, not of the engine "
-        "(in the oracle's process, timed after the engine, it has been paid). The engine keeps "
-        "its working set small all the same — positions and codes in int32/int8, dates as "
-        "int32 months and days, temporaries freed or reused — since every fresh page is "
-        "kernel time. The call repeated in its process takes "
+        "Where the integer form's time goes. Its first call spends "
+        f"{integer['engine_sys_s']:.2f} s of its {integer['engine_cpu_s']:.2f} s in the "
+        "kernel, faulting in fresh memory (on this virtual machine that cost swings with the "
+        "machine's state: a page the guest has not touched lately is several times dearer "
+        "than a recycled one). Most of the fresh memory is the result itself; the engine "
+        "keeps its own working set small — positions and codes in int32/int8, dates as int32 "
+        "months and days, temporaries freed or reused. The call repeated in its process takes "
         f"{integer['engine_again_cpu_s']:.2f} s. Of that (timed per step, repeated calls), "
         "the recurring lines (row checks, the ledger join, unbilled months, amounts, tax "
         "codes) take about two fifths; building the result frames a fifth, most of it product "
@@ -712,7 +683,6 @@ def main() -> None:
         "engine_1m": run_median("engine", args.customers),
         "engine_1m_other": run("engine", args.customers, "other"),
         "engine_1m_shuffled": run("engine-shuffled", args.customers),
-        "engine_1m_cold": run("engine-cold", args.customers),
         "engine_1m_decimal": run("engine-decimal", args.customers),
         "engine_1m_warehouse": run("engine-warehouse", args.customers),
         "engine_100k": run_median("engine", small),
