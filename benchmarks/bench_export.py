@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
-from datagate_pipelines.clients.http import ApiRequestRecord, RateLimiter, RetryPolicy  # noqa: E402
+from datagate_pipelines.clients.http import ApiRequestRecord, RetryPolicy  # noqa: E402
 from datagate_pipelines.clients.qbo import QBOAuthClient, QBOClient, RefreshingTokens  # noqa: E402
 from datagate_pipelines.config import parse_portals  # noqa: E402
 from datagate_pipelines.exporting.qbo import export_to_qbo  # noqa: E402
@@ -322,11 +322,11 @@ def run(args) -> dict:
             tokens=RefreshingTokens(oauth, "bench-RT-1"),
             base_url=base_url,
             rate_limit=(LIMIT, window),
+            batch_rate_limit=(BATCH_LIMIT, window),
             max_concurrent=CONCURRENT,
             recorder=calls,
             retry=retry,
         )
-        client.batch_limiter = RateLimiter(BATCH_LIMIT, window)
         with client:
             # Setup, not measured: the income account the portal maps "Voice" items to.
             client.create(

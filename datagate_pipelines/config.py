@@ -113,6 +113,8 @@ class QBOSettings(_Strict):
     income_accounts: dict[str, str] = Field(default_factory=dict)
     rate_limit_requests: int = Field(500, gt=0)
     rate_limit_window_seconds: float = Field(60.0, gt=0)
+    # Batch requests per the same window (QBO: 40 a minute, besides the 500 requests).
+    batch_rate_limit_requests: int = Field(40, gt=0)
     max_concurrent: int = Field(10, gt=0)
     batch_size: int = Field(30, gt=0, le=30)
 

@@ -661,7 +661,9 @@ class QBOClient(ApiClientBase):
     `tokens` supplies access tokens (`qbo_tokens.QBOTokenStore`; `RefreshingTokens` in
     tests). `rate_limit` is `(requests, per_seconds)` for a limiter of this client's own
     (QBO: 500 per 60 s per company and app), or a `RateLimiter` to share between clients of
-    the same company; `max_concurrent` caps requests in flight (QBO: 10). With
+    the same company; `max_concurrent` caps requests in flight (QBO: 10);
+    `batch_rate_limit` is `(batch requests, per_seconds)` on top (QBO: 40 per 60 s), applied
+    whenever `rate_limit` is (None: batches limited by `rate_limit` alone). With
     `close_tokens`, closing the client closes the token source too.
     """
 
@@ -686,6 +688,7 @@ class QBOClient(ApiClientBase):
         minor_version: int = DEFAULT_MINOR_VERSION,
         rate_limit: tuple[int, float] | RateLimiter | None = (500, 60.0),
         max_concurrent: int | None = 10,
+        batch_rate_limit: tuple[int, float] | None = BATCH_RATE,
         batch_size: int = MAX_BATCH_SIZE,
         page_size: int = MAX_PAGE_SIZE,
         transport: httpx.BaseTransport | None = None,
@@ -734,7 +737,9 @@ class QBOClient(ApiClientBase):
         self.batch_size = batch_size
         self.page_size = page_size
         self.batch_limiter = (
-            RateLimiter(*BATCH_RATE) if rate_limit is not None else RateLimiter.unlimited()
+            RateLimiter(*batch_rate_limit)
+            if rate_limit is not None and batch_rate_limit is not None
+            else RateLimiter.unlimited()
         )
 
     @classmethod
@@ -742,13 +747,17 @@ class QBOClient(ApiClientBase):
         cls, portal_id: str, settings: Any, tokens: AccessTokens, **options: Any
     ) -> QBOClient:
         """A client with the settings of a portal's `qbo:` section (`config.QBOSettings`):
-        base URL, minor version, rate limit, concurrency and batch size; `options`
+        base URL, minor version, rate limits, concurrency and batch size; `options`
         (transport, recorder, run_id, retry, timeout, …) override or add."""
         values: dict[str, Any] = {
             "realm_id": settings.realm_id,
             "base_url": settings.base_url,
             "minor_version": settings.minor_version,
             "rate_limit": (settings.rate_limit_requests, settings.rate_limit_window_seconds),
+            "batch_rate_limit": (
+                settings.batch_rate_limit_requests,
+                settings.rate_limit_window_seconds,
+            ),
             "max_concurrent": settings.max_concurrent,
             "batch_size": settings.batch_size,
         }

@@ -671,3 +671,45 @@ def test_fault_bodies_in_every_shape_parse():
     assert parse_faults(lower)[0] == "AUTHENTICATION" and parse_faults(lower)[1][0].code == "3200"
     assert parse_faults(xml)[0] == "SERVICE" and parse_faults(xml)[1][0].code == "3001"
     assert parse_faults(b"not json") == (None, [])
+
+
+def test_batches_keep_to_their_own_budget_from_the_portal_settings():
+    """QBO limits batch requests apart (40 a minute): a portal's `batch_rate_limit_requests`
+    reaches the client, whose batch limiter then never meets the server's batch 429."""
+    from datagate_pipelines.config import QBOSettings as PortalQBOSettings
+
+    portal_settings = PortalQBOSettings(
+        realm_id=REALM,
+        client_id_env="QBO_CLIENT_ID",
+        client_secret_env="QBO_CLIENT_SECRET",
+        refresh_token_env="QBO_REFRESH_TOKEN",
+        rate_limit_requests=100,
+        rate_limit_window_seconds=0.3,
+        batch_rate_limit_requests=2,
+    )
+    assert (
+        PortalQBOSettings(
+            realm_id=REALM, client_id_env="A", client_secret_env="B", refresh_token_env="C"
+        ).batch_rate_limit_requests
+        == 40
+    )
+    settings = QBOSettings(
+        throttle=ThrottleSettings(limit=100, window=0.3, batch_limit=2, batch_window=0.3)
+    )
+    sim = Sim(settings, SystemClock())
+    try:
+        with serve_in_thread(sim.app) as server:
+            tokens = RefreshingTokens(sim.oauth(), FIRST_REFRESH)
+            client = QBOClient.for_portal(
+                "bayside", portal_settings, tokens, base_url=server.base_url
+            )
+            limiter = client.batch_limiter
+            assert (limiter.max_requests, limiter.per_seconds) == (2, 0.3)
+            query = [BatchItem.query("terms", "select * from Term")]
+            for _ in range(5):
+                assert len(client.batch(query)["terms"]["Term"]) == 4
+            assert sim.backend.stats.get(REALM, "batches") == 5
+            assert sim.backend.stats.get(REALM, "throttled") == 0
+            assert client.stats.rate_limited == 0
+    finally:
+        sim.close()
