@@ -373,4 +373,7 @@ def decode_recurring_invoices(
             }
 
         _decode_all("recurring_invoice_line", raw_lines, with_header, lines)
+        # Each line is kept once, as a line row or a reject with its record: the header's
+        # raw record need not carry them all again.
+        header["raw"] = {key: value for key, value in header["raw"].items() if key != "lines"}
     return headers, lines

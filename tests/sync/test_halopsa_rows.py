@@ -118,3 +118,7 @@ def test_recurring_lines_inherit_the_header_and_refuse_excess_precision():
         ("3", "unit_price"),
     }
     assert lines.seen_ids == {1, 2, 3}
+    # Lines are stored once: in their own rows and rejects, not again in the header's raw.
+    assert "lines" not in headers.rows[0]["raw"] and headers.rows[0]["raw"]["client_id"] == 21
+    assert lines.rows[0]["raw"]["item_shortdescription"] == "Hosted PBX seat"
+    assert {r.raw["id"] for r in lines.rejects} == {2, 3}
