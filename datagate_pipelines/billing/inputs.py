@@ -134,23 +134,22 @@ def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]
 
 def normalize_column(values: np.ndarray | pd.Series, normalize) -> np.ndarray:
     """Apply a scalar normaliser once per distinct value of an object column."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    normalized = np.fromiter(
-        map(normalize, [*uniques.tolist(), None]), dtype=object, count=len(uniques) + 1
-    )
-    return normalized[codes]  # code -1 (missing) picks the last slot
+    codes, distinct = coded_column(values, normalize)
+    normalized = np.fromiter([*distinct, None], dtype=object, count=len(distinct) + 1)
+    return normalized[codes]  # code -1 (normalised to None) picks the last slot
 
 
 def coded_column(values: np.ndarray | pd.Series, normalize) -> tuple[np.ndarray, list]:
-    """A column normalised once per distinct value, as int32 codes into its distinct
-    normalised values, in order of first appearance (code -1: normalised to None)."""
+    """A column normalised once per distinct value (a missing one as `normalize(None)`),
+    as int32 codes into its distinct normalised values, in order of first appearance
+    (code -1: normalised to None)."""
     codes, uniques = pd.factorize(np.asarray(values, dtype=object))
     distinct: dict = {}
     remap = [
         -1 if value is None else distinct.setdefault(value, len(distinct))
-        for value in map(normalize, uniques.tolist())
+        for value in map(normalize, [*uniques.tolist(), None])
     ]
-    return np.array([*remap, -1], dtype=np.int32)[codes], list(distinct)
+    return np.array(remap, dtype=np.int32)[codes], list(distinct)  # code -1: the last slot
 
 
 def _text(value: object) -> str:
@@ -286,8 +285,9 @@ class Contracts:
                 f"contracts: contract(s) {ids[clash][:10].tolist()} belong to two customers"
             )
         by_customer = np.lexsort((ids, customers))
+        owner_sorted = customers[by_customer]
         first = np.ones(len(ids), dtype=bool)
-        first[1:] = customers[by_customer][1:] != customers[by_customer][:-1]
+        first[1:] = owner_sorted[1:] != owner_sorted[:-1]
         lowest_rows = by_customer[first]
         return cls(ids, customers, customers[lowest_rows], ids[lowest_rows])
 
