@@ -65,8 +65,8 @@ def make_engine(url: str | None = None) -> Engine:
     options = {}
     if parsed.get_driver_name() == "psycopg2":
         # Upserts (INSERT … ON CONFLICT DO UPDATE) do not qualify for SQLAlchemy's batched
-        # "insertmanyvalues": without this, psycopg2 runs one round trip per row (measured:
-        # 20,000 rows in 2.6 s; batched 100 statements a trip, 0.5 s).
+        # "insertmanyvalues": without this, psycopg2 runs one round trip per row. Batched
+        # 100 statements a trip (BENCHMARKS.md, "HaloPSA ingest", PostgreSQL rows).
         options["executemany_mode"] = "values_plus_batch"
     return create_engine(url, pool_pre_ping=True, **options)
 
