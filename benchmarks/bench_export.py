@@ -275,7 +275,7 @@ def qbo_simulator(window: float):
         "QBO_SIM_REFRESH_TOKEN": "bench-RT-1",
     }
     command = [
-        sys.executable, "-m", "datagate_pipelines.simulators.qbo", "--port", "0",
+        sys.executable, "-m", "datagate_simulators.qbo", "--port", "0",
         "--realm", REALM, "--client-id", "bench-client",
         "--throttle", f"{LIMIT}/{window:g}", "--batch-throttle", f"{BATCH_LIMIT}/{window:g}",
         "--concurrent", str(CONCURRENT),
@@ -387,7 +387,7 @@ def markdown(args, r: dict) -> str:
         f"{' --write' if args.write else ''}`  ",
         f"Machine: {platform.machine()}, CPython {platform.python_version()}, "
         f"{os.cpu_count()} CPU(s). The QBO simulator in its own process on loopback (uvicorn: "
-        f"`python -m datagate_pipelines.simulators.qbo`), throttles on: {LIMIT} requests and {BATCH_LIMIT} batch requests "
+        f"`python -m datagate_simulators.qbo`), throttles on: {LIMIT} requests and {BATCH_LIMIT} batch requests "
         f"per {window:g} s window (QBO's per-minute limits on a {window:g} s window: the same "
         f"ratios, {60 / window:g}× as often), {CONCURRENT} in flight; the client's limiters set "
         "to the same. Warehouse: SQLite. Data: "

@@ -184,7 +184,7 @@ def start_simulators(
 ) -> tuple[Simulator, Simulator]:
     halo = start_simulator(
         "HaloPSA",
-        "datagate_pipelines.simulators.halopsa",
+        "datagate_simulators.halopsa",
         [
             "--customers", str(customers),
             "--seed", str(SEED),
@@ -196,7 +196,7 @@ def start_simulators(
     )  # fmt: skip
     qbo = start_simulator(
         "QuickBooks Online",
-        "datagate_pipelines.simulators.qbo",
+        "datagate_simulators.qbo",
         [
             "--realm", REALM_ID,
             "--company-name", "Demo Telecom Books",

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from datagate_pipelines.simulators.halopsa.generator import generate_tenant
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa.generator import generate_tenant
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 PORTAL_YAML = """
 portals:

@@ -39,4 +39,4 @@ def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not [
         line for line in ps.splitlines() if "--realm " + REALM_ID in line
-    ] and "datagate_pipelines.simulators" not in ps.replace(str(tmp_path), "")
+    ] and "datagate_simulators" not in ps.replace(str(tmp_path), "")

@@ -42,8 +42,8 @@ from datagate_pipelines.qbo_tokens import (
     token_store_for,
 )
 from datagate_pipelines.resources.qbo import QBOResource
-from datagate_pipelines.simulators.qbo import FakeClock, QBOBackend, create_app
-from datagate_pipelines.simulators.server import serve_in_thread
+from datagate_simulators.qbo import FakeClock, QBOBackend, create_app
+from datagate_simulators.server import serve_in_thread
 from datagate_pipelines.warehouse.models import qbo_tokens
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -34,13 +34,13 @@ from datagate_pipelines.clients.http import (
     RateLimiter,
     RetryPolicy,
 )
-from datagate_pipelines.simulators.halopsa import (
+from datagate_simulators.halopsa import (
     HaloPSABackend,
     RateLimit,
     create_app,
     generate_tenant,
 )
-from datagate_pipelines.simulators.server import SyncASGITransport, serve_in_thread
+from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 CLIENT_ID = "3f1c0f9e-datagate-client"
 SECRET = "sim-client-secret-9d8c7b6a5f4e"

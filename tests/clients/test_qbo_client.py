@@ -36,7 +36,7 @@ from datagate_pipelines.clients.qbo import (
     parse_faults,
     request_id_for,
 )
-from datagate_pipelines.simulators.qbo import (
+from datagate_simulators.qbo import (
     FakeClock,
     QBOBackend,
     QBOSettings,
@@ -44,7 +44,7 @@ from datagate_pipelines.simulators.qbo import (
     ThrottleSettings,
     create_app,
 )
-from datagate_pipelines.simulators.server import SyncASGITransport, serve_in_thread
+from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 REALM = "9130350000000000"
 CLIENT_ID = "ABdatagate-app-client-id"

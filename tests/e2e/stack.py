@@ -25,11 +25,11 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from datagate_pipelines.simulators.halopsa.generator import generate_tenant
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
-from datagate_pipelines.simulators.qbo import QBOBackend
-from datagate_pipelines.simulators.qbo import create_app as create_qbo_app
-from datagate_pipelines.simulators.server import RunningServer, serve_in_thread
+from datagate_simulators.halopsa.generator import generate_tenant
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.qbo import QBOBackend
+from datagate_simulators.qbo import create_app as create_qbo_app
+from datagate_simulators.server import RunningServer, serve_in_thread
 from tests.e2e.dagster_dev import PROJECT_ROOT
 
 # Before the periods billed, so the generated agreements are running in them.

@@ -21,10 +21,10 @@ from datagate_pipelines.config import Portal, parse_portals
 from datagate_pipelines.imports import import_product_templates, import_tax_rates
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import finalize_period
-from datagate_pipelines.simulators.halopsa.generator import generate_tenant
-from datagate_pipelines.simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
-from datagate_pipelines.simulators.qbo import QBOBackend, create_app
-from datagate_pipelines.simulators.server import SyncASGITransport
+from datagate_simulators.halopsa.generator import generate_tenant
+from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
+from datagate_simulators.qbo import QBOBackend, create_app
+from datagate_simulators.server import SyncASGITransport
 from datagate_pipelines.sync.apply import (
     sync_agreements,
     sync_customers,

@@ -15,7 +15,7 @@ from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
-from datagate_pipelines.simulators.server import serve_in_thread
+from datagate_simulators.server import serve_in_thread
 from datagate_pipelines.warehouse import models as m
 from tests.exporting.stack import (
     FIRST_REFRESH_TOKEN,

@@ -181,7 +181,7 @@ def test_a_rotated_refresh_token_is_stored_and_used(engine, qbo, portal, finals,
     oauth.settings.grace = 0  # a rotated-away refresh token dies at once
 
     def store():
-        from datagate_pipelines.simulators.server import SyncASGITransport
+        from datagate_simulators.server import SyncASGITransport
 
         return token_store_for(portal, engine, environ=env, transport=SyncASGITransport(qbo.app))
 

@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 
 class FakeClock:

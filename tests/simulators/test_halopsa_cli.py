@@ -12,7 +12,7 @@ import pytest
 
 def start(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datagate_pipelines.simulators.halopsa", "--port", "0", *args],
+        [sys.executable, "-m", "datagate_simulators.halopsa", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -77,7 +77,7 @@ def test_cli_serves_a_generated_tenant_with_its_switches() -> None:
 
 def test_cli_rejects_bad_flags() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "datagate_pipelines.simulators.halopsa", "--fail-next", "three"],
+        [sys.executable, "-m", "datagate_simulators.halopsa", "--fail-next", "three"],
         capture_output=True,
         text=True,
         timeout=30,

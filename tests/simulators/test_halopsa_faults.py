@@ -7,8 +7,8 @@ import time
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.halopsa.generator import bayside_dental
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa.generator import bayside_dental
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from datetime import date
 
 import pytest
 
-from datagate_pipelines.simulators.halopsa import NO_DATE, HaloPSABackend, generate_tenant
-from datagate_pipelines.simulators.halopsa.generator import DATAGATE_FIELD, bayside_dental
+from datagate_simulators.halopsa import NO_DATE, HaloPSABackend, generate_tenant
+from datagate_simulators.halopsa.generator import DATAGATE_FIELD, bayside_dental
 
 AS_OF = date(2026, 7, 1)
 RESOURCES = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.halopsa.generator import bayside_dental
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa.generator import bayside_dental
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 
 def add_clients(sim: HaloSim, count: int, **extra) -> list[int]:
@@ -270,7 +270,7 @@ def test_items_filters(sim: HaloSim, http: httpx.Client) -> None:
 
 def test_paging_a_large_tenant_is_fast(sim: HaloSim, http: httpx.Client) -> None:
     """50,000 lines paged at 100 headers a page (with lines) stays quick (id index, cached order)."""
-    from datagate_pipelines.simulators.halopsa.generator import generate_tenant
+    from datagate_simulators.halopsa.generator import generate_tenant
 
     tenant = generate_tenant(sim.backend, customers=5000, seed=3)
     assert tenant.counts["lines"] > 45_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.halopsa import RateLimit
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa import RateLimit
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 
 class FakeClock:

@@ -7,9 +7,9 @@ import re
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.halopsa import NO_DATE
-from datagate_pipelines.simulators.halopsa.generator import BaysideDental, bayside_dental
-from datagate_pipelines.simulators.halopsa.testing import HaloSim, make_sim
+from datagate_simulators.halopsa import NO_DATE
+from datagate_simulators.halopsa.generator import BaysideDental, bayside_dental
+from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 HALO_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,3})?$")
 

@@ -15,9 +15,9 @@ from xml.etree import ElementTree
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
-from datagate_pipelines.simulators.qbo.throttle import ThrottleSettings
-from datagate_pipelines.simulators.server import SyncASGITransport
+from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
+from datagate_simulators.qbo.throttle import ThrottleSettings
+from datagate_simulators.server import SyncASGITransport
 
 REALM = "9130350000000000"
 OTHER = "4620816365000000"

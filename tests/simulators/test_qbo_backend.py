@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from datagate_pipelines.simulators.qbo import FakeClock, QBOBackend, QBOFault, QBOSettings
-from datagate_pipelines.simulators.qbo.jsonio import dumps, loads
+from datagate_simulators.qbo import FakeClock, QBOBackend, QBOFault, QBOSettings
+from datagate_simulators.qbo.jsonio import dumps, loads
 
 REALM = "9130350000000000"
 

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
-from datagate_pipelines.simulators.qbo.oauth import OAuthSettings
-from datagate_pipelines.simulators.server import SyncASGITransport
+from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
+from datagate_simulators.qbo.oauth import OAuthSettings
+from datagate_simulators.server import SyncASGITransport
 
 REALM = "9130350000000000"
 CLIENT = ("app-id", "app-secret")

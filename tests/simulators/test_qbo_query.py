@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from datagate_pipelines.simulators.qbo.errors import QBOFault
-from datagate_pipelines.simulators.qbo.query import Condition, evaluate, page, parse_query
+from datagate_simulators.qbo.errors import QBOFault
+from datagate_simulators.qbo.query import Condition, evaluate, page, parse_query
 
 PACIFIC = timezone(timedelta(hours=-7))
 

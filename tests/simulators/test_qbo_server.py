@@ -12,8 +12,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from datagate_pipelines.simulators.qbo import QBOBackend, create_app
-from datagate_pipelines.simulators.server import serve_in_thread
+from datagate_simulators.qbo import QBOBackend, create_app
+from datagate_simulators.server import serve_in_thread
 
 REALM = "9130350000000000"
 
@@ -96,7 +96,7 @@ def test_cli_serves_on_port_0_until_sigterm():
     command = [
         sys.executable,
         "-m",
-        "datagate_pipelines.simulators.qbo",
+        "datagate_simulators.qbo",
         "--port",
         "0",
         "--realm",

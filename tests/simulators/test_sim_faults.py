@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from datagate_pipelines.simulators.faults import (
+from datagate_simulators.faults import (
     Fault,
     FaultMiddleware,
     FaultPlan,
@@ -24,7 +24,7 @@ from datagate_pipelines.simulators.faults import (
     apply_fault_arguments,
     endpoint_key,
 )
-from datagate_pipelines.simulators.server import SyncASGITransport, serve_in_thread
+from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 
 async def ok(request: Request) -> Response:

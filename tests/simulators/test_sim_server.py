@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from datagate_pipelines.simulators.server import (
+from datagate_simulators.server import (
     ConnectionDropped,
     SyncASGITransport,
     bind_socket,

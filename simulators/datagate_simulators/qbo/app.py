@@ -6,7 +6,7 @@ developer.api, quickbooks.api); the discovery document points at the app itself,
 
 Middleware, outermost first: :class:`~.control.QBOControl` (``/_sim/qbo``),
 :class:`~.gateway.QBOGateway` (per-company throttles and counters), the shared
-:class:`~datagate_pipelines.simulators.faults.FaultMiddleware` (``/_sim`` switches, faults,
+:class:`~datagate_simulators.faults.FaultMiddleware` (``/_sim`` switches, faults,
 request counts), then the routes.
 """
 
@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from datagate_pipelines.simulators.faults import FaultMiddleware, FaultPlan, RequestStats
+from datagate_simulators.faults import FaultMiddleware, FaultPlan, RequestStats
 
 from .api import api_endpoint
 from .backend import QBOBackend

@@ -17,20 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from datagate_pipelines.simulators.halopsa.auth import (
+from datagate_simulators.halopsa.auth import (
     Application,
     RateLimit,
     RateLimiter,
     Token,
     TokenStore,
 )
-from datagate_pipelines.simulators.halopsa.conventions import (
+from datagate_simulators.halopsa.conventions import (
     UNSET,
     halo_timestamp,
     parse_int,
     utc_now_naive,
 )
-from datagate_pipelines.simulators.halopsa.errors import (
+from datagate_simulators.halopsa.errors import (
     Forbidden,
     InvalidClient,
     InvalidRequest,
@@ -39,7 +39,7 @@ from datagate_pipelines.simulators.halopsa.errors import (
     UnsupportedGrantType,
     ValidationFailed,
 )
-from datagate_pipelines.simulators.halopsa.faults import (
+from datagate_simulators.halopsa.faults import (
     HaloFaults,
     MalformedRows,
     PageAction,
@@ -47,14 +47,14 @@ from datagate_pipelines.simulators.halopsa.faults import (
     add_records,
     delete_first_records,
 )
-from datagate_pipelines.simulators.halopsa.resources import (
+from datagate_simulators.halopsa.resources import (
     RESOURCES,
     CustomFieldValues,
     Errors,
     ListQuery,
     Resource,
 )
-from datagate_pipelines.simulators.halopsa.store import Table
+from datagate_simulators.halopsa.store import Table
 
 _LIST_CACHE_SIZE = 64
 _MAX_COUNT = 100_000  # "maximum is 100000" for count. [R] PYPI

@@ -1,6 +1,6 @@
 """QBO-specific switches for tests and demos, beside the shared ``/_sim`` ones.
 
-The shared :class:`~datagate_pipelines.simulators.faults.FaultMiddleware` owns ``/_sim``
+The shared :class:`~datagate_simulators.faults.FaultMiddleware` owns ``/_sim``
 (faults, stats, reset). This module adds:
 
 - extra fault kinds for ``POST /_sim/faults``: ``{"kind": "expire_tokens", "realm_id"?}``,

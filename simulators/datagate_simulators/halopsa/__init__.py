@@ -10,11 +10,11 @@ Typical test use::
         ...
 """
 
-from datagate_pipelines.simulators.halopsa.app import create_app
-from datagate_pipelines.simulators.halopsa.auth import Application, RateLimit
-from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend, ListResult
-from datagate_pipelines.simulators.halopsa.conventions import NO_DATE, NO_END, UNSET
-from datagate_pipelines.simulators.halopsa.generator import (
+from datagate_simulators.halopsa.app import create_app
+from datagate_simulators.halopsa.auth import Application, RateLimit
+from datagate_simulators.halopsa.backend import HaloPSABackend, ListResult
+from datagate_simulators.halopsa.conventions import NO_DATE, NO_END, UNSET
+from datagate_simulators.halopsa.generator import (
     GeneratedTenant,
     bayside_dental,
     generate_tenant,

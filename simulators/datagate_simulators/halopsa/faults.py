@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 MALFORMED_MODES = ("missing_field", "wrong_type", "duplicate_id")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datagate_pipelines.simulators.halopsa.conventions import NO_DATE, UNSET, parse_datetime
-from datagate_pipelines.simulators.halopsa.resources.base import ListQuery, Resource
-from datagate_pipelines.simulators.halopsa.resources.fields import USAGE_CLIENT, USAGE_SITE
+from datagate_simulators.halopsa.conventions import NO_DATE, UNSET, parse_datetime
+from datagate_simulators.halopsa.resources.base import ListQuery, Resource
+from datagate_simulators.halopsa.resources.fields import USAGE_CLIENT, USAGE_SITE
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 TOP_LEVELS = {1: "Top Level"}
 TAX_CODE_FIELDS = (

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datagate_pipelines.simulators.halopsa.conventions import (
+from datagate_simulators.halopsa.conventions import (
     NO_DATE,
     UNSET,
     add_days,
@@ -24,8 +24,8 @@ from datagate_pipelines.simulators.halopsa.conventions import (
     parse_int,
     round_money,
 )
-from datagate_pipelines.simulators.halopsa.errors import ValidationFailed
-from datagate_pipelines.simulators.halopsa.resources.base import (
+from datagate_simulators.halopsa.errors import ValidationFailed
+from datagate_simulators.halopsa.resources.base import (
     Errors,
     ListQuery,
     Resource,
@@ -33,7 +33,7 @@ from datagate_pipelines.simulators.halopsa.resources.base import (
 )
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 LINE_KINDS: dict[str, str] = {
     "_itemid": "ref",

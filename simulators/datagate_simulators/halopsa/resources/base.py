@@ -12,17 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datagate_pipelines.simulators.halopsa.conventions import (
+from datagate_simulators.halopsa.conventions import (
     UNSET,
     normalize_datetime,
     parse_bool,
     parse_int,
     parse_number,
 )
-from datagate_pipelines.simulators.halopsa.errors import ValidationFailed
+from datagate_simulators.halopsa.errors import ValidationFailed
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 
 class Errors:

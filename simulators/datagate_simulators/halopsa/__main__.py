@@ -1,6 +1,6 @@
 """Run the HaloPSA simulator on loopback.
 
-    python -m datagate_pipelines.simulators.halopsa --port 0 --customers 200 --seed 7 \\
+    python -m datagate_simulators.halopsa --port 0 --customers 200 --seed 7 \\
         --client-id my-id --client-secret my-secret --tenant acme --rate-limit 300/300
 
 The first line on stdout is the base URL (``http://127.0.0.1:PORT``); everything else goes to
@@ -14,16 +14,16 @@ import os
 import sys
 from datetime import date
 
-from datagate_pipelines.simulators.faults import (
+from datagate_simulators.faults import (
     FaultPlan,
     add_fault_arguments,
     apply_fault_arguments,
 )
-from datagate_pipelines.simulators.halopsa.app import create_app
-from datagate_pipelines.simulators.halopsa.auth import RateLimit
-from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
-from datagate_pipelines.simulators.halopsa.generator import bayside_dental, generate_tenant
-from datagate_pipelines.simulators.server import run_server
+from datagate_simulators.halopsa.app import create_app
+from datagate_simulators.halopsa.auth import RateLimit
+from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.halopsa.generator import bayside_dental, generate_tenant
+from datagate_simulators.server import run_server
 
 
 def _malformed(value: str) -> tuple[str, str, str | None, int]:
@@ -43,7 +43,7 @@ def _between_pages(value: str) -> tuple[str, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m datagate_pipelines.simulators.halopsa", description="HaloPSA simulator"
+        prog="python -m datagate_simulators.halopsa", description="HaloPSA simulator"
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (default)")

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from datagate_pipelines.simulators.halopsa.errors import InvalidToken, RateLimited
+from datagate_simulators.halopsa.errors import InvalidToken, RateLimited
 
 #: Scope areas from HAPI's HaloAuth class (read:<area> / edit:<area>). [C] §1.2
 SCOPE_AREAS = (

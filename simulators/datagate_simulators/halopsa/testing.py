@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
-from datagate_pipelines.simulators.faults import FaultPlan, RequestStats
-from datagate_pipelines.simulators.halopsa.app import create_app
-from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
-from datagate_pipelines.simulators.server import RunningServer, SyncASGITransport, serve_in_thread
+from datagate_simulators.faults import FaultPlan, RequestStats
+from datagate_simulators.halopsa.app import create_app
+from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.server import RunningServer, SyncASGITransport, serve_in_thread
 
 __all__ = ["HaloSim", "make_sim"]
 

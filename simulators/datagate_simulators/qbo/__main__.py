@@ -1,6 +1,6 @@
 """Serve the QBO simulator on loopback.
 
-    python -m datagate_pipelines.simulators.qbo --port 0 --realm 9130350000000000 \\
+    python -m datagate_simulators.qbo --port 0 --realm 9130350000000000 \\
         --client-id X --client-secret Y --refresh-token R
 
 The first line on stdout is the base URL (``http://127.0.0.1:PORT``); it serves until
@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from datagate_pipelines.simulators.faults import add_fault_arguments, apply_fault_arguments
-from datagate_pipelines.simulators.server import run_server
+from datagate_simulators.faults import add_fault_arguments, apply_fault_arguments
+from datagate_simulators.server import run_server
 
 from .app import create_app
 from .backend import QBOBackend, QBOSettings
@@ -46,7 +46,7 @@ def _tax_code(value: str) -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m datagate_pipelines.simulators.qbo",
+        prog="python -m datagate_simulators.qbo",
         description="QuickBooks Online simulator (OAuth 2.0 + v3 Accounting API) on loopback.",
     )
     parser.add_argument("--host", default="127.0.0.1")

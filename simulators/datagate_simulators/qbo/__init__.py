@@ -2,7 +2,7 @@
 
 Moto-style: :class:`QBOBackend` holds the companies and the rules in plain Python;
 :func:`create_app` is the thin ASGI layer over it; ``python -m
-datagate_pipelines.simulators.qbo`` serves it on loopback.
+datagate_simulators.qbo`` serves it on loopback.
 """
 
 from .app import create_app

@@ -27,15 +27,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from datagate_pipelines.simulators.faults import (
+from datagate_simulators.faults import (
     FaultMiddleware,
     FaultPlan,
     FaultSpecError,
     RequestStats,
 )
-from datagate_pipelines.simulators.halopsa.auth import RateLimit
-from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
-from datagate_pipelines.simulators.halopsa.errors import (
+from datagate_simulators.halopsa.auth import RateLimit
+from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.halopsa.errors import (
     HaloSimError,
     NotFound,
     RateLimited,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datagate_pipelines.simulators.halopsa.conventions import NO_DATE, UNSET
-from datagate_pipelines.simulators.halopsa.resources.base import KINDS, ListQuery, Resource
+from datagate_simulators.halopsa.conventions import NO_DATE, UNSET
+from datagate_simulators.halopsa.resources.base import KINDS, ListQuery, Resource
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 
 class Tax(Resource):

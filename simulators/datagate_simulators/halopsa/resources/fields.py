@@ -13,16 +13,16 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from datagate_pipelines.simulators.halopsa.conventions import (
+from datagate_simulators.halopsa.conventions import (
     UNSET,
     normalize_datetime,
     parse_bool,
     parse_int,
 )
-from datagate_pipelines.simulators.halopsa.resources.base import Errors, ListQuery, Resource
+from datagate_simulators.halopsa.resources.base import Errors, ListQuery, Resource
 
 if TYPE_CHECKING:
-    from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
+    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 TEXT, MEMO, SINGLE, MULTI, DATE, TIME, CHECKBOX, RICH = 0, 1, 2, 3, 4, 5, 6, 10
 #: usage ids. [C] REAL-RI (1 ticket, 2 client), [R] RDX typeid (3 site, 5 asset)

@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 
-from datagate_pipelines.simulators.server import drop_connection
+from datagate_simulators.server import drop_connection
 
 __all__ = [
     "CONTROL_PREFIX",

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from datagate_pipelines.simulators.halopsa.backend import HaloPSABackend
-from datagate_pipelines.simulators.halopsa.conventions import (
+from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.halopsa.conventions import (
     NO_DATE,
     UNSET,
     halo_date,
