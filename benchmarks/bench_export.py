@@ -41,12 +41,14 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
-from datagate_pipelines.clients.http import ApiRequestRecord, RetryPolicy  # noqa: E402
-from datagate_pipelines.clients.qbo import QBOAuthClient, QBOClient, RefreshingTokens  # noqa: E402
+from datagate_pipelines.apiclient.records import ApiRequestRecord  # noqa: E402
+from datagate_pipelines.apiclient.retries import RetryPolicy  # noqa: E402
 from datagate_pipelines.config import parse_portals  # noqa: E402
 from datagate_pipelines.exporting.qbo import export_to_qbo  # noqa: E402
 from datagate_pipelines.exporting.qbo_references import link_period_references  # noqa: E402
 from datagate_pipelines.exporting.verify import verify_qbo  # noqa: E402
+from datagate_pipelines.qbo.client import QBOClient  # noqa: E402
+from datagate_pipelines.qbo.oauth import QBOAuthClient, RefreshingTokens  # noqa: E402
 from datagate_pipelines.warehouse import models as m  # noqa: E402
 from datagate_pipelines.warehouse.db import make_engine, migrate  # noqa: E402
 from datagate_pipelines.warehouse.portals import register_portal  # noqa: E402

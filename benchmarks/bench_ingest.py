@@ -363,7 +363,7 @@ def client_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """The ingest's own fetch functions (assets/halopsa.ENTITIES) through `HaloPSAClient` with
     its rate limiter, retries and redaction, no decoding, no warehouse, no Dagster run."""
     from datagate_pipelines.assets.halopsa import ENTITIES
-    from datagate_pipelines.clients.halopsa import HaloPSAClient
+    from datagate_pipelines.halopsa.client import HaloPSAClient
 
     base_url = spec["base_url"]
     requests, window = spec["rate_limit"]
@@ -450,7 +450,7 @@ def _sync_runs(spec: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
     from sqlalchemy import func, select
 
-    from datagate_pipelines.launch import run_sync
+    from datagate_pipelines.orchestration.launch import run_sync
     from datagate_pipelines.warehouse import models as m
     from datagate_pipelines.warehouse.db import warehouse_engine
 

@@ -27,12 +27,23 @@ from pydantic import (
     model_validator,
 )
 
-from datagate_pipelines.errors import PortalConfigError
+from datagate_pipelines import DatagateError
 
 DEFAULT_PORTALS_FILE = "portals.yaml"
 PORTAL_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_DOC_NUMBER = 21
+
+
+class PortalConfigError(DatagateError):
+    """A problem in portals.yaml or in a portal's environment."""
+
+    def __init__(self, portal_id: str | None, field: str, reason: str):
+        self.portal_id = portal_id
+        self.field = field
+        self.reason = reason
+        where = f"portal {portal_id}: " if portal_id else ""
+        super().__init__(f"{where}{field}: {reason}")
 
 
 class _Strict(BaseModel):

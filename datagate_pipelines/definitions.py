@@ -3,14 +3,14 @@
 import dagster as dg
 
 from datagate_pipelines.assets import billing, catalog, exports, halopsa, sql
-from datagate_pipelines.jobs import billing as billing_job
-from datagate_pipelines.jobs import exports as exports_job
-from datagate_pipelines.jobs import portal_sync
+from datagate_pipelines.orchestration.jobs import billing as billing_job
+from datagate_pipelines.orchestration.jobs import exports as exports_job
+from datagate_pipelines.orchestration.jobs import portal_sync
+from datagate_pipelines.orchestration.schedules import nightly_billing, nightly_sync
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
-from datagate_pipelines.schedules import nightly_billing, nightly_sync
 from datagate_pipelines.sensors.force_sync import force_sync
 from datagate_pipelines.sensors.portals import portal_registry
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datagate_pipelines.config import load_portals, parse_portals
-from datagate_pipelines.errors import PortalConfigError
+from datagate_pipelines.config import PortalConfigError, load_portals, parse_portals
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "portals.example.yaml"
 

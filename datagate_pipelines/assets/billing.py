@@ -18,7 +18,7 @@ from datagate_pipelines.billing import period_label
 from datagate_pipelines.config import Portal
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import finalize_period
-from datagate_pipelines.partitions import portal_period_partitions
+from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
@@ -66,11 +66,6 @@ usage_charges = dg.AssetSpec(
 )
 
 
-def partition(context: dg.AssetExecutionContext) -> tuple[str, date]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["portal"], date.fromisoformat(keys["period"])
-
-
 @dg.asset(
     partitions_def=portal_period_partitions,
     deps=[
@@ -90,7 +85,7 @@ def partition(context: dg.AssetExecutionContext) -> tuple[str, date]:
 def invoice_lines(
     context: dg.AssetExecutionContext, portals: PortalsResource, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    portal_id, period = partition(context)
+    portal_id, period = portal_and_period(context)
     portal = portals.portal(portal_id).settings
     with warehouse.engine().begin() as connection:
         outcome = compute_drafts(connection, portal, period, run_id=context.run_id)
@@ -159,7 +154,7 @@ def invoices(
     warehouse: WarehouseResource,
     qbo: QBOResource,
 ):
-    portal_id, period = partition(context)
+    portal_id, period = portal_and_period(context)
     portal = portals.portal(portal_id).settings
     engine = warehouse.engine()
     if config.finalize:

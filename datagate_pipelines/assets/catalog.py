@@ -8,7 +8,7 @@ import dagster as dg
 from sqlalchemy import Connection
 
 from datagate_pipelines.config import PortalSettings
-from datagate_pipelines.partitions import portal_partitions
+from datagate_pipelines.orchestration.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sync import apply

@@ -8,10 +8,13 @@ A portal without a `qbo:` section skips the QBO assets with a log line, not an e
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from datagate_pipelines.assets.failures import api_retry_policy, fail_fast_unless_transient
 from datagate_pipelines.billing import period_label
@@ -30,7 +33,9 @@ from datagate_pipelines.exporting.qbo_references import (
     period_needs,
 )
 from datagate_pipelines.exporting.verify import Verification, verify_halopsa, verify_qbo
-from datagate_pipelines.partitions import portal_period_partitions
+from datagate_pipelines.halopsa.client import HaloPSAClient
+from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
+from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
@@ -43,45 +48,90 @@ OWNERS = ["team:billing-ops"]
 REFERENCE_ASSETS = {CUSTOMER: "qbo_customers", ITEM: "qbo_items", TERM: "qbo_terms"}
 
 
-def partition(context: dg.AssetExecutionContext) -> tuple[str, date]:
-    keys = context.partition_key.keys_by_dimension
-    return keys["portal"], date.fromisoformat(keys["period"])
+@dataclass(frozen=True)
+class ExportStep:
+    """What every export asset works with: the portal and period of its partition, the
+    warehouse, and when it started (for the calls' metadata)."""
+
+    context: dg.AssetExecutionContext
+    portal: Portal
+    period: date
+    engine: Engine
+    started: float
+
+    def skips_qbo(self) -> bool:
+        """Whether the portal has no `qbo:` section (QBO export off); logged, not an error."""
+        if self.portal.settings.qbo is not None:
+            return False
+        self.context.log.info(
+            f"portal {self.portal.id} has no qbo section in portals.yaml: QBO export is off, "
+            "skipped"
+        )
+        return True
+
+    @contextmanager
+    def halopsa_client(self, halopsa: HaloPSAResource) -> Iterator[HaloPSAClient]:
+        with (
+            recording(self.engine) as recorder,
+            halopsa.client(self.portal, recorder=recorder, run_id=self.context.run_id) as client,
+        ):
+            yield client
+
+    @contextmanager
+    def qbo_client(self, qbo: QBOResource) -> Iterator[QBOClient]:
+        with (
+            recording(self.engine) as recorder,
+            qbo.client(
+                self.portal, engine=self.engine, recorder=recorder, run_id=self.context.run_id
+            ) as client,
+        ):
+            yield client
+
+    def call_metadata(self, stats: dict[str, float]) -> dict[str, dg.MetadataValue]:
+        return {
+            "api_calls": dg.MetadataValue.int(int(stats["calls"])),
+            "rate_limited_429s": dg.MetadataValue.int(int(stats["rate_limited"])),
+            "retries": dg.MetadataValue.int(int(stats["retries"])),
+            "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - self.started, 3)),
+        }
 
 
-def _skip_qbo(context: dg.AssetExecutionContext, portal: Portal) -> bool:
-    if portal.settings.qbo is not None:
-        return False
-    context.log.info(
-        f"portal {portal.id} has no qbo section in portals.yaml: QBO export is off, skipped"
+@contextmanager
+def export_step(
+    context: dg.AssetExecutionContext, portals: PortalsResource, warehouse: WarehouseResource
+) -> Iterator[ExportStep]:
+    """The step of one export asset; configuration and API errors that will not fix
+    themselves fail it at once, transient ones go to its retry policy."""
+    portal_id, period = portal_and_period(context)
+    started = time.monotonic()
+    with fail_fast_unless_transient():
+        yield ExportStep(context, portals.portal(portal_id), period, warehouse.engine(), started)
+
+
+SKIPPED = {"skipped": "no qbo section in portals.yaml"}
+
+
+def _failures_markdown(failed: dict[str, str]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(
+        "\n".join(f"- `{key}`: {reason}" for key, reason in list(failed.items())[:50])
     )
-    return True
 
 
-def _call_metadata(stats: dict[str, float], started: float) -> dict[str, dg.MetadataValue]:
-    return {
-        "api_calls": dg.MetadataValue.int(int(stats["calls"])),
-        "rate_limited_429s": dg.MetadataValue.int(int(stats["rate_limited"])),
-        "retries": dg.MetadataValue.int(int(stats["retries"])),
-        "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
-    }
-
-
-def _export_metadata(outcome: ExportOutcome) -> dict[str, dg.MetadataValue]:
+def _exported(
+    step: ExportStep, outcome: ExportOutcome, stats: dict[str, float]
+) -> dg.MaterializeResult:
+    """The export's materialization: counts, failures (also logged), calls."""
+    for key, reason in list(outcome.failed.items())[:10]:
+        step.context.log.warning(
+            f"portal {step.portal.id}: {outcome.target} export of {key} failed: {reason}"
+        )
     metadata: dict[str, Any] = {
-        name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()
+        "period": dg.MetadataValue.text(period_label(step.period)),
+        **{name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()},
     }
     if outcome.failed:
-        metadata["failures"] = dg.MetadataValue.md(
-            "\n".join(f"- `{key}`: {reason}" for key, reason in list(outcome.failed.items())[:50])
-        )
-    return metadata
-
-
-def _log_failures(context: dg.AssetExecutionContext, portal_id: str, outcome: ExportOutcome):
-    for key, reason in list(outcome.failed.items())[:10]:
-        context.log.warning(
-            f"portal {portal_id}: {outcome.target} export of {key} failed: {reason}"
-        )
+        metadata["failures"] = _failures_markdown(outcome.failed)
+    return dg.MaterializeResult(metadata={**metadata, **step.call_metadata(stats)})
 
 
 def _check(name: str, verification: Verification) -> dg.AssetCheckResult:
@@ -101,7 +151,7 @@ def _check(name: str, verification: Verification) -> dg.AssetCheckResult:
     )
 
 
-# --- HaloPSA ---------------------------------------------------------------------------------
+# --- HaloPSA -------------------------------------------------------------------------------------
 
 
 @dg.asset(
@@ -129,30 +179,15 @@ def halo_invoice_export(
     warehouse: WarehouseResource,
     halopsa: HaloPSAResource,
 ) -> Iterator[Any]:
-    portal_id, period = partition(context)
-    started = time.monotonic()
-    with fail_fast_unless_transient():
-        portal = portals.portal(portal_id)
-        engine = warehouse.engine()
-        with (
-            recording(engine) as recorder,
-            halopsa.client(portal, recorder=recorder, run_id=context.run_id) as client,
-        ):
-            outcome = export_to_halopsa(engine, client, portal.settings, period)
-            verification = verify_halopsa(engine, client, portal.settings, period)
-            stats = client.stats.as_dict()
-    _log_failures(context, portal_id, outcome)
-    yield dg.MaterializeResult(
-        metadata={
-            "period": dg.MetadataValue.text(period_label(period)),
-            **_export_metadata(outcome),
-            **_call_metadata(stats, started),
-        }
-    )
+    with export_step(context, portals, warehouse) as step, step.halopsa_client(halopsa) as client:
+        settings = step.portal.settings
+        outcome = export_to_halopsa(step.engine, client, settings, step.period)
+        verification = verify_halopsa(step.engine, client, settings, step.period)
+    yield _exported(step, outcome, client.stats.as_dict())
     yield _check("halo_exports_match", verification)
 
 
-# --- QBO: customers, items, terms ------------------------------------------------------------
+# --- QBO: customers, items, terms ----------------------------------------------------------------
 
 
 @dg.multi_asset(
@@ -198,54 +233,45 @@ def qbo_references(
     qbo: QBOResource,
 ) -> Iterator[dg.MaterializeResult]:
     """Find or create what the period's QBO invoices refer to, and link it."""
-    portal_id, period = partition(context)
     selected = {key.to_user_string() for key in context.selected_asset_keys}
-    with fail_fast_unless_transient():
-        portal = portals.portal(portal_id)
-        if _skip_qbo(context, portal):
+    with export_step(context, portals, warehouse) as step:
+        if step.skips_qbo():
             for asset in sorted(selected):
-                yield dg.MaterializeResult(
-                    asset_key=asset, metadata={"skipped": "no qbo section in portals.yaml"}
-                )
+                yield dg.MaterializeResult(asset_key=asset, metadata=SKIPPED)
             return
-        engine = warehouse.engine()
+        engine, settings = step.engine, step.portal.settings
         with engine.connect() as connection:
-            needs = period_needs(connection, portal.id, period)
-        steps = {
-            CUSTOMER: lambda c: link_customers(engine, c, portal.settings, needs.customers),
-            ITEM: lambda c: link_items(
-                engine, c, portal.settings, needs.item_ids, needs.generic_items
-            ),
-            TERM: lambda c: link_terms(engine, c, portal.settings),
+            needs = period_needs(connection, settings.id, step.period)
+        links = {
+            CUSTOMER: lambda c: link_customers(engine, c, settings, needs.customers),
+            ITEM: lambda c: link_items(engine, c, settings, needs.item_ids, needs.generic_items),
+            TERM: lambda c: link_terms(engine, c, settings),
         }
-        with (
-            recording(engine) as recorder,
-            qbo.client(portal, engine=engine, recorder=recorder, run_id=context.run_id) as client,
-        ):
-            for entity, step in steps.items():
+        with step.qbo_client(qbo) as client:
+            for entity, link in links.items():
                 asset = REFERENCE_ASSETS[entity]
                 if asset not in selected:
                     continue
                 started = time.monotonic()
                 before = client.stats.as_dict()
-                outcome = step(client)
+                outcome = link(client)
                 after = client.stats.as_dict()
                 for key, reason in list(outcome.failed.items())[:10]:
-                    context.log.warning(f"portal {portal_id}: {asset} {key}: {reason}")
+                    context.log.warning(f"portal {settings.id}: {asset} {key}: {reason}")
                 metadata: dict[str, Any] = {
                     name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()
                 }
                 if outcome.failed:
-                    metadata["failures"] = dg.MetadataValue.md(
-                        "\n".join(f"- `{k}`: {r}" for k, r in list(outcome.failed.items())[:50])
-                    )
+                    metadata["failures"] = _failures_markdown(outcome.failed)
                 delta = {k: after[k] - before.get(k, 0) for k in after}
-                yield dg.MaterializeResult(
-                    asset_key=asset, metadata={**metadata, **_call_metadata(delta, started)}
+                metadata.update(step.call_metadata(delta))
+                metadata["duration_seconds"] = dg.MetadataValue.float(
+                    round(time.monotonic() - started, 3)
                 )
+                yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
 
 
-# --- QBO: invoices and payments ----------------------------------------------------------------
+# --- QBO: invoices and payments ------------------------------------------------------------------
 
 
 @dg.asset(
@@ -273,34 +299,16 @@ def qbo_invoice_export(
     warehouse: WarehouseResource,
     qbo: QBOResource,
 ) -> Iterator[Any]:
-    portal_id, period = partition(context)
-    started = time.monotonic()
-    with fail_fast_unless_transient():
-        portal = portals.portal(portal_id)
-        if _skip_qbo(context, portal):
-            yield dg.MaterializeResult(metadata={"skipped": "no qbo section in portals.yaml"})
-            yield dg.AssetCheckResult(
-                check_name="qbo_exports_match",
-                passed=True,
-                metadata={"skipped": "no qbo section in portals.yaml"},
-            )
+    with export_step(context, portals, warehouse) as step:
+        if step.skips_qbo():
+            yield dg.MaterializeResult(metadata=SKIPPED)
+            yield dg.AssetCheckResult(check_name="qbo_exports_match", passed=True, metadata=SKIPPED)
             return
-        engine = warehouse.engine()
-        with (
-            recording(engine) as recorder,
-            qbo.client(portal, engine=engine, recorder=recorder, run_id=context.run_id) as client,
-        ):
-            outcome = export_to_qbo(engine, client, portal.settings, period)
-            verification = verify_qbo(engine, client, portal.settings, period)
-            stats = client.stats.as_dict()
-    _log_failures(context, portal_id, outcome)
-    yield dg.MaterializeResult(
-        metadata={
-            "period": dg.MetadataValue.text(period_label(period)),
-            **_export_metadata(outcome),
-            **_call_metadata(stats, started),
-        }
-    )
+        with step.qbo_client(qbo) as client:
+            settings = step.portal.settings
+            outcome = export_to_qbo(step.engine, client, settings, step.period)
+            verification = verify_qbo(step.engine, client, settings, step.period)
+    yield _exported(step, outcome, client.stats.as_dict())
     yield _check("qbo_exports_match", verification)
 
 
@@ -321,24 +329,16 @@ def invoice_payments(
     warehouse: WarehouseResource,
     qbo: QBOResource,
 ) -> dg.MaterializeResult:
-    portal_id, period = partition(context)
-    started = time.monotonic()
-    with fail_fast_unless_transient():
-        portal = portals.portal(portal_id)
-        if _skip_qbo(context, portal):
-            return dg.MaterializeResult(metadata={"skipped": "no qbo section in portals.yaml"})
-        engine = warehouse.engine()
-        with (
-            recording(engine) as recorder,
-            qbo.client(portal, engine=engine, recorder=recorder, run_id=context.run_id) as client,
-        ):
-            outcome = read_payments(engine, client, portal.settings, period)
-            stats = client.stats.as_dict()
+    with export_step(context, portals, warehouse) as step:
+        if step.skips_qbo():
+            return dg.MaterializeResult(metadata=SKIPPED)
+        with step.qbo_client(qbo) as client:
+            outcome = read_payments(step.engine, client, step.portal.settings, step.period)
     for key in outcome.missing[:10]:
-        context.log.warning(f"portal {portal_id}: the QBO invoice of {key} is gone from QBO")
+        context.log.warning(f"portal {step.portal.id}: the QBO invoice of {key} is gone from QBO")
     return dg.MaterializeResult(
         metadata={
             **{name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()},
-            **_call_metadata(stats, started),
+            **step.call_metadata(client.stats.as_dict()),
         }
     )

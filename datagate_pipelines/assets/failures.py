@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from datagate_pipelines.clients.http import RateLimitedError, ServerError, TransportError
-from datagate_pipelines.errors import DatagateError
+from datagate_pipelines import DatagateError
+from datagate_pipelines.apiclient.errors import RateLimitedError, ServerError, TransportError
 
 TRANSIENT = (RateLimitedError, ServerError, TransportError)
 

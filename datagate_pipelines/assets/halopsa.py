@@ -15,8 +15,8 @@ import pandera.pandas as pa
 from sqlalchemy import Table
 
 from datagate_pipelines.assets.failures import api_retry_policy, fail_fast_unless_transient
-from datagate_pipelines.clients.halopsa import HaloPSAClient
-from datagate_pipelines.partitions import portal_partitions
+from datagate_pipelines.halopsa.client import HaloPSAClient
+from datagate_pipelines.orchestration.partitions import portal_partitions
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from datagate_pipelines import sql_models
 from datagate_pipelines.assets.failures import fail_fast_unless_transient
 from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse import sql_models
 
 # The asset that writes each warehouse table a model may read. Tables left out (portals,
 # request log, rejects, tokens, ...) are operational and give no dependency.

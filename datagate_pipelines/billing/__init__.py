@@ -11,7 +11,7 @@ BILLING.md is the specification. Entry points:
 - `can_finalize(agreement_key, period, prior_statuses)` / `finalization_blockers` /
   `blocked_agreements` (finalization.py): rule 4.
 - `build_agreements(products, contracts, use_default_agreement)` (agreements.py).
-- Money helpers live in `datagate_pipelines.money` (the one rounding rule).
+- Money helpers live in `datagate_pipelines.billing.money` (the one rounding rule).
 
 Where BILLING.md is silent, the choices made (each module says more):
 
@@ -43,6 +43,7 @@ from datagate_pipelines.billing.agreements import (
     build_agreements,
     export_contracts,
 )
+from datagate_pipelines.billing.codes import normalize_tax_code, normalize_zip
 from datagate_pipelines.billing.engine import (
     INVOICE_COLUMNS,
     LEDGER_COLUMNS,
@@ -70,7 +71,7 @@ from datagate_pipelines.billing.periods import (
     target_month,
 )
 from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import NONTAXABLE, normalize_tax_code, normalize_zip
+from datagate_pipelines.billing.tax import NONTAXABLE
 
 __all__ = [
     "FINAL_STATUSES",

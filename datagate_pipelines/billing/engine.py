@@ -26,14 +26,9 @@ import numpy as np
 import pandas as pd
 
 from datagate_pipelines.billing import agreements
+from datagate_pipelines.billing.context import BillingRun
 from datagate_pipelines.billing.errors import BillingInputError
-from datagate_pipelines.billing.inputs import (
-    TAX_RATE_COLUMNS,
-    Contracts,
-    Customers,
-    Sites,
-    table,
-)
+from datagate_pipelines.billing.inputs import TAX_RATE_COLUMNS, Contracts, Customers, Sites, table
 from datagate_pipelines.billing.lines import (
     KIND_NAMES,
     RECURRING,
@@ -41,6 +36,7 @@ from datagate_pipelines.billing.lines import (
     LineBlock,
     LineSources,
 )
+from datagate_pipelines.billing.money import scaled_columns_to_decimals, sum_segments
 from datagate_pipelines.billing.periods import (
     check_period,
     due_date,
@@ -53,7 +49,6 @@ from datagate_pipelines.billing.recurring import QUANTITY_PLACES, recurring_line
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import Coded, LineTaxes, TaxCodes, build_rate_table, tax_lines
 from datagate_pipelines.billing.usage import usage_lines
-from datagate_pipelines.money import scaled_columns_to_decimals, sum_segments
 
 INVOICE_COLUMNS = (
     "invoice_key",
@@ -181,15 +176,8 @@ def bill_period(
     rates = build_rate_table(table(tax_rates, "tax_rates", TAX_RATE_COLUMNS))
 
     tax_codes = TaxCodes()
-    context = {
-        "period": period,
-        "settings": settings,
-        "customers": customer_table,
-        "sites": site_table,
-        "contracts": contract_table,
-        "tax_codes": tax_codes,
-    }
-    lines, values, rejected = _sorted_lines(products, ledger, usage, context)
+    run = BillingRun(period, settings, customer_table, site_table, contract_table, tax_codes)
+    lines, values, rejected = _sorted_lines(products, ledger, usage, run)
 
     taxes = tax_lines(lines, customer_table, site_table, rates, tax_codes)
     grouping = _Invoices.of(lines, customer_table, period)
@@ -221,13 +209,13 @@ def _sorted_lines(
     products: pd.DataFrame | None,
     ledger: pd.DataFrame | None,
     usage: pd.DataFrame | None,
-    context: dict,
+    run: BillingRun,
 ) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
     """Recurring and usage lines in line order, the values they copy, and the rejects."""
-    recurring, product_values, product_rejects = recurring_lines(products, ledger, **context)
-    charged, usage_values, usage_rejects = usage_lines(usage, **context)
+    recurring, product_values, product_rejects = recurring_lines(products, ledger, run)
+    charged, usage_values, usage_rejects = usage_lines(usage, run)
     lines = LineBlock.concat([recurring, charged])
-    lines.reorder(_line_order(lines, context["customers"]))
+    lines.reorder(_line_order(lines, run.customers))
     values = LineSources({RECURRING: product_values, USAGE: usage_values})
     return lines, values, product_rejects + usage_rejects
 

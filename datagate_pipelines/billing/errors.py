@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datagate_pipelines.errors import DatagateError
+from datagate_pipelines import DatagateError
 
 
 class BillingError(DatagateError):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from datagate_pipelines.billing.codes import coded_column, normalize_column, normalize_zip
 from datagate_pipelines.billing.errors import BillingInputError
 from datagate_pipelines.billing.ids import find_keys, text_ids
-from datagate_pipelines.billing.tax import normalize_zip
-from datagate_pipelines.money import decimals_to_scaled
+from datagate_pipelines.billing.money import decimals_to_scaled
 
 PRODUCT_COLUMNS = (
     "product_id",
@@ -130,26 +130,6 @@ def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]
         raise BillingInputError(f"{what} must hold whole numbers: {error}") from None
     present = ~np.asarray(array.isna(), dtype=bool)
     return array.to_numpy(dtype=np.int64, na_value=0), present
-
-
-def normalize_column(values: np.ndarray | pd.Series, normalize) -> np.ndarray:
-    """Apply a scalar normaliser once per distinct value of an object column."""
-    codes, distinct = coded_column(values, normalize)
-    normalized = np.fromiter([*distinct, None], dtype=object, count=len(distinct) + 1)
-    return normalized[codes]  # code -1 (normalised to None) picks the last slot
-
-
-def coded_column(values: np.ndarray | pd.Series, normalize) -> tuple[np.ndarray, list]:
-    """A column normalised once per distinct value (a missing one as `normalize(None)`),
-    as int32 codes into its distinct normalised values, in order of first appearance
-    (code -1: normalised to None)."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
-    distinct: dict = {}
-    remap = [
-        -1 if value is None else distinct.setdefault(value, len(distinct))
-        for value in map(normalize, [*uniques.tolist(), None])
-    ]
-    return np.array(remap, dtype=np.int32)[codes], list(distinct)  # code -1: the last slot
 
 
 def _text(value: object) -> str:

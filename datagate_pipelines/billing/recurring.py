@@ -24,7 +24,6 @@ Where BILLING.md is silent (choices made here):
 
 from __future__ import annotations
 
-from datetime import date
 from typing import NamedTuple
 
 import numpy as np
@@ -32,6 +31,8 @@ import pandas as pd
 
 from datagate_pipelines.billing import agreements
 from datagate_pipelines.billing.checks import check_ids, check_owners
+from datagate_pipelines.billing.codes import normalize_column
+from datagate_pipelines.billing.context import BillingRun
 from datagate_pipelines.billing.errors import BillingInputError
 from datagate_pipelines.billing.ids import find_ids, find_keys
 from datagate_pipelines.billing.inputs import (
@@ -39,12 +40,8 @@ from datagate_pipelines.billing.inputs import (
     LEDGER_ALTERNATIVES,
     LEDGER_COLUMNS,
     PRODUCT_COLUMNS,
-    Contracts,
-    Customers,
     ExactColumn,
-    Sites,
     exact_column,
-    normalize_column,
     nullable_ints,
     strings,
     table,
@@ -52,6 +49,7 @@ from datagate_pipelines.billing.inputs import (
 )
 from datagate_pipelines.billing.ledger import unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects, SourceTable
+from datagate_pipelines.billing.money import mul_div_round_half_away
 from datagate_pipelines.billing.periods import (
     DateColumn,
     days_in_month_array,
@@ -60,9 +58,6 @@ from datagate_pipelines.billing.periods import (
     parse_dates,
     target_month,
 )
-from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import TaxCodes
-from datagate_pipelines.money import mul_div_round_half_away
 
 QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (BILLING.md)
 MONTHLY = "monthly"
@@ -85,16 +80,12 @@ class Terms(NamedTuple):
 def recurring_lines(
     products: pd.DataFrame | None,
     ledger: pd.DataFrame | None,
-    *,
-    period: date,
-    settings: BillingSettings,
-    customers: Customers,
-    sites: Sites,
-    contracts: Contracts,
-    tax_codes: TaxCodes,
+    run: BillingRun,
 ) -> tuple[LineBlock, SourceTable, list[dict[str, str]]]:
     """The recurring lines of period P, what they copy from the products, and the rejected
     products."""
+    period, settings, tax_codes = run.period, run.settings, run.tax_codes
+    customers, sites, contracts = run.customers, run.sites, run.contracts
     frame = table(products, "products", PRODUCT_COLUMNS, EXACT_ALTERNATIVES)
     product_ids = strings(frame["product_id"])
     rejects = Rejects("product", product_ids)

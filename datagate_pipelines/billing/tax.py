@@ -20,8 +20,6 @@ Where BILLING.md is silent (choices made here):
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -29,45 +27,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from datagate_pipelines.billing.codes import normalize_column, normalize_tax_code, normalize_zip
 from datagate_pipelines.billing.lines import RECURRING, LineBlock
-from datagate_pipelines.money import (
+from datagate_pipelines.billing.money import (
     EXACT_CONTEXT,
     as_int64_if_fits,
     mul_div_round_half_away,
     scaled_exactly,
 )
 
-if TYPE_CHECKING:  # inputs.py imports this module (normalize_zip)
+if TYPE_CHECKING:
     from datagate_pipelines.billing.inputs import Customers, Sites
 
 NONTAXABLE = "NONTAXABLE"
-
-_US_ZIP_PLUS_FOUR = re.compile(r"(\d{5})-\d{4}")
-
-
-def _is_missing(value: object) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    return isinstance(value, float) and math.isnan(value)
-
-
-def normalize_zip(raw: object) -> str | None:
-    """'94107-1234' → '94107'; ' sw1a 1aa ' → 'SW1A 1AA'; None or blank → None."""
-    if _is_missing(raw):
-        return None
-    text = str(raw).strip()
-    if not text:
-        return None
-    us = _US_ZIP_PLUS_FOUR.fullmatch(text)
-    return us.group(1) if us else text.upper()
-
-
-def normalize_tax_code(raw: object) -> str | None:
-    """A tax code trimmed; None or blank → None (a missing tax code)."""
-    if _is_missing(raw):
-        return None
-    text = str(raw).strip()
-    return text or None
 
 
 def tax_zip(use_site_zip_tax: bool, site_zip: str | None, customer_zip: str | None) -> str | None:
@@ -96,8 +68,6 @@ class RateTable:
 
 def build_rate_table(tax_rates: pd.DataFrame | None) -> RateTable:
     """Sum the jurisdiction rows of the tax-rate table per (normalised zip, tax code)."""
-    from datagate_pipelines.billing.inputs import normalize_column  # inputs imports this module
-
     table = RateTable()
     if tax_rates is None or len(tax_rates) == 0:
         return table

@@ -16,43 +16,33 @@ Where BILLING.md is silent (choices made here):
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 
 from datagate_pipelines.billing import agreements
 from datagate_pipelines.billing.checks import check_ids, check_owners
+from datagate_pipelines.billing.context import BillingRun
 from datagate_pipelines.billing.inputs import (
     EXACT_ALTERNATIVES,
     USAGE_COLUMNS,
-    Contracts,
-    Customers,
-    Sites,
     exact_column,
     strings,
     table,
     texts,
 )
 from datagate_pipelines.billing.lines import USAGE, LineBlock, Rejects, SourceTable
+from datagate_pipelines.billing.money import CENT_PLACES
 from datagate_pipelines.billing.periods import month_index, parse_dates, period_label
-from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import TaxCodes
-from datagate_pipelines.money import CENT_PLACES
 
 
 def usage_lines(
     usage: pd.DataFrame | None,
-    *,
-    period: date,
-    settings: BillingSettings,
-    customers: Customers,
-    sites: Sites,
-    contracts: Contracts,
-    tax_codes: TaxCodes,
+    run: BillingRun,
 ) -> tuple[LineBlock, SourceTable, list[dict[str, str]]]:
     """The usage lines of period P, what they copy from the usage rows, and the rejected
     usage rows."""
+    period, settings, tax_codes = run.period, run.settings, run.tax_codes
+    customers, sites, contracts = run.customers, run.sites, run.contracts
     frame = table(usage, "usage", USAGE_COLUMNS, EXACT_ALTERNATIVES)
     usage_ids = strings(frame["usage_id"])
     rejects = Rejects("usage", usage_ids)

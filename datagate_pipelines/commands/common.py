@@ -1,23 +1,21 @@
-"""What every command shares: one-line errors, the instance, the warehouse, periods."""
+"""What every command shares: one-line errors, the instance, the warehouse, periods.
+
+`PROJECT_ROOT`, `dagster_home` and `instance` come from `orchestration.instance`.
+"""
 
 from __future__ import annotations
 
 import functools
 import json
-import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import click
 
-from datagate_pipelines.errors import DatagateError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+from datagate_pipelines import DatagateError
 
 
 def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -32,24 +30,6 @@ def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
 
     return wrapper
-
-
-def dagster_home() -> Path:
-    """DAGSTER_HOME (default ./.dagster), created with deploy/dagster.yaml on first use."""
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():
-        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", instance_yaml)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-def instance() -> Any:
-    import dagster as dg
-
-    dagster_home()
-    return dg.DagsterInstance.get()
 
 
 def engine() -> Any:

@@ -11,17 +11,23 @@ from pathlib import Path
 
 import click
 
-from datagate_pipelines.commands.common import PROJECT_ROOT, dagster_home, expected_errors
-from datagate_pipelines.demo import (
-    default_signals,
+from datagate_pipelines.commands.common import expected_errors
+from datagate_pipelines.demo.pipeline import (
     demo_secrets,
-    interruptible,
     last_closed_period,
     run_demo_pipeline,
-    start_simulators,
-    stop,
     write_configuration,
 )
+from datagate_pipelines.demo.processes import (
+    NOT_INSTALLED,
+    DemoError,
+    default_signals,
+    interruptible,
+    simulators_installed,
+    start_simulators,
+    stop,
+)
+from datagate_pipelines.orchestration.instance import PROJECT_ROOT, dagster_home
 
 
 def demo_folder() -> Path:
@@ -39,6 +45,8 @@ def _fresh_folder() -> Path:
 
 
 def _start(customers: int) -> tuple[dict[str, str], list[subprocess.Popen]]:
+    if not simulators_installed():  # before anything is written
+        raise DemoError(NOT_INSTALLED)
     folder = _fresh_folder()
     credentials = demo_secrets()
     halo, qbo = start_simulators(folder, credentials, customers=customers)

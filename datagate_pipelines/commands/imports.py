@@ -9,23 +9,19 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
-from datagate_pipelines.commands.common import (
-    PERIOD,
-    engine,
-    expected_errors,
-    instance,
-    portal_option,
-)
+from datagate_pipelines import DatagateError
+from datagate_pipelines.commands.common import PERIOD, engine, expected_errors, portal_option
 from datagate_pipelines.config import load_portals
-from datagate_pipelines.errors import DatagateError
-from datagate_pipelines.imports import (
+from datagate_pipelines.imports.csv_files import ImportReport
+from datagate_pipelines.imports.product_templates import (
     PRODUCT_TEMPLATE_COLUMNS,
-    ImportReport,
     import_product_templates,
-    import_tax_rates,
-    import_usage,
 )
-from datagate_pipelines.launch import billing_partition, ensure_portal_partition
+from datagate_pipelines.imports.tax_rates import import_tax_rates
+from datagate_pipelines.imports.usage import import_usage
+from datagate_pipelines.orchestration.instance import instance
+from datagate_pipelines.orchestration.launch import ensure_portal_partition
+from datagate_pipelines.orchestration.partitions import billing_partition
 from datagate_pipelines.warehouse.models import items, product_templates, recurring_invoice_lines
 from datagate_pipelines.warehouse.portals import register_portal
 from datagate_pipelines.warehouse.rejects import record_rejects

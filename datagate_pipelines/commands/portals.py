@@ -5,22 +5,15 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, select
 
-from datagate_pipelines.commands.common import (
-    engine,
-    expected_errors,
-    instance,
-    portal_option,
-    print_json,
-)
+from datagate_pipelines import DatagateError
+from datagate_pipelines.commands.common import engine, expected_errors, portal_option, print_json
 from datagate_pipelines.config import Portal, load_portals
-from datagate_pipelines.errors import DatagateError
-from datagate_pipelines.jobs import PORTAL_TAG
-from datagate_pipelines.resources.halopsa import HaloPSAResource
+from datagate_pipelines.orchestration.instance import instance
+from datagate_pipelines.orchestration.jobs import PORTAL_TAG
+from datagate_pipelines.sync.access import check_halopsa_access
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
 from datagate_pipelines.warehouse.models import portals as portals_table
-from datagate_pipelines.warehouse.portals import register_portal
-from datagate_pipelines.warehouse.request_log import recording
 
 
 @click.group()
@@ -29,26 +22,11 @@ def portals() -> None:
 
 
 def check_portal(portal: Portal) -> list[str]:
-    """Test account access to HaloPSA and ensure the Datagate client field; the problems found."""
-    settings = portal.settings
-    with engine().begin() as connection:
-        register_portal(connection, portal)
-    with (
-        recording(engine()) as recorder,
-        HaloPSAResource().client(portal, recorder=recorder) as client,
-    ):
-        access = client.test_access()
-        for warning in access.warnings:
-            click.echo(f"     warning: {warning}")
-        if not access.ok:
-            return access.problems or ["HaloPSA access failed"]
-        field_name = settings.halopsa.datagate_field_name
-        _field, created = client.ensure_client_checkbox_field(name=field_name, label=field_name)
-        click.echo(
-            f"     HaloPSA: token ok, {access.client_count} client(s); custom field {field_name!r} "
-            + ("created" if created else "present")
-        )
-    return []
+    """Check one portal's account access, printing what was found; the problems."""
+    report = check_halopsa_access(portal, engine())
+    for note in report.notes:
+        click.echo(f"     {note}")
+    return report.problems
 
 
 @portals.command("check")

@@ -11,9 +11,9 @@ import webbrowser
 
 import click
 
-from datagate_pipelines import qbo_connect
 from datagate_pipelines.commands.common import engine, expected_errors, portal_option
 from datagate_pipelines.config import load_portals
+from datagate_pipelines.qbo import connect as qbo_connect
 from datagate_pipelines.warehouse.request_log import recording
 
 

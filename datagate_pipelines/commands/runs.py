@@ -8,17 +8,12 @@ from datetime import date
 
 import click
 
+from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.periods import add_months, period_label
-from datagate_pipelines.commands.common import (
-    PERIOD,
-    engine,
-    expected_errors,
-    instance,
-    portal_option,
-)
+from datagate_pipelines.commands.common import PERIOD, engine, expected_errors, portal_option
 from datagate_pipelines.config import load_portals
-from datagate_pipelines.errors import DatagateError
-from datagate_pipelines.launch import run_billing, run_sync
+from datagate_pipelines.orchestration.instance import instance
+from datagate_pipelines.orchestration.launch import run_billing, run_sync
 from datagate_pipelines.warehouse.force_sync import file_request, mark_requests
 
 

@@ -13,7 +13,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from datagate_pipelines.clients.qbo import BatchItem, QBOClient, QBOError
+from datagate_pipelines.qbo.batch import BatchItem
+from datagate_pipelines.qbo.client import QBOClient
+from datagate_pipelines.qbo.errors import QBOError
 
 #: Batches in flight at once: enough to keep QBO busy, well under its 10 concurrent.
 PARALLEL_BATCHES = 4

@@ -31,8 +31,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from datagate_pipelines.clients.halopsa import HaloPSAClient
-from datagate_pipelines.clients.http import (
+from datagate_pipelines.apiclient.errors import (
     BadRequestError,
     NotFoundError,
     RateLimitedError,
@@ -41,19 +40,15 @@ from datagate_pipelines.clients.http import (
 )
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.documents import (
-    InvoiceDocument,
-    load_final_invoices,
-    not_exportable,
-    priced,
+from datagate_pipelines.exporting.documents import InvoiceDocument, priced
+from datagate_pipelines.exporting.ledger import HALOPSA, ExportOutcome
+from datagate_pipelines.exporting.runner import (
+    PendingExports,
+    record_failure,
+    record_outcome,
+    run_export,
 )
-from datagate_pipelines.exporting.ledger import (
-    HALOPSA,
-    ExportOutcome,
-    open_exports,
-    record_exported,
-    record_failed,
-)
+from datagate_pipelines.halopsa.client import HaloPSAClient
 
 logger = logging.getLogger(__name__)
 
@@ -208,36 +203,17 @@ def export_to_halopsa(
     done is recorded and the error is raised (a re-run picks up from there). Pass an Engine
     as `db` so that every record commits as soon as it is made.
     """
-    outcome = ExportOutcome(HALOPSA)
-    with transaction(db) as connection:
-        documents = load_final_invoices(connection, portal.id, period)
-        rows = open_exports(connection, documents, HALOPSA)
-        skipped = not_exportable(connection, portal.id, period)
-    outcome.skipped_held, outcome.skipped_draft = skipped["held"], skipped["draft"]
-    todo = []
-    for document in documents:
-        if rows[document.id].status == "exported":
-            outcome.already.append(document.invoice_key)
-        else:
-            todo.append(document)
-    if not todo:
-        return outcome
-    existing = find_existing(client, todo)
-    for document in todo:
-        row = existing.get(document.id)
-        if row is not None:
-            _record_found(db, document, row, outcome)
-            continue
-        _create(db, client, document, outcome, after_create)
-    if outcome.failed:
-        logger.warning(
-            "halopsa portal %s %s: %d invoice(s) not exported: %s",
-            portal.id,
-            period.isoformat(),
-            len(outcome.failed),
-            "; ".join(f"{k}: {v}" for k, v in list(outcome.failed.items())[:5]),
-        )
-    return outcome
+
+    def send(pending: PendingExports, outcome: ExportOutcome) -> None:
+        existing = find_existing(client, pending.documents)
+        for document in pending.documents:
+            row = existing.get(document.id)
+            if row is not None:
+                _record_found(db, document, row, outcome)
+            else:
+                _create(db, client, document, outcome, after_create)
+
+    return run_export(db, HALOPSA, portal.id, period, send)
 
 
 def _record_found(
@@ -251,10 +227,9 @@ def _record_found(
             "it is not created again (delete or restore it there, then re-run)"
         )
         with transaction(db) as connection:
-            record_failed(
-                connection, document.id, HALOPSA, reason, refused=False, external_id=halo_id
+            record_failure(
+                connection, outcome, document, reason, refused=False, external_id=halo_id
             )
-        outcome.failed[document.invoice_key] = reason
         return
     _record(db, document, row, outcome, created=False)
 
@@ -275,19 +250,18 @@ def _record(
                 f"HaloPSA invoice {halo_id} for {document.label} totals {total}, "
                 f"ours {document.total}"
             )
-            record_failed(
-                connection, document.id, HALOPSA, reason, refused=False, external_id=halo_id
+            record_failure(
+                connection, outcome, document, reason, refused=False, external_id=halo_id
             )
-            outcome.failed[document.invoice_key] = reason
             return
-        record_exported(
+        record_outcome(
             connection,
-            document.id,
-            HALOPSA,
+            outcome,
+            document,
             external_id=halo_id,
             external_number=str(row.get("invoicenumber") or "") or None,
+            created=created,
         )
-    (outcome.created if created else outcome.found).append(document.invoice_key)
 
 
 def _create(
@@ -305,13 +279,12 @@ def _create(
             # HaloPSA refused the invoice: nothing was created. Record why; go on.
             reason = f"HaloPSA refused {document.label}: {error.message}"
             with transaction(db) as connection:
-                record_failed(connection, document.id, HALOPSA, reason, refused=True)
-            outcome.failed[document.invoice_key] = reason
+                record_failure(connection, outcome, document, reason, refused=True)
             return
         except RateLimitedError as error:
             # Refused before it was processed; the run fails and is retried later.
             with transaction(db) as connection:
-                record_failed(connection, document.id, HALOPSA, str(error), refused=False)
+                record_failure(connection, outcome, document, str(error), refused=False)
             raise
         except (ServerError, TransportError) as error:
             # Unknown outcome: the invoice may exist. Look before trying again.
@@ -321,7 +294,7 @@ def _create(
                 return
             if attempt == CREATE_ATTEMPTS:
                 with transaction(db) as connection:
-                    record_failed(connection, document.id, HALOPSA, str(error), refused=False)
+                    record_failure(connection, outcome, document, str(error), refused=False)
                 raise
             logger.warning(
                 "halopsa portal %s: creating %s: %s; not there, trying again",

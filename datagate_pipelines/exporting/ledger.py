@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select, update
 
-from datagate_pipelines.clients.qbo import request_id_for
 from datagate_pipelines.exporting.documents import InvoiceDocument
+from datagate_pipelines.qbo.request_ids import request_id_for
 from datagate_pipelines.warehouse.models import exports, invoices
 from datagate_pipelines.warehouse.upsert import upsert
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from datagate_pipelines.clients.qbo import QBOClient
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.ledger import QBO
+from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.warehouse.models import exports, invoices
 
 PAID, PARTLY_PAID, UNPAID, VOIDED = "paid", "partly_paid", "unpaid", "voided"

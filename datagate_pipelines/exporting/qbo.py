@@ -39,39 +39,18 @@ check that QBO's computed tax equals ours, which it will not where rates differ)
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from datagate_pipelines.clients.http import RateLimitedError, ServerError, TransportError
-from datagate_pipelines.clients.qbo import (
-    BatchItem,
-    QBOAuthError,
-    QBOClient,
-    QBODuplicateDocNumberError,
-    QBOError,
-    QBOFaultError,
-)
+from datagate_pipelines.apiclient.errors import RateLimitedError, ServerError, TransportError
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.batches import PARALLEL_BATCHES, send_batches
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.documents import (
-    DocumentLine,
-    InvoiceDocument,
-    load_final_invoices,
-    not_exportable,
-    priced,
-)
-from datagate_pipelines.exporting.ledger import (
-    QBO,
-    ExportOutcome,
-    combined_request_id,
-    open_exports,
-    record_exported,
-    record_failed,
-)
+from datagate_pipelines.exporting.documents import DocumentLine, InvoiceDocument, priced
+from datagate_pipelines.exporting.ledger import QBO, ExportOutcome, combined_request_id
 from datagate_pipelines.exporting.qbo_references import (
     CUSTOMER,
     ITEM,
@@ -79,8 +58,20 @@ from datagate_pipelines.exporting.qbo_references import (
     item_key,
     load_links,
 )
-
-logger = logging.getLogger(__name__)
+from datagate_pipelines.exporting.runner import (
+    PendingExports,
+    record_failure,
+    record_outcome,
+    run_export,
+)
+from datagate_pipelines.qbo.batch import BatchItem
+from datagate_pipelines.qbo.client import QBOClient
+from datagate_pipelines.qbo.errors import (
+    QBOAuthError,
+    QBODuplicateDocNumberError,
+    QBOError,
+    QBOFaultError,
+)
 
 # DocNumbers per lookup query: few calls, and a GET URL far below any server's limit.
 LOOKUP_CHUNK = 100
@@ -260,72 +251,74 @@ def export_to_qbo(
     error raised (the next run looks everything up again). Pass an Engine as `db`.
     Up to `parallel` batches are in flight at once (`batches.send_batches`).
     """
-    outcome = ExportOutcome(QBO)
-    with transaction(db) as connection:
-        documents = load_final_invoices(connection, portal.id, period)
-        rows = open_exports(connection, documents, QBO)
-        skipped = not_exportable(connection, portal.id, period)
-    outcome.skipped_held, outcome.skipped_draft = skipped["held"], skipped["draft"]
-    todo = []
-    for document in documents:
-        if rows[document.id].status == "exported":
-            outcome.already.append(document.invoice_key)
-        else:
-            todo.append(document)
-    if not todo:
-        return outcome
 
-    ours, theirs = find_existing(client, todo)
+    def send(pending: PendingExports, outcome: ExportOutcome) -> None:
+        to_create = _resolve(db, client, portal, pending.documents, outcome)
+        references = to_create.references
+        chunks = [
+            to_create.documents[start : start + client.batch_size]
+            for start in range(0, len(to_create.documents), client.batch_size)
+        ]
+        items = [
+            [BatchItem.create(d.id, "Invoice", references.payload(d)) for d in chunk]
+            for chunk in chunks
+        ]
+        request_ids = [
+            combined_request_id(portal.id, (pending.rows[d.id].request_id for d in chunk))
+            for chunk in chunks
+        ]
+        for index, answer in send_batches(client, items, request_ids, parallel=parallel):
+            chunk = chunks[index]
+            if isinstance(answer, BaseException):
+                if _stop_after(db, chunk, answer, outcome):
+                    # What is in flight finishes unrecorded: the next run finds it by lookup.
+                    raise answer
+                continue
+            if after_batch is not None:
+                after_batch(chunk, answer)
+            _record_batch(db, client, chunk, answer, outcome)
+
+    return run_export(db, QBO, portal.id, period, send)
+
+
+@dataclass(frozen=True)
+class _ToCreate:
+    documents: list[InvoiceDocument]
+    references: _References
+
+
+def _resolve(
+    db: Database,
+    client: QBOClient,
+    portal: PortalSettings,
+    documents: list[InvoiceDocument],
+    outcome: ExportOutcome,
+) -> _ToCreate:
+    """Look the invoices up in QBO first: record ours, refuse numbers someone else uses
+    and invoices whose references are missing; the rest are to be created."""
+    ours, theirs = find_existing(client, documents)
     references = _References(db, portal)
     to_create: list[InvoiceDocument] = []
     with transaction(db) as connection:
-        for document in todo:
+        for document in documents:
             if document.id in ours:
                 _record(connection, document, ours[document.id], outcome, created=False)
             elif document.id in theirs:
                 other = theirs[document.id]
-                _fail(
+                record_failure(
                     connection,
-                    document,
                     outcome,
+                    document,
                     f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
                     f"invoice {other.get('Id')}, which Datagate did not create; it is not "
                     "exported (renumbering a final invoice is not allowed)",
                     refused=False,
                 )
             elif (reason := references.missing(document)) is not None:
-                _fail(connection, document, outcome, reason, refused=False)
+                record_failure(connection, outcome, document, reason, refused=False)
             else:
                 to_create.append(document)
-
-    chunks = [
-        to_create[start : start + client.batch_size]
-        for start in range(0, len(to_create), client.batch_size)
-    ]
-    items = [[BatchItem.create(d.id, "Invoice", references.payload(d)) for d in c] for c in chunks]
-    request_ids = [
-        combined_request_id(portal.id, (rows[d.id].request_id for d in chunk)) for chunk in chunks
-    ]
-    for index, answer in send_batches(client, items, request_ids, parallel=parallel):
-        chunk = chunks[index]
-        if isinstance(answer, BaseException):
-            if _stop_after(db, chunk, answer, outcome):
-                # What is in flight finishes unrecorded: the next run finds it by lookup.
-                raise answer
-            continue
-        if after_batch is not None:
-            after_batch(chunk, answer)
-        _record_batch(db, client, chunk, answer, outcome)
-
-    if outcome.failed:
-        logger.warning(
-            "qbo portal %s %s: %d invoice(s) not exported: %s",
-            portal.id,
-            period.isoformat(),
-            len(outcome.failed),
-            "; ".join(f"{k}: {v}" for k, v in list(outcome.failed.items())[:5]),
-        )
-    return outcome
+    return _ToCreate(to_create, references)
 
 
 def _stop_after(
@@ -339,12 +332,12 @@ def _stop_after(
         # next run looks these invoices up first.
         with transaction(db) as connection:
             for document in chunk:
-                _fail(connection, document, outcome, str(error), refused=False)
+                record_failure(connection, outcome, document, str(error), refused=False)
         return True
     # Refused as a whole (nothing was created): record it and go on with the others.
     with transaction(db) as connection:
         for document in chunk:
-            _fail(connection, document, outcome, str(error), refused=True)
+            record_failure(connection, outcome, document, str(error), refused=True)
     return False
 
 
@@ -365,16 +358,18 @@ def _record_batch(
             elif isinstance(result, QBODuplicateDocNumberError):
                 retry_lookup.append(document)  # ours after all? (a lost answer, no replay)
             elif isinstance(result, QBOFaultError):
-                _fail(
+                record_failure(
                     connection,
-                    document,
                     outcome,
+                    document,
                     f"QBO refused {document.label}: {result.message}",
                     refused=True,
                 )
             else:
                 reason = result.message if isinstance(result, QBOError) else "no result"
-                _fail(connection, document, outcome, f"{document.label}: {reason}", refused=False)
+                record_failure(
+                    connection, outcome, document, f"{document.label}: {reason}", refused=False
+                )
     if not retry_lookup:
         return
     ours, theirs = find_existing(client, retry_lookup)
@@ -384,10 +379,10 @@ def _record_batch(
                 _record(connection, document, ours[document.id], outcome, created=False)
             else:
                 other = theirs.get(document.id, {})
-                _fail(
+                record_failure(
                     connection,
-                    document,
                     outcome,
+                    document,
                     f"DocNumber {document.doc_number} of {document.label} is used in QBO "
                     f"by invoice {other.get('Id', '?')}, which Datagate did not create",
                     refused=True,
@@ -405,28 +400,15 @@ def _record(
     problem = check_recorded(document, record)
     if problem is not None:
         # It exists (and must never be created again), but it is not what we billed.
-        record_failed(
-            connection, document.id, QBO, problem, refused=False, external_id=str(record["Id"])
+        record_failure(
+            connection, outcome, document, problem, refused=False, external_id=str(record["Id"])
         )
-        outcome.failed[document.invoice_key] = problem
         return
-    record_exported(
+    record_outcome(
         connection,
-        document.id,
-        QBO,
+        outcome,
+        document,
         external_id=str(record["Id"]),
         external_number=str(record.get("DocNumber") or ""),
+        created=created,
     )
-    (outcome.created if created else outcome.found).append(document.invoice_key)
-
-
-def _fail(
-    connection: Any,
-    document: InvoiceDocument,
-    outcome: ExportOutcome,
-    reason: str,
-    *,
-    refused: bool,
-) -> None:
-    record_failed(connection, document.id, QBO, reason, refused=refused)
-    outcome.failed[document.invoice_key] = reason

@@ -24,20 +24,16 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select
 
-from datagate_pipelines.clients.qbo import (
-    BatchItem,
-    QBOClient,
-    QBODuplicateNameError,
-    QBOError,
-    QBOFaultError,
-    request_id_for,
-)
+from datagate_pipelines import DatagateError
 from datagate_pipelines.config import PortalSettings
-from datagate_pipelines.errors import DatagateError
 from datagate_pipelines.exporting.batches import send_batches
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.documents import ItemInfo, load_items
 from datagate_pipelines.exporting.ledger import QBO
+from datagate_pipelines.qbo.batch import BatchItem
+from datagate_pipelines.qbo.client import QBOClient
+from datagate_pipelines.qbo.errors import QBODuplicateNameError, QBOError, QBOFaultError
+from datagate_pipelines.qbo.request_ids import request_id_for
 from datagate_pipelines.warehouse.models import (
     customers,
     exports,

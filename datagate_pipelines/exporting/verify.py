@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import and_, select
 
-from datagate_pipelines.clients.halopsa import HaloPSAClient
-from datagate_pipelines.clients.qbo import QBOClient
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.halopsa import find_existing_by_id
 from datagate_pipelines.exporting.ledger import HALOPSA, QBO
+from datagate_pipelines.halopsa.client import HaloPSAClient
+from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.warehouse.models import exports, invoices
 
 READ_CHUNK = 100

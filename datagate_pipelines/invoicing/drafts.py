@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
+from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    LINE_COLUMNS,
     BillingInputError,
     BillingResult,
     BillingSettings,
@@ -23,7 +25,6 @@ from datagate_pipelines.billing import (
 )
 from datagate_pipelines.billing.periods import add_months
 from datagate_pipelines.config import PortalSettings
-from datagate_pipelines.errors import DatagateError
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.schemas import billing as schemas
 from datagate_pipelines.schemas.checks import records
@@ -191,22 +192,8 @@ def compute_drafts(
     )
 
 
-LINE_FIELDS = (
-    "line_no",
-    "kind",
-    "product_id",
-    "usage_id",
-    "description",
-    "service_month",
-    "site_id",
-    "qty",
-    "unit_price",
-    "amount",
-    "tax_code",
-    "tax_zip",
-    "tax_rate",
-    "tax",
-)
+# A stored line is the engine's line without its invoice key (the row names its invoice).
+LINE_FIELDS = tuple(name for name in LINE_COLUMNS if name != "invoice_key")
 
 
 def _line(row: dict[str, Any]) -> dict[str, Any]:

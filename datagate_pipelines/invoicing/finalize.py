@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 from sqlalchemy import Connection, select, update
 
+from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
     assign_numbers,
     blocked_agreements,
@@ -20,7 +21,6 @@ from datagate_pipelines.billing import (
     period_label,
 )
 from datagate_pipelines.config import PortalSettings
-from datagate_pipelines.errors import DatagateError
 from datagate_pipelines.warehouse.models import billing_periods, invoices, portals
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from datagate_pipelines.clients.halopsa import HaloPSAClient
-from datagate_pipelines.clients.http import RequestRecorder, RetryPolicy
+from datagate_pipelines.apiclient.records import RequestRecorder
+from datagate_pipelines.apiclient.retries import RetryPolicy
 from datagate_pipelines.config import Portal
+from datagate_pipelines.halopsa.client import HaloPSAClient
 
 
 class HaloPSAResource(dg.ConfigurableResource):
@@ -26,17 +27,8 @@ class HaloPSAResource(dg.ConfigurableResource):
     def client(
         self, portal: Portal, *, recorder: RequestRecorder | None = None, run_id: str | None = None
     ) -> HaloPSAClient:
-        settings = portal.settings.halopsa
-        credentials = portal.halopsa_credentials()
-        return HaloPSAClient(
-            portal.id,
-            client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
-            tenant=settings.tenant,
-            authorization_server=settings.authorization_server,
-            resource_server=settings.resource_server,
-            rate_limit=(settings.rate_limit_requests, settings.rate_limit_window_seconds),
-            page_size=settings.page_size,
+        return HaloPSAClient.for_portal(
+            portal,
             recorder=recorder,
             run_id=run_id,
             retry=RetryPolicy().replace(max_attempts=self.max_attempts),

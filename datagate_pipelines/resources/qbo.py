@@ -15,10 +15,11 @@ import httpx
 from pydantic import Field
 from sqlalchemy import Engine
 
-from datagate_pipelines.clients.http import RequestRecorder, RetryPolicy
-from datagate_pipelines.clients.qbo import QBOClient
+from datagate_pipelines.apiclient.records import RequestRecorder
+from datagate_pipelines.apiclient.retries import RetryPolicy
 from datagate_pipelines.config import Portal
-from datagate_pipelines.qbo_tokens import QBOTokenStore, qbo_settings, token_store_for
+from datagate_pipelines.qbo.client import QBOClient
+from datagate_pipelines.qbo.token_store import QBOTokenStore, qbo_settings, token_store_for
 from datagate_pipelines.warehouse.db import warehouse_engine
 
 

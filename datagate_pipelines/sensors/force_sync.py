@@ -6,8 +6,8 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import update
 
-from datagate_pipelines.jobs import PORTAL_TAG
-from datagate_pipelines.partitions import portal_partitions
+from datagate_pipelines.orchestration.jobs import PORTAL_TAG
+from datagate_pipelines.orchestration.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.force_sync import (

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from datagate_pipelines.errors import DatagateError
-from datagate_pipelines.partitions import portal_partitions
+from datagate_pipelines import DatagateError
+from datagate_pipelines.orchestration.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.portals import mark_removed, register_portal

@@ -14,10 +14,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from datagate_pipelines.errors import WarehouseError
+from datagate_pipelines import DatagateError
 
 DEFAULT_DATA_DIR = ".datagate"
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class WarehouseError(DatagateError):
+    """The warehouse cannot be reached or is not at the expected schema version."""
+
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(url: str | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from datagate_pipelines.clients.http import ApiRequestRecord
+from datagate_pipelines.apiclient.records import ApiRequestRecord
 from datagate_pipelines.warehouse.models import api_requests
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 from sqlalchemy import func, select
 
-from datagate_pipelines.launch import RunFailedError, run_sync
+from datagate_pipelines.orchestration.launch import RunFailedError, run_sync
 from datagate_pipelines.warehouse import models as m
 
 

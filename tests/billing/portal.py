@@ -15,7 +15,7 @@ from datagate_pipelines.billing import (
     BillingSettings,
     bill_period,
 )
-from datagate_pipelines.money import from_minor_units, round_half_away, to_minor_units
+from datagate_pipelines.billing.money import from_minor_units, round_half_away, to_minor_units
 from tests.billing.oracle import OracleResult, oracle_bill
 
 D = Decimal

@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datagate_pipelines.billing import BillingSettings
-from datagate_pipelines.billing.periods import add_months
-from datagate_pipelines.money import (
+from datagate_pipelines.billing.money import (
     div_round_half_away,
     from_minor_units,
     mul_div_round_half_away,
     round_half_away,
     to_minor_units,
 )
+from datagate_pipelines.billing.periods import add_months
 from tests.billing.portal import Portal, assert_same, plain_records
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))

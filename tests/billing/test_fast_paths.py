@@ -26,14 +26,13 @@ from benchmarks.bench_billing import (
     in_random_order,
 )
 from datagate_pipelines.billing import bill_period
+from datagate_pipelines.billing.codes import coded_column, normalize_zip
 from datagate_pipelines.billing.engine import _sort_order
 from datagate_pipelines.billing.ids import find_ids, rank_strings
-from datagate_pipelines.billing.inputs import coded_column
 from datagate_pipelines.billing.ledger import unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, USAGE, LineSources, SourceTable
+from datagate_pipelines.billing.money import decimals_to_scaled, scaled_columns_to_decimals
 from datagate_pipelines.billing.periods import parse_dates
-from datagate_pipelines.billing.tax import normalize_zip
-from datagate_pipelines.money import decimals_to_scaled, scaled_columns_to_decimals
 from tests.billing.oracle import oracle_bill
 from tests.billing.portal import assert_same, plain_records
 

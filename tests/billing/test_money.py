@@ -7,7 +7,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from datagate_pipelines.money import (
+from datagate_pipelines.billing.money import (
     decimals_to_scaled,
     div_round_half_away,
     from_minor_units,

@@ -37,9 +37,11 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from datagate_pipelines.demo import TAX_CODE_BY_GROUP, demo_tax_rates, demo_usage
-from datagate_pipelines.imports import import_product_templates, import_tax_rates, import_usage
-from datagate_pipelines.launch import run_billing, run_sync
+from datagate_pipelines.demo.pipeline import TAX_CODE_BY_GROUP, demo_tax_rates, demo_usage
+from datagate_pipelines.imports.product_templates import import_product_templates
+from datagate_pipelines.imports.tax_rates import import_tax_rates
+from datagate_pipelines.imports.usage import import_usage
+from datagate_pipelines.orchestration.launch import run_billing, run_sync
 from datagate_pipelines.warehouse import models as m
 from datagate_pipelines.warehouse.db import make_engine, warehouse_engine
 from datagate_pipelines.warehouse.force_sync import file_request

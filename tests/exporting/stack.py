@@ -11,20 +11,22 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
-
-from datagate_pipelines.assets.halopsa import ENTITIES
-from datagate_pipelines.clients.halopsa import HaloPSAClient
-from datagate_pipelines.clients.http import RetryPolicy
-from datagate_pipelines.clients.qbo import QBOAuthClient, QBOClient, RefreshingTokens
-from datagate_pipelines.config import Portal, parse_portals
-from datagate_pipelines.imports import import_product_templates, import_tax_rates
-from datagate_pipelines.invoicing.drafts import compute_drafts
-from datagate_pipelines.invoicing.finalize import finalize_period
 from datagate_simulators.halopsa.generator import generate_tenant
 from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
 from datagate_simulators.qbo import QBOBackend, create_app
 from datagate_simulators.server import SyncASGITransport
+from sqlalchemy import Engine, select
+
+from datagate_pipelines.apiclient.retries import RetryPolicy
+from datagate_pipelines.assets.halopsa import ENTITIES
+from datagate_pipelines.config import Portal, parse_portals
+from datagate_pipelines.halopsa.client import HaloPSAClient
+from datagate_pipelines.imports.product_templates import import_product_templates
+from datagate_pipelines.imports.tax_rates import import_tax_rates
+from datagate_pipelines.invoicing.drafts import compute_drafts
+from datagate_pipelines.invoicing.finalize import finalize_period
+from datagate_pipelines.qbo.client import QBOClient
+from datagate_pipelines.qbo.oauth import QBOAuthClient, RefreshingTokens
 from datagate_pipelines.sync.apply import (
     sync_agreements,
     sync_customers,

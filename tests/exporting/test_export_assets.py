@@ -7,15 +7,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pytest
+from datagate_simulators.server import serve_in_thread
 from sqlalchemy import func, select
 
 from datagate_pipelines.assets import exports
-from datagate_pipelines.qbo_tokens import TokenCipher
+from datagate_pipelines.qbo.token_store import TokenCipher
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
-from datagate_simulators.server import serve_in_thread
 from datagate_pipelines.warehouse import models as m
 from tests.exporting.stack import (
     FIRST_REFRESH_TOKEN,

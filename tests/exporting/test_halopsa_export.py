@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from datagate_pipelines.exporting.halopsa import export_to_halopsa
 from datagate_pipelines.exporting.verify import verify_halopsa
-from datagate_pipelines.imports import import_tax_rates
+from datagate_pipelines.imports.tax_rates import import_tax_rates
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import finalize_period
 from datagate_pipelines.warehouse import models as m

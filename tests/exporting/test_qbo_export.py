@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from datagate_pipelines.exporting.qbo import export_to_qbo
 from datagate_pipelines.exporting.qbo_references import link_period_references
 from datagate_pipelines.exporting.verify import verify_qbo
-from datagate_pipelines.qbo_tokens import TokenCipher, token_store_for
+from datagate_pipelines.qbo.token_store import TokenCipher, token_store_for
 from datagate_pipelines.warehouse import models as m
 from tests.exporting.stack import (
     FIRST_REFRESH_TOKEN,

@@ -9,7 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from datagate_pipelines.billing import BillingInputError
-from datagate_pipelines.imports import import_product_templates, import_tax_rates, import_usage
+from datagate_pipelines.imports.product_templates import import_product_templates
+from datagate_pipelines.imports.tax_rates import import_tax_rates
+from datagate_pipelines.imports.usage import import_usage
 from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
 from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
 from datagate_pipelines.invoicing.inputs import load_billing_inputs

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 import dagster as dg
 from sqlalchemy import select
 
+from datagate_pipelines.orchestration.schedules import billing_run_requests, nightly_sync
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
-from datagate_pipelines.schedules import billing_run_requests, nightly_sync
 from datagate_pipelines.sensors.force_sync import force_sync
 from datagate_pipelines.sensors.portals import portal_registry
 from datagate_pipelines.warehouse import models as m

@@ -181,7 +181,7 @@ def test_plain_postgresql_urls_use_the_installed_driver(monkeypatch):
 
 
 def test_unreachable_database_is_one_clear_error():
-    from datagate_pipelines.errors import WarehouseError
+    from datagate_pipelines.warehouse.db import WarehouseError
 
     engine = make_engine("postgresql+psycopg2://nobody:secret@127.0.0.1:1/none")
     with pytest.raises(WarehouseError) as info:

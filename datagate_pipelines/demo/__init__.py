@@ -1,0 +1,1 @@
+"""`datagate demo`: simulators, a demo portal, sync, billing, export, a summary, then the UI."""

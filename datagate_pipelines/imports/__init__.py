@@ -1,0 +1,1 @@
+"""CSV imports an operator runs: tax rates, product templates, usage charges."""

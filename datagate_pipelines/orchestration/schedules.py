@@ -1,0 +1,99 @@
+"""Nightly schedules: sync every portal; refresh open drafts and close the last period."""
+
+import os
+from datetime import UTC, date, datetime
+
+import dagster as dg
+from sqlalchemy import select
+
+from datagate_pipelines.billing.periods import add_months, period_label
+from datagate_pipelines.orchestration.jobs import PORTAL_TAG
+from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
+from datagate_pipelines.resources.portals import PortalsResource
+from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse.models import billing_periods
+
+SYNC_CRON = os.environ.get("DATAGATE_SYNC_CRON", "0 2 * * *")
+BILLING_CRON = os.environ.get("DATAGATE_BILLING_CRON", "0 4 * * *")
+
+
+def _portals(context: dg.ScheduleEvaluationContext) -> list[str]:
+    return sorted(context.instance.get_dynamic_partitions(portal_partitions.name))
+
+
+@dg.schedule(
+    job_name="portal_sync",
+    cron_schedule=SYNC_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly HaloPSA sync of every portal (DATAGATE_SYNC_CRON, default 02:00 UTC).",
+)
+def nightly_sync(context: dg.ScheduleEvaluationContext):
+    day = context.scheduled_execution_time.date().isoformat()
+    return [
+        dg.RunRequest(
+            run_key=f"nightly-sync:{portal_id}:{day}",
+            partition_key=portal_id,
+            tags={PORTAL_TAG: portal_id},
+        )
+        for portal_id in _portals(context)
+    ]
+
+
+def billing_run_requests(
+    portal_ids: list[str],
+    today: date,
+    closed_periods: dict[str, set[date]],
+    billing_starts: dict[str, date],
+) -> list[dg.RunRequest]:
+    """Per portal: close last month once (finalize + export), and refresh this month's drafts."""
+    open_period = today.replace(day=1)
+    last_period = add_months(open_period, -1)
+    requests = []
+    for portal_id in portal_ids:
+        start = billing_starts.get(portal_id)
+        if start is None:
+            continue
+        for period, finalize in ((last_period, True), (open_period, False)):
+            if period < start or (finalize and period in closed_periods.get(portal_id, set())):
+                continue
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{'close' if finalize else 'refresh'}:{portal_id}:{period_label(period)}:{today}",
+                    partition_key=billing_partition(portal_id, period),
+                    run_config={"ops": {"invoices": {"config": {"finalize": finalize}}}},
+                    tags={
+                        PORTAL_TAG: portal_id,
+                        "datagate/period": period_label(period),
+                        "datagate/finalize": str(finalize).lower(),
+                    },
+                )
+            )
+    return requests
+
+
+@dg.schedule(
+    job_name="billing",
+    cron_schedule=BILLING_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly billing (DATAGATE_BILLING_CRON, default 04:00 UTC): finalize and export the "
+    "period that just closed — once; later nights find it closed — and refresh the open period's drafts.",
+)
+def nightly_billing(
+    context: dg.ScheduleEvaluationContext, portals: PortalsResource, warehouse: WarehouseResource
+):
+    today = (context.scheduled_execution_time or datetime.now(UTC)).date()
+    registry = portals.registry()
+    portal_ids = [p for p in _portals(context) if p in registry.portals]
+    with warehouse.engine().connect() as connection:
+        closed: dict[str, set[date]] = {}
+        for row in connection.execute(
+            select(billing_periods.c.portal_id, billing_periods.c.period).where(
+                billing_periods.c.finalized_at.is_not(None)
+            )
+        ):
+            closed.setdefault(row.portal_id, set()).add(row.period)
+    starts = {p: registry.get(p).settings.billing_start for p in portal_ids}
+    requests = billing_run_requests(portal_ids, today, closed, starts)
+    return requests or dg.SkipReason("no portals to bill")

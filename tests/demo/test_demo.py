@@ -1,0 +1,42 @@
+"""`datagate demo` end to end (without the UI): simulators, sync, billing, export, summary."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from datagate_pipelines.demo.processes import REALM_ID
+
+
+@pytest.mark.e2e
+def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "DATAGATE_DEMO_DIR": str(tmp_path / "demo"),
+    }
+    for name in ("DATAGATE_PORTALS_FILE", "DATAGATE_DATABASE_URL"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "datagate_pipelines.cli", "demo", "--no-ui", "--customers", "25"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "Summary" in out and "customers:" in out and "invoices" in out
+    env_file = (tmp_path / "demo" / "env").read_text()
+    assert "DATAGATE_PORTALS_FILE" in env_file and "DATAGATE_DATABASE_URL" in env_file
+    # Every secret the demo made stays out of its output.
+    for line in env_file.splitlines():
+        if "SECRET" in line or "TOKEN" in line:
+            assert line.split("=", 1)[1].strip("'") not in out + result.stderr
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [
+        line for line in ps.splitlines() if "--realm " + REALM_ID in line
+    ] and "datagate_simulators" not in ps.replace(str(tmp_path), "")
