@@ -12,13 +12,18 @@ DEMO_HOST ?= 127.0.0.1
 DEMO_PORT ?= 3000
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test install lint validate ui clean
+.PHONY: demo test check install lint imports validate ui clean
 
 demo: install
 	$(BIN)/datagate demo --host $(DEMO_HOST) --port $(DEMO_PORT)
 
-test: install lint validate
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+# The whole suite (SQLite and PostgreSQL, the end-to-end UI test), then the 15 slowest tests.
+test: install lint imports validate
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
+
+# The daily loop (under 2 minutes): lint, import contracts, definitions, the fast unit tests.
+check: install lint imports validate
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -q -m "not slow and not e2e"
 
 install: $(VENV)/.synced
 
@@ -34,6 +39,10 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# No Dagster in the core, layers pointing down, no import cycles (pyproject.toml).
+imports: install
+	$(BIN)/lint-imports
 
 validate: install
 	@home=$$(mktemp -d) && cp deploy/dagster.yaml $$home/ && \

@@ -10,7 +10,7 @@ sites, items, products, invoices and lines, generated deterministically — beca
 measures the export, not billing. Then, exactly as the assets do:
 `link_period_references` (customers, items, term), `export_to_qbo`, and `verify_qbo`.
 
-The simulator enforces QBO's limits (QBO_API.md §8): 500 requests and 40 batch requests per
+The simulator enforces QBO's limits (docs/qbo-api.md §8): 500 requests and 40 batch requests per
 window per company, 10 in flight. The window is shortened from 60 s (`--window`, default
 6 s: the same limits, ten times as often), and the client's limiters are set to the same
 window, so a run takes seconds instead of minutes while every ratio stays what it is.
@@ -448,7 +448,7 @@ def markdown(args, r: dict) -> str:
         "binding limit (1,200 creates a minute at QBO's real window), the run keeps close to "
         "it, and the few lookups leave most of the 500 unused. Filling the rest with single "
         "creates (one call per invoice instead of one per 30) would finish sooner but spend "
-        "many times the calls, which Intuit meters per month (QBO_API.md §8); the export keeps "
+        "many times the calls, which Intuit meters per month (docs/qbo-api.md §8); the export keeps "
         "to the fewest calls. The client's limiters count a request until a window after it "
         "*finished* (never more than QBO allows, whatever the latency), so the ceiling is a "
         "little under 100%. Up to 4 batches are in flight; the simulator handles one company's "

@@ -66,7 +66,7 @@ class HaloPSASettings(_Strict):
     rate_limit_requests: int = Field(300, gt=0)
     rate_limit_window_seconds: float = Field(300.0, gt=0)
     page_size: int = Field(100, gt=0, le=100)
-    # Where Halo's behaviour is uncertain (HALOPSA_API.md §9) it is configurable here.
+    # Where Halo's behaviour is uncertain (docs/halopsa-api.md §9) it is configurable here.
     datagate_field_name: str = "Datagate"
 
     _check_envs = field_validator("client_id_env", "client_secret_env")(_env_name)
@@ -90,7 +90,7 @@ class SyncSettings(_Strict):
     synchronize_opening_balance: bool = False
     item_groups: list[int | str] = Field(default_factory=list)
     # HaloPSA's recurring-invoice `period` value for monthly billing: 2 in the one captured
-    # payload (an inference, HALOPSA_API.md §4.4), so it is a setting, not a constant.
+    # payload (an inference, docs/halopsa-api.md §4.4), so it is a setting, not a constant.
     monthly_period_values: list[int] = Field(default_factory=lambda: [2])
 
 

@@ -28,7 +28,7 @@ from datagate_pipelines.warehouse.models import invoices as invoices_table
 from datagate_pipelines.warehouse.rejects import Reject, log_rejects, record_rejects
 from datagate_pipelines.warehouse.request_log import recording
 
-# Both mappings are beta in Dagster 1.13 (DAGSTER_NOTES.md §7 verified them for this design).
+# Both mappings are beta in Dagster 1.13 (docs/dagster.md §7 verified them for this design).
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
     _BY_PORTAL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="portal")
@@ -80,7 +80,7 @@ usage_charges = dg.AssetSpec(
     kinds={"pandas", "sqlalchemy"},
     owners=["team:billing-ops"],
     description="Draft invoices and their lines for the period, recomputed from scratch by the "
-    "billing engine (BILLING.md); final invoices are kept as they are. Needs the previous period billed.",
+    "billing engine (docs/billing.md); final invoices are kept as they are. Needs the previous period billed.",
 )
 def invoice_lines(
     context: dg.AssetExecutionContext, portals: PortalsResource, warehouse: WarehouseResource

@@ -171,7 +171,7 @@ def _check(name: str, verification: Verification) -> dg.AssetCheckResult:
     retry_policy=API_RETRY_POLICY,
     pool="halopsa",
     description="The period's final invoices exported back to HaloPSA against their contract "
-    "(BILLING.md), each exactly once: looked up before it is created, recorded right after.",
+    "(docs/billing.md), each exactly once: looked up before it is created, recorded right after.",
 )
 def halo_invoice_export(
     context: dg.AssetExecutionContext,

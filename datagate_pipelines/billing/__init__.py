@@ -1,6 +1,6 @@
 """The pure billing engine: data in, invoices out — no Dagster, no I/O, no database.
 
-BILLING.md is the specification. Entry points:
+docs/billing.md is the specification. Entry points:
 
 - `bill_period(period, settings, *, products, customers, sites, contracts, ledger, usage,
   tax_rates, minor_units=False) -> BillingResult` (engine.py): the invoices, lines, site
@@ -13,7 +13,7 @@ BILLING.md is the specification. Entry points:
 - `build_agreements(products, contracts, use_default_agreement)` (agreements.py).
 - Money helpers live in `datagate_pipelines.billing.money` (the one rounding rule).
 
-Where BILLING.md is silent, the choices made (each module says more):
+Where docs/billing.md is silent, the choices made (each module says more):
 
 - Quantity 0: a 0.00 line and a ledger pair (so a later change applies from the next
   unbilled month, rule 6). Negative quantities bill like negative prices.

@@ -1,4 +1,4 @@
-"""Agreements: which invoice a product or usage line belongs to (BILLING.md, Agreements).
+"""Agreements: which invoice a product or usage line belongs to (docs/billing.md, Agreements).
 
 An agreement key names the agreement and its invoice:
 

@@ -1,10 +1,10 @@
-"""When an invoice may be finalized (BILLING.md rules 3–5).
+"""When an invoice may be finalized (docs/billing.md rules 3–5).
 
 Rule 4: an agreement's invoice for P may be finalized only when its invoices for every
 earlier period are final. A held invoice is not final, so it blocks its agreement's later
 invoices until its hold clears and it is finalized (rule 5).
 
-Where BILLING.md is silent: "final" means any status after finalization — final,
+Where docs/billing.md is silent: "final" means any status after finalization — final,
 exported, paid, partly_paid. A period in which the agreement had no invoice (no lines)
 blocks nothing. Whether the invoice for P itself is held is the caller's other check: a
 held invoice is never finalized.

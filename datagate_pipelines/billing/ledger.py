@@ -1,6 +1,6 @@
 """The billing ledger: which (product, service month) pairs are still to be billed.
 
-BILLING.md rule 2 (Kill Bill's model): the invoice for P bills every billable (product, M)
+docs/billing.md rule 2 (Kill Bill's model): the invoice for P bills every billable (product, M)
 that no invoice of another period has billed. Per product the billable months are one
 range [lo, hi]; the pairs to bill are that range minus the product's ledger months.
 

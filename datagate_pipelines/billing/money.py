@@ -1,6 +1,6 @@
 """Money: exact amounts as `Decimal` or integer minor units, and the one rounding rule.
 
-BILLING.md: amounts are rounded to cents *half away from zero* (Python's ``ROUND_HALF_UP``),
+docs/billing.md: amounts are rounded to cents *half away from zero* (Python's ``ROUND_HALF_UP``),
 once, at the end, with exact arithmetic throughout — never binary floats. Everything in the
 project that rounds money goes through this module:
 

@@ -1,11 +1,11 @@
-"""Invoice numbers, given at finalization (BILLING.md, Numbering).
+"""Invoice numbers, given at finalization (docs/billing.md, Numbering).
 
 Numbers run from the portal's next number in the order (customer name case-folded,
 customer HaloPSA id, agreement: contract id ascending, the "no contract" agreement last),
 skipping every number whose DocNumber already exists in the portal's QBO company.
 DocNumber = prefix + number, at most 21 characters (QBO's limit).
 
-Where BILLING.md is silent: when invoices of several periods are numbered together (a held
+Where docs/billing.md is silent: when invoices of several periods are numbered together (a held
 invoice released alongside the next period), earlier periods are numbered first.
 """
 

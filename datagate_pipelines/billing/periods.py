@@ -1,4 +1,4 @@
-"""Billing periods and month arithmetic (BILLING.md, Terms).
+"""Billing periods and month arithmetic (docs/billing.md, Terms).
 
 A month is handled as a *month index*: year × 12 + (month − 1), so consecutive months are
 consecutive integers and numpy can do the arithmetic for a million products at once.

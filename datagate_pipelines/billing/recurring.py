@@ -1,5 +1,5 @@
 """Recurring lines: products → the (product, service month) pairs billed in a period, with
-their amounts (BILLING.md, "What an invoice for P bills" and "Amount of one line").
+their amounts (docs/billing.md, "What an invoice for P bills" and "Amount of one line").
 
 Amount of (product, M), with D = days in M and A = days of M on which the product is
 active (start ≤ day ≤ end, an open end counting as active):
@@ -8,7 +8,7 @@ active (start ≤ day ≤ end, an open end counting as active):
 rounded once to cents, half away from zero. With qty and unit_price scaled by 10**4 to
 integers Q and U, the amount in cents is Q·U·A / (10**6·D): one exact integer division.
 
-Where BILLING.md is silent (choices made here):
+Where docs/billing.md is silent (choices made here):
 - A quantity of 0 "bills nothing": its month still gets a line of 0.00 and a ledger pair,
   so a later change of quantity applies from the next unbilled month (rule 6) instead of
   catching up the zero months at the new quantity.
@@ -59,7 +59,7 @@ from datagate_pipelines.billing.periods import (
     target_month,
 )
 
-QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (BILLING.md)
+QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (docs/billing.md)
 MONTHLY = "monthly"
 
 
@@ -94,7 +94,7 @@ def recurring_lines(
     terms = _check_terms(rejects, frame)
     valid = np.flatnonzero(~rejects.rejected)
 
-    # Billable months of each valid product: [lo, hi] (BILLING.md rule 1), minus the ledger.
+    # Billable months of each valid product: [lo, hi] (docs/billing.md rule 1), minus the ledger.
     first_month = month_index(
         first_service_month(settings.billing_start, settings.in_advance_months)
     )
@@ -252,7 +252,7 @@ def _ledger_pairs(
     costs a fraction of joining text. The products must then carry the same keys.
 
     Rows of the period being billed are ignored — its drafts are recomputed from scratch
-    (BILLING.md rule 3) — unless the optional `final` column is true for them: pairs on
+    (docs/billing.md rule 3) — unless the optional `final` column is true for them: pairs on
     invoices of P that are already final stay billed, so re-running P for its held
     invoices cannot bill them again even if a product moved to another agreement.
     """

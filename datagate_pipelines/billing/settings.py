@@ -1,4 +1,4 @@
-"""The portal settings that change what an invoice bills (DESIGN.md, portals.yaml `sync`)."""
+"""The portal settings that change what an invoice bills (README.md, portals.yaml `sync`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class BillingSettings:
         object.__setattr__(
             self, "billing_start", month_start(as_date(self.billing_start, "billing_start"))
         )
-        # BILLING.md defines a as 0 or 1; anything else is a configuration error.
+        # docs/billing.md defines a as 0 or 1; anything else is a configuration error.
         if isinstance(self.in_advance_months, bool) or self.in_advance_months not in (0, 1):
             raise BillingInputError(
                 f"in_advance_months must be 0 or 1, got {self.in_advance_months!r}"

@@ -1,4 +1,4 @@
-"""Sales tax: zip normalisation, the tax location of a line, and the rate table (BILLING.md, Tax).
+"""Sales tax: zip normalisation, the tax location of a line, and the rate table (docs/billing.md, Tax).
 
 - Zip codes: US ``12345-6789`` → ``12345``; other postcodes trimmed and upper-cased; an
   empty value is no zip.
@@ -8,7 +8,7 @@
 - Missing data never becomes a silent zero: no tax code, no zip, or no rate row for
   (zip, tax code) puts the invoice on hold.
 
-Where BILLING.md is silent (choices made here):
+Where docs/billing.md is silent (choices made here):
 - Tax codes are compared exactly after trimming (case matters: "tel" is not "TEL"; a
   mismatch holds the invoice rather than guessing).
 - A ``NONTAXABLE`` line needs no location: its rate is 0 whatever the zip, so a missing zip
@@ -202,7 +202,7 @@ class LineTaxes:
 def tax_lines(
     lines: LineBlock, customers: Customers, sites: Sites, rates: RateTable, codes: TaxCodes
 ) -> LineTaxes:
-    """Locate, rate and tax every line (BILLING.md, Tax)."""
+    """Locate, rate and tax every line (docs/billing.md, Tax)."""
     line_zip, zip_names = _line_zips(lines, customers, sites)
     code = lines.tax_code
     nontaxable = code == (codes.names.index(NONTAXABLE) if NONTAXABLE in codes.names else -2)

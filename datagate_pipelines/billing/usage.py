@@ -1,7 +1,7 @@
-"""Usage lines: usage charges dated inside the billing period, billed as given (BILLING.md,
+"""Usage lines: usage charges dated inside the billing period, billed as given (docs/billing.md,
 Usage). A usage line has no quantity, no unit price and no service month.
 
-Where BILLING.md is silent (choices made here):
+Where docs/billing.md is silent (choices made here):
 - An amount with more than 2 decimals is rounded once to cents, half away from zero.
 - With agreements per contract, a usage row naming a contract goes to that contract's
   agreement (the contract must be one of the customer's imported contracts, else the row

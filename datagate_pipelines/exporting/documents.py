@@ -103,7 +103,7 @@ class InvoiceDocument:
 
     def site_groups(self) -> list[SiteGroup]:
         """Lines grouped by site, in order of first appearance; lines with no site form
-        their own group (BILLING.md, Agreements)."""
+        their own group (docs/billing.md, Agreements)."""
         order: list[int | None] = []
         grouped: dict[int | None, list[DocumentLine]] = {}
         for line in self.lines:

@@ -1,4 +1,4 @@
-"""Final invoices exported back to HaloPSA, against the contract BILLING.md chooses.
+"""Final invoices exported back to HaloPSA, against the contract docs/billing.md chooses.
 
 Each of our invoices becomes at most one HaloPSA invoice, however often the export is
 killed and repeated. HaloPSA has no idempotency key, so the guarantee comes from looking
@@ -7,7 +7,7 @@ marker we put in its `reference`, or our DocNumber in `thirdpartyinvoicenumber`)
 is created, and the HaloPSA id is recorded in its own transaction right after the create.
 A run killed between the create and the record finds the invoice on the next run.
 
-What a HaloPSA invoice carries (HALOPSA_API.md §4.5):
+What a HaloPSA invoice carries (docs/halopsa-api.md §4.5):
 - header: `client_id`, `sitenumber` (the contract's site, else the customer's main site),
   `contract_id` (`invoices.halo_contract_id`; 0 = none), `invoice_date`, `duedate`,
   `thirdpartyinvoicenumber` = our DocNumber, `reference` = `Datagate <DocNumber>

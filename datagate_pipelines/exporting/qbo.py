@@ -10,7 +10,7 @@ Two guards make a create safe to repeat, whatever killed the previous run:
 Creates go in batches of the portal's batch size (30), each item's bId mapped back to our
 invoice id; the outcomes of a batch are recorded in one transaction right after it.
 
-The QBO invoice (QBO_API.md §3.4):
+The QBO invoice (docs/qbo-api.md §3.4):
 - `DocNumber` from our numbering, `TxnDate` = invoice date, `DueDate`, `SalesTermRef` (the
   portal's Net N term), `CustomerRef`, `PrivateNote` with our marker;
 - one SalesItemLineDetail line per invoice line: `ItemRef`, `Qty`, `UnitPrice`, `Amount`,

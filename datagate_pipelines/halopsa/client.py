@@ -4,7 +4,7 @@ Plain Python (no Dagster). Every request, token requests included, goes through 
 HTTP core (`clients.http`): rate-limited per portal, retried, recorded and redacted. Rows
 come back raw, as Halo sends them; validation is the schemas' job.
 
-Halo's awkward parts this client absorbs (HALOPSA_API.md):
+Halo's awkward parts this client absorbs (docs/halopsa-api.md):
 - lists are paged with `pageinate=true` (sic), `page_size`, `page_no` (1-based); the server
   caps a page at 100 rows whatever `page_size` asks (§3.3), so paging follows the rows the
   server actually returns and `record_count`, and stops on an empty page;

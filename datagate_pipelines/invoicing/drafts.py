@@ -1,6 +1,6 @@
 """Draft invoices: computed by the engine, stored with their lines and ledger rows.
 
-Drafts of a period are recomputed from scratch on every run (BILLING.md rule 3): the old
+Drafts of a period are recomputed from scratch on every run (docs/billing.md rule 3): the old
 drafts, their lines and their ledger rows are replaced in one transaction. Final invoices
 are never touched, and an agreement that already has a final invoice for the period gets
 no new draft for it (its late additions are caught up by the next period).

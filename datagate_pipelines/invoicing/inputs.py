@@ -89,7 +89,7 @@ def load_billing_inputs(
             "product_key",
         ],
     )
-    # Inactive or unticked customers are not billed (BILLING.md, Terms); that is not an error.
+    # Inactive or unticked customers are not billed (docs/billing.md, Terms); that is not an error.
     # Nor are lines the sync ended before they started (a cancelled order, not bad data).
     never_started = product_frame["ended_by_sync"] & (
         product_frame["end_date"] < product_frame["start_date"]

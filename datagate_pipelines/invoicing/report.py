@@ -17,7 +17,7 @@ EXPORT_TARGETS = ("halopsa", "qbo")
 def display_status(
     status: str, payment_status: str | None, exported_to: set[str], targets: tuple[str, ...]
 ) -> str:
-    """draft | held | final | exported | paid | partly_paid (DESIGN.md, `datagate invoices --json`)."""
+    """draft | held | final | exported | paid | partly_paid (docs/operations.md, `datagate invoices --json`)."""
     if status != "final":
         return status
     if payment_status in ("paid", "partly_paid"):

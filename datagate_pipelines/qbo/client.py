@@ -1,4 +1,4 @@
-"""The QuickBooks Online client: Intuit OAuth 2.0 and the v3 Accounting API (QBO_API.md).
+"""The QuickBooks Online client: Intuit OAuth 2.0 and the v3 Accounting API (docs/qbo-api.md).
 
 Plain Python (no Dagster). Two clients share the HTTP core (`clients.http`):
 

@@ -1,6 +1,6 @@
 """Connecting a portal to its QuickBooks Online company, and disconnecting it.
 
-The OAuth 2.0 authorization-code flow (QBO_API.md §1.2):
+The OAuth 2.0 authorization-code flow (docs/qbo-api.md §1.2):
 
 1. `begin` makes the authorize URL (client_id, scope `com.intuit.quickbooks.accounting`,
    redirect_uri, response_type=code, a random `state`) and remembers the pending request

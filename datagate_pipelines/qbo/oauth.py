@@ -85,7 +85,7 @@ def _secret(value: Any) -> str:
 
 
 class QBOAuthClient(ApiClientBase):
-    """Intuit's OAuth 2.0 token and revoke endpoints for one app and portal (QBO_API.md §1).
+    """Intuit's OAuth 2.0 token and revoke endpoints for one app and portal (docs/qbo-api.md §1).
 
     Requests are recorded and retried like API calls (not rate limited: the token endpoint
     is not counted against the company). Every token it sees is added to its redactor.

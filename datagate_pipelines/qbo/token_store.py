@@ -1,6 +1,6 @@
 """The rotating QBO refresh-token store: one row per portal in `qbo_tokens`, encrypted.
 
-QBO rotates refresh tokens (QBO_API.md §1.4): a refresh may answer with a new refresh
+QBO rotates refresh tokens (docs/qbo-api.md §1.4): a refresh may answer with a new refresh
 token, and the old one dies a grace window (24 h) later. A token that is lost is a company
 that must be reconnected by hand, so this store keeps them like money:
 

@@ -2,7 +2,7 @@
 
 HaloPSA's conventions are decoded here and nowhere else: -1 (and often 0) for "no id",
 `1899-12-30T00:00:00` for "no date", ids sent as doubles (`Site.client_id: 21.0`) or
-strings, tax ids on lines as strings (HALOPSA_API.md §2, §6).
+strings, tax ids on lines as strings (docs/halopsa-api.md §2, §6).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recurring-invoice lines → products, through the portal's filters (pure; no I/O).
 
-The Datagate settings this follows (seeds/, DESIGN.md):
+The Datagate settings this follows (docs/product.md):
 - `enable_product_sync` off: nothing is imported or updated.
 - `contract_types` (ids or names; empty = all): only lines on contracts of those types.
 - `item_groups` (ids or names; empty = all; one = "basic", several = "advanced"): only
@@ -8,7 +8,7 @@ The Datagate settings this follows (seeds/, DESIGN.md):
 Lines filtered out are simply not ours to bill (HaloPSA may invoice them itself). Lines
 that cannot become a product are rejected with the reason.
 
-Where BILLING.md is silent:
+Where docs/billing.md is silent:
 - A line with no start date starts with its contract, else at the portal's billing start.
 - An inactive line, or one that vanished from HaloPSA, is end-dated on the day the sync
   noticed it (never deleted), unless HaloPSA already gave an earlier end date; a line that

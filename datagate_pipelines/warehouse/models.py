@@ -274,7 +274,7 @@ agreements = Table(
     Column("customer_id", BigInteger, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("contract_id", BigInteger),
-    # The HaloPSA contract invoices of this agreement are exported against (BILLING.md).
+    # The HaloPSA contract invoices of this agreement are exported against (docs/billing.md).
     Column("halo_export_contract_id", BigInteger),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),

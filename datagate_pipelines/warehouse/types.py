@@ -54,7 +54,7 @@ def Money() -> ScaledDecimal:
 
 
 def Quantity() -> ScaledDecimal:
-    """Quantities and unit prices: up to 4 decimal places (BILLING.md)."""
+    """Quantities and unit prices: up to 4 decimal places (docs/billing.md)."""
     return ScaledDecimal(4)
 
 

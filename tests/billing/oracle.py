@@ -1,7 +1,7 @@
-"""A row-by-row reference implementation of BILLING.md, written to be obviously correct.
+"""A row-by-row reference implementation of docs/billing.md, written to be obviously correct.
 
 It shares no code with the engine: plain loops, `Decimal` in a 100-digit context, the
-`calendar` module and dictionaries. Where BILLING.md is silent it follows the choices the
+`calendar` module and dictionaries. Where docs/billing.md is silent it follows the choices the
 engine documents (rejects, hold reasons and their wording, zero-quantity lines, line
 order). Tests compare the engine against it invoice by invoice, line by line, to the cent.
 """

@@ -236,7 +236,7 @@ def by_key(frame: pd.DataFrame, key: str) -> dict:
 
 
 def bayside(**settings) -> Portal:
-    """The worked example of BILLING.md."""
+    """The worked example of docs/billing.md."""
     return Portal(
         settings=BillingSettings(billing_start=date(2026, 7, 1), **settings),
         products=[

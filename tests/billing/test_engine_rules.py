@@ -1,4 +1,4 @@
-"""The rules of BILLING.md one by one, each also checked against the oracle."""
+"""The rules of docs/billing.md one by one, each also checked against the oracle."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_worked_example_in_cents():
     portal = bayside()
     result = bill_period(JULY, portal.settings, **integer_frames(portal.frames()), minor_units=True)
     invoice = plain_records(result.invoices)[0]
-    # BILLING.md's worked example: 350.85 + 25.61 tax = 376.46.
+    # docs/billing.md's worked example: 350.85 + 25.61 tax = 376.46.
     assert (invoice["subtotal_cents"], invoice["tax_cents"], invoice["total_cents"]) == (
         35085,
         2561,

@@ -1,11 +1,14 @@
-"""The worked examples of BILLING.md, checked against the engine and the oracle."""
+"""The worked examples of docs/billing.md, checked against the engine and the oracle."""
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
 
-from tests.billing.portal import D, assert_same, bayside, by_key, plain_records, product
+import numpy as np
+
+from datagate_pipelines.billing.money import mul_div_round_half_away, round_half_away
+from tests.billing.portal import assert_same, bayside, by_key, plain_records, product
 
 JULY, AUGUST, SEPTEMBER, OCTOBER = (date(2026, m, 1) for m in (7, 8, 9, 10))
 
@@ -112,8 +115,17 @@ def test_billing_in_arrears_bills_the_period_itself():
     assert_same(result, portal.oracle(JULY))
 
 
-def test_worked_example_amounts_recomputed_by_hand():
-    # 15.00 × 12/31 = 5.806… → 5.81; 9.99 × 10/31 = 3.2225… → 3.22; 7.50 × 27/31 = 6.532…
-    assert (D("15.00") * 12 / 31).quantize(D("0.01")) == D("5.81")
-    assert (D("9.99") * 10 / 31).quantize(D("0.01")) == D("3.22")
-    assert (D("7.50") * 27 / 31).quantize(D("0.01")) == D("6.53")
+def test_worked_example_pro_rata_amounts_come_from_the_one_rounding_rule():
+    """The example's pro-rated amounts are qty × price × A / D rounded once, half away from
+    zero, by the engine's integer rule and by the Decimal helper alike."""
+    # (qty × price in 10⁻⁴ units, active days, days in month, expected cents)
+    cases = [(150_000, 12, 31, 581), (99_900, 10, 31, 322), (75_000, 27, 31, 653)]
+    for scaled, active, days, cents in cases:
+        amount = mul_div_round_half_away(
+            [np.array([scaled], dtype=np.int64), np.array([active], dtype=np.int64)],
+            np.array([100 * days], dtype=np.int64),
+        )
+        assert amount.tolist() == [cents]
+        assert round_half_away(Decimal(scaled) / 10_000 * active / days) == Decimal(cents) / 100
+    # A half cent goes away from zero, for discounts as for charges.
+    assert mul_div_round_half_away([np.array([125, -125])], 10).tolist() == [13, -13]

@@ -1,4 +1,5 @@
-"""The CLI against the HaloPSA simulator on loopback, a real warehouse and a Dagster home."""
+"""Running `datagate …` in-process. `cli` alone starts nothing: a test that needs HaloPSA,
+portals.yaml and a warehouse asks for `halo_stack` too (the simulator on loopback)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from datagate_pipelines.cli import main
 
 
 @pytest.fixture
-def cli(halo_stack, tmp_path, monkeypatch):
-    """Run `datagate …` in-process; returns (exit code, output)."""
+def cli(tmp_path, monkeypatch):
+    """Run `datagate …` in-process with its own Dagster home; returns (exit code, output)."""
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     runner = CliRunner()
 

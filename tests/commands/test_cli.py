@@ -35,32 +35,43 @@ def test_help_lists_every_command(cli):
         assert command in out
 
 
+def datagate_fields(backend) -> list[dict]:
+    return [
+        r for r in backend.list("FieldInfo").rows if r["name"].lower() in ("datagate", "cfdatagate")
+    ]
+
+
 def test_portals_check_creates_the_datagate_field_once(cli, halo_stack):
-    fields_before = len(halo_stack.sim.backend.list("FieldInfo").rows)
+    backend = halo_stack.sim.backend
+    for field in datagate_fields(backend):  # a tenant that never had the field
+        backend.delete("FieldInfo", field["id"])
+    others = len(backend.list("FieldInfo").rows)
     code, out = cli("portals", "check")
     assert code == 0, out
-    assert "ok   portal acme" in out
+    assert "ok   portal acme" in out and "custom field 'Datagate' created" in out
+    assert len(datagate_fields(backend)) == 1
     code, out = cli("portals", "check", "--portal", "acme")
-    assert code == 0 and "present" in out
-    assert len(halo_stack.sim.backend.list("FieldInfo").rows) in (fields_before, fields_before + 1)
+    assert code == 0 and "custom field 'Datagate' present" in out
+    assert len(datagate_fields(backend)) == 1
+    assert len(backend.list("FieldInfo").rows) == others + 1
 
 
-def test_portals_check_reports_a_bad_secret_and_exits_non_zero(cli, monkeypatch):
+def test_portals_check_reports_a_bad_secret_and_exits_non_zero(cli, monkeypatch, halo_stack):
     monkeypatch.setenv("ACME_HALO_CLIENT_SECRET", "not-the-secret")
     code, out = cli("portals", "check")
     assert code == 1
     assert "FAIL portal acme" in out and "not-the-secret" not in out
 
 
-def test_unknown_portal_is_one_line_and_non_zero(cli):
+def test_unknown_portal_is_one_line_and_non_zero(cli, halo_stack):
     code, out = cli("sync", "--portal", "nope")
     assert code == 1
     assert out.strip().splitlines() == [
-        "error: portal nope: id: no such portal in " + out.split(" in ", 1)[1].strip()
+        f"error: portal nope: id: no such portal in {halo_stack.portals_file}"
     ]
 
 
-def test_bill_refuses_periods_out_of_order(cli):
+def test_bill_refuses_periods_out_of_order(cli, halo_stack):
     code, out = cli("sync", "--portal", "acme")
     assert code == 0, out
     code, out = cli("bill", "--portal", "acme", "--period", "2026-09")
@@ -69,7 +80,7 @@ def test_bill_refuses_periods_out_of_order(cli):
     assert "Traceback" not in out
 
 
-def test_bill_a_range_in_order_then_list_invoices_as_json(cli, engine):
+def test_bill_a_range_in_order_then_list_invoices_as_json(cli, engine, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     code, out = cli("bill", "--portal", "acme", "--from", "2026-07", "--to", "2026-08")
     assert code == 0, out
@@ -101,7 +112,9 @@ def test_bill_a_range_in_order_then_list_invoices_as_json(cli, engine):
         assert __import__("decimal").Decimal(doc["subtotal"]) == line_sum
 
 
-def test_tax_rate_import_reports_bad_rows_by_line_and_keeps_the_good(cli, engine, tmp_path):
+def test_tax_rate_import_reports_bad_rows_by_line_and_keeps_the_good(
+    cli, engine, tmp_path, halo_stack
+):
     path = tmp_path / "rates.csv"
     path.write_text(TAX_RATES_WITH_BAD_ROWS)
     code, out = cli("import", "tax-rates", str(path), "--dry-run")
@@ -119,7 +132,7 @@ def test_tax_rate_import_reports_bad_rows_by_line_and_keeps_the_good(cli, engine
         ]
 
 
-def test_product_template_round_trip(cli, engine, tmp_path):
+def test_product_template_round_trip(cli, engine, tmp_path, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     template = tmp_path / "template.csv"
     code, out = cli("import", "products", "--portal", "acme", "--template", str(template))
@@ -142,7 +155,7 @@ def test_product_template_round_trip(cli, engine, tmp_path):
     assert ",TEL," in template.read_text()  # already-mapped codes are kept in a new template
 
 
-def test_force_sync_files_a_request_and_rejects_unknown_portals(cli, engine):
+def test_force_sync_files_a_request_and_rejects_unknown_portals(cli, engine, halo_stack):
     code, out = cli("force-sync", "--portal", "acme")
     assert code == 0 and "filed for portal acme" in out
     code, out = cli("force-sync", "--portal", "ghost")
@@ -155,7 +168,7 @@ def test_force_sync_files_a_request_and_rejects_unknown_portals(cli, engine):
     assert status[0]["portal"] == "acme" and status[0]["pending_force_syncs"] == 1
 
 
-def test_requests_log_filters_errors(cli, monkeypatch):
+def test_requests_log_filters_errors(cli, monkeypatch, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     code, out = cli("requests", "--portal", "acme", "--json", "--limit", "500")
     records = json.loads(out)
@@ -176,7 +189,7 @@ def test_an_unreachable_warehouse_is_one_line(cli, monkeypatch):
     assert "hunter2" not in out
 
 
-def test_prune_requests_keeps_the_retention(cli, engine):
+def test_prune_requests_keeps_the_retention(cli, engine, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     old = datetime.now(UTC) - timedelta(days=100)
     with engine.begin() as c:

@@ -40,7 +40,7 @@ def line(qty, price, amount, *, site=None, site_name=None, month=date(2026, 8, 1
         ("10", "24.95", "249.50", ("10", "24.95"), "Managed router"),
         ("0", "24.95", "0.00", ("0", "24.95"), "Managed router"),
         ("2", "-5.00", "-10.00", ("2", "-5.00"), "Managed router"),
-        # BILLING.md's router, 12 of 31 August days: qty 1 at the amount, the truth in words.
+        # docs/billing.md's router, 12 of 31 August days: qty 1 at the amount, the truth in words.
         (
             "1",
             "15.00",

@@ -1,4 +1,4 @@
-"""BILLING.md's worked example through the warehouse: sync → imports → drafts → finalize."""
+"""docs/billing.md's worked example through the warehouse: sync → imports → drafts → finalize."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-written HaloPSA records for sync tests: Bayside Dental (BILLING.md's example)."""
+"""Hand-written HaloPSA records for sync tests: Bayside Dental (docs/billing.md's example)."""
 
 from __future__ import annotations
 

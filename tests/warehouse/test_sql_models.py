@@ -1,5 +1,5 @@
 """SQL models (dbt_like_sql/): dependencies read from the SQL, build order, and every model
-built on SQLite and PostgreSQL over BILLING.md's worked example (Bayside Dental)."""
+built on SQLite and PostgreSQL over docs/billing.md's worked example (Bayside Dental)."""
 
 from __future__ import annotations
 
