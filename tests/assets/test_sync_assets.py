@@ -56,6 +56,7 @@ def test_sync_mirrors_every_entity_and_derives_the_catalog(engine, halo_stack, i
     assert not any("acme-secret-value" in str(tuple(r)) for r in logged)
 
 
+@pytest.mark.slow
 def test_a_second_sync_marks_vanished_records_deleted(engine, halo_stack, instance):
     run_sync(instance, "acme")
     backend = halo_stack.sim.backend

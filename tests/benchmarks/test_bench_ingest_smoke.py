@@ -28,6 +28,7 @@ RUN_KEYS = {"snapshot_s", "wall_s", "calls", "statuses", "metadata", "rss_peak_m
 HEADINGS = ("## HaloPSA ingest", "Command: `", "### Rate limit off", "### Rate limit on")
 
 
+@pytest.mark.slow
 def test_the_ingest_benchmark_runs_at_a_tiny_size(capsys):
     results = bench_ingest.main(TINY)
 

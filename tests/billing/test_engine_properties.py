@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -172,6 +173,7 @@ def portals(draw) -> tuple[Portal, date]:
 
 @FAST
 @given(portals())
+@pytest.mark.slow
 def test_engine_matches_the_oracle(case):
     portal, period = case
     assert_same(portal.bill(period), portal.oracle(period))
@@ -179,6 +181,7 @@ def test_engine_matches_the_oracle(case):
 
 @SEQUENCES
 @given(portals(), st.integers(2, 5), st.data())
+@pytest.mark.slow
 def test_sequences_of_periods_bill_every_month_once(case, periods, data):
     portal, _ = case
     portal.ledger = []

@@ -32,6 +32,7 @@ JULY = date(2026, 7, 1)
 # Half the examples of the oracle comparison: each bills the portal three times.
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(portals())
+@pytest.mark.slow
 def test_the_integer_form_bills_like_the_decimal_form(case):
     portal, period = case
     frames = portal.frames()
@@ -45,6 +46,7 @@ def test_the_integer_form_bills_like_the_decimal_form(case):
 
 @SEQUENCES
 @given(portals(), st.integers(2, 4))
+@pytest.mark.slow
 def test_a_ledger_kept_by_product_key_bills_every_month_once(case, periods):
     portal, _ = case
     portal.ledger = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, insert, select
 
 from datagate_pipelines.warehouse import models as m
@@ -71,6 +72,7 @@ def test_unknown_portal_is_one_line_and_non_zero(cli, halo_stack):
     ]
 
 
+@pytest.mark.slow
 def test_bill_refuses_periods_out_of_order(cli, halo_stack):
     code, out = cli("sync", "--portal", "acme")
     assert code == 0, out
@@ -80,6 +82,7 @@ def test_bill_refuses_periods_out_of_order(cli, halo_stack):
     assert "Traceback" not in out
 
 
+@pytest.mark.slow
 def test_bill_a_range_in_order_then_list_invoices_as_json(cli, engine, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     code, out = cli("bill", "--portal", "acme", "--from", "2026-07", "--to", "2026-08")
@@ -132,6 +135,7 @@ def test_tax_rate_import_reports_bad_rows_by_line_and_keeps_the_good(
         ]
 
 
+@pytest.mark.slow
 def test_product_template_round_trip(cli, engine, tmp_path, halo_stack):
     assert cli("sync", "--portal", "acme")[0] == 0
     template = tmp_path / "template.csv"

@@ -12,6 +12,7 @@ from datagate_pipelines.demo.processes import REALM_ID
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
     env = {
         **os.environ,

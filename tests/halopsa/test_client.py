@@ -393,6 +393,7 @@ def test_token_is_renewed_before_it_expires(records):
 # -- rate limiting ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_limiter_keeps_the_server_from_ever_answering_429():
     """20 requests per 2 s on both sides, 50 requests from 4 threads over loopback."""
     backend = HaloPSABackend(tenant="acme", rate_limit=RateLimit(requests=20, window_seconds=2))

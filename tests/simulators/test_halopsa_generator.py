@@ -120,6 +120,7 @@ def test_recurring_lines_cover_the_awkward_cases(tenant) -> None:
     assert any(line["site"] > 0 for line in lines)
 
 
+@pytest.mark.slow
 def test_ten_thousand_customers_in_seconds() -> None:
     backend = HaloPSABackend()
     started = time.monotonic()

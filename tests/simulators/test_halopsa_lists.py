@@ -267,6 +267,7 @@ def test_items_filters(sim: HaloSim, http: httpx.Client) -> None:
     assert [i["name"] for i in hardware] == ["Phone Rental"]
 
 
+@pytest.mark.slow
 def test_paging_a_large_tenant_is_fast(sim: HaloSim, http: httpx.Client) -> None:
     """50,000 lines paged at 100 headers a page (with lines) stays quick (id index, cached order)."""
     from datagate_simulators.halopsa.generator import generate_tenant
