@@ -6,7 +6,6 @@ import base64
 
 import httpx
 import pytest
-
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 
 

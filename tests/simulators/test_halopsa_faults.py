@@ -6,7 +6,6 @@ import time
 
 import httpx
 import pytest
-
 from datagate_simulators.halopsa.generator import bayside_dental
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 

@@ -7,7 +7,6 @@ from collections import Counter
 from datetime import date
 
 import pytest
-
 from datagate_simulators.halopsa import NO_DATE, HaloPSABackend, generate_tenant
 from datagate_simulators.halopsa.generator import DATAGATE_FIELD, bayside_dental
 

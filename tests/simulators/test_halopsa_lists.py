@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from datagate_simulators.halopsa.generator import bayside_dental
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from datagate_simulators.halopsa import RateLimit
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 

@@ -6,7 +6,6 @@ import re
 
 import httpx
 import pytest
-
 from datagate_simulators.halopsa import NO_DATE
 from datagate_simulators.halopsa.generator import BaysideDental, bayside_dental
 from datagate_simulators.halopsa.testing import HaloSim, make_sim

@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-
 from datagate_simulators.qbo import FakeClock, QBOBackend, QBOFault, QBOSettings
 from datagate_simulators.qbo.jsonio import dumps, loads
 

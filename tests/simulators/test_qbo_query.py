@@ -6,11 +6,10 @@ from datetime import timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from datagate_simulators.qbo.errors import QBOFault
 from datagate_simulators.qbo.query import Condition, evaluate, page, parse_query
+from hypothesis import given
+from hypothesis import strategies as st
 
 PACIFIC = timezone(timedelta(hours=-7))
 

@@ -11,7 +11,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-
 from datagate_simulators.qbo import QBOBackend, create_app
 from datagate_simulators.server import serve_in_thread
 

@@ -8,12 +8,6 @@ import time
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from datagate_simulators.faults import (
     Fault,
     FaultMiddleware,
@@ -25,6 +19,11 @@ from datagate_simulators.faults import (
     endpoint_key,
 )
 from datagate_simulators.server import SyncASGITransport, serve_in_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 async def ok(request: Request) -> Response:

@@ -7,11 +7,6 @@ import threading
 import anyio
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-
 from datagate_simulators.server import (
     ConnectionDropped,
     SyncASGITransport,
@@ -19,6 +14,10 @@ from datagate_simulators.server import (
     drop_connection,
     serve_in_thread,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 async def echo(request: Request) -> Response:
