@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from datagate_simulators.halopsa.backend.base import Errors, ListQuery, Resource, Tenant
 from datagate_simulators.halopsa.conventions import (
     UNSET,
     normalize_datetime,
     parse_bool,
     parse_int,
 )
-from datagate_simulators.halopsa.resources.base import Errors, ListQuery, Resource
-
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 TEXT, MEMO, SINGLE, MULTI, DATE, TIME, CHECKBOX, RICH = 0, 1, 2, 3, 4, 5, 6, 10
 #: usage ids. [C] REAL-RI (1 ticket, 2 client), [R] RDX typeid (3 site, 5 asset)
@@ -63,7 +60,7 @@ class FieldInfo(Resource):
     readonly = frozenset({"values", "guid", "custom"})
     search_fields = ("name", "label")
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "label": "",
@@ -110,9 +107,7 @@ class FieldInfo(Resource):
                     next_id += 1
             record["values"] = values
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         for param, field_name in (
             ("typeid", "usage"),
             ("usage", "usage"),
@@ -128,7 +123,7 @@ class FieldInfo(Resource):
 class CustomFieldValues:
     """Parses and renders entity custom-field values against the FieldInfo definitions."""
 
-    def __init__(self, backend: HaloPSABackend) -> None:
+    def __init__(self, backend: Tenant) -> None:
         self.backend = backend
         self._cache_version = -1
         self._by_usage: dict[int, list[dict[str, Any]]] = {}

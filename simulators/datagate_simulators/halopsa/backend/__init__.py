@@ -24,6 +24,20 @@ from datagate_simulators.halopsa.auth import (
     Token,
     TokenStore,
 )
+from datagate_simulators.halopsa.backend.base import Errors, ListQuery, Resource
+from datagate_simulators.halopsa.backend.catalog import AssetGroup, Item, ItemGroup, Tax
+from datagate_simulators.halopsa.backend.customers import Client, ClientContract, Site
+from datagate_simulators.halopsa.backend.fields import CustomFieldValues, FieldInfo
+from datagate_simulators.halopsa.backend.invoices import Invoice, RecurringInvoice
+from datagate_simulators.halopsa.backend.list_faults import (
+    HaloFaults,
+    MalformedRows,
+    PageAction,
+    PageHook,
+    add_records,
+    delete_first_records,
+)
+from datagate_simulators.halopsa.backend.store import Table
 from datagate_simulators.halopsa.conventions import (
     UNSET,
     halo_timestamp,
@@ -39,22 +53,15 @@ from datagate_simulators.halopsa.errors import (
     UnsupportedGrantType,
     ValidationFailed,
 )
-from datagate_simulators.halopsa.faults import (
-    HaloFaults,
-    MalformedRows,
-    PageAction,
-    PageHook,
-    add_records,
-    delete_first_records,
-)
-from datagate_simulators.halopsa.resources import (
-    RESOURCES,
-    CustomFieldValues,
-    Errors,
-    ListQuery,
-    Resource,
-)
-from datagate_simulators.halopsa.store import Table
+
+#: The resources served, by canonical name (the URL's, matched case-insensitively).
+RESOURCES: dict[str, Resource] = {
+    r.name: r
+    for r in (
+        Client(), Site(), ClientContract(), Item(), AssetGroup(), ItemGroup(), Tax(), FieldInfo(),
+        RecurringInvoice(), Invoice(),
+    )
+}  # fmt: skip
 
 _LIST_CACHE_SIZE = 64
 _MAX_COUNT = 100_000  # "maximum is 100000" for count. [R] PYPI

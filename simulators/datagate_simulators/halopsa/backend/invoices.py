@@ -13,8 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from datagate_simulators.halopsa.backend.base import (
+    Errors,
+    ListQuery,
+    Resource,
+    Tenant,
+    coerce_fields,
+)
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
     UNSET,
@@ -25,15 +32,6 @@ from datagate_simulators.halopsa.conventions import (
     round_money,
 )
 from datagate_simulators.halopsa.errors import ValidationFailed
-from datagate_simulators.halopsa.resources.base import (
-    Errors,
-    ListQuery,
-    Resource,
-    coerce_fields,
-)
-
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 LINE_KINDS: dict[str, str] = {
     "_itemid": "ref",
@@ -225,7 +223,7 @@ class _InvoiceBase(Resource):
 
     def _write_lines(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record: dict[str, Any],
         existing: Mapping[str, Any] | None,
         item: Mapping[str, Any],
@@ -263,7 +261,7 @@ class _InvoiceBase(Resource):
 
     def _write_line(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         header: dict[str, Any],
         old_lines: Mapping[int, dict[str, Any]],
         line: Mapping[str, Any],
@@ -341,7 +339,7 @@ class _InvoiceBase(Resource):
 
     # ---- reading
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         contract = backend.table("ClientContract").get(record.get("contract_id"))
         return {
             "client_name": backend.name_of("Client", record.get("client_id")),
@@ -350,16 +348,14 @@ class _InvoiceBase(Resource):
         }
 
     def list_row(
-        self, backend: HaloPSABackend, full_row: dict[str, Any], query: ListQuery | None
+        self, backend: Tenant, full_row: dict[str, Any], query: ListQuery | None
     ) -> dict[str, Any]:
         row = super().list_row(backend, full_row, query)
         if query is not None and query.includelines:
             row["lines"] = full_row.get("lines", [])
         return row
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         client_ids = query.get_int_list("client_ids")
         if client_ids is not None and record.get("client_id") not in client_ids:
             return False
@@ -391,7 +387,7 @@ class RecurringInvoice(_InvoiceBase):
     name = "RecurringInvoice"
     id_sign = -1
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             **self.common_defaults(now),
             "is_recurring_invoice": True,
@@ -416,7 +412,7 @@ class Invoice(_InvoiceBase):
 
     name = "Invoice"
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         today = now[:10] + "T00:00:00"
         return {
             **self.common_defaults(now),
@@ -441,9 +437,7 @@ class Invoice(_InvoiceBase):
         if record.get("posted") and (existing is None or not existing.get("posted")):
             record["dateposted"] = now
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         if not super().extra_match(backend, record, query):
             return False
         if query.get_bool("postedonly") and not record.get("posted"):

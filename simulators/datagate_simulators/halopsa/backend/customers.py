@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from datagate_simulators.halopsa.backend.base import ListQuery, Resource, Tenant
+from datagate_simulators.halopsa.backend.fields import USAGE_CLIENT, USAGE_SITE
 from datagate_simulators.halopsa.conventions import NO_DATE, UNSET, parse_datetime
-from datagate_simulators.halopsa.resources.base import ListQuery, Resource
-from datagate_simulators.halopsa.resources.fields import USAGE_CLIENT, USAGE_SITE
-
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 TOP_LEVELS = {1: "Top Level"}
 TAX_CODE_FIELDS = (
@@ -76,7 +73,7 @@ class Client(Resource):
         "default_currency_code", "paymentterms", "use", "key", "table",
     )  # fmt: skip
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "toplevel_id": 1,
@@ -110,13 +107,13 @@ class Client(Resource):
             record["__new_site"] = site_name
 
     def after_commit(
-        self, backend: HaloPSABackend, record: dict[str, Any], created: bool, now: str
+        self, backend: Tenant, record: dict[str, Any], created: bool, now: str
     ) -> None:
         site_name = record.pop("__new_site", None)
         if site_name:
             backend.upsert("Site", [{"name": site_name, "client_id": record["id"]}], now=now)
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         out = {
             "toplevel_name": TOP_LEVELS.get(record.get("toplevel_id"), ""),
             "main_site_name": backend.name_of("Site", record.get("main_site_id")),
@@ -189,7 +186,7 @@ class Site(Resource):
     filters: ClassVar[dict[str, str]] = {"client_id": "client_id", "site_id": "id"}
     search_fields = ("name", "client_name")
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "client_id": float(UNSET),
@@ -230,18 +227,18 @@ class Site(Resource):
             record["invoice_address"] = _address(source, address_id, record["id"], 2)
 
     def after_commit(
-        self, backend: HaloPSABackend, record: dict[str, Any], created: bool, now: str
+        self, backend: Tenant, record: dict[str, Any], created: bool, now: str
     ) -> None:
         client = backend.table("Client").get(int(record["client_id"]))
         if created and client is not None and client.get("main_site_id") in (None, 0, UNSET):
             backend.replace_record("Client", {**client, "main_site_id": record["id"]})
 
-    def on_delete(self, backend: HaloPSABackend, record: dict[str, Any]) -> None:
+    def on_delete(self, backend: Tenant, record: dict[str, Any]) -> None:
         client = backend.table("Client").get(int(record["client_id"]))
         if client is not None and client.get("main_site_id") == record["id"]:
             backend.replace_record("Client", {**client, "main_site_id": UNSET})
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         client_name = backend.name_of("Client", int(record.get("client_id", UNSET)))
         return {
             "client_name": client_name,
@@ -249,7 +246,7 @@ class Site(Resource):
         }
 
     def list_row(
-        self, backend: HaloPSABackend, full_row: dict[str, Any], query: ListQuery | None
+        self, backend: Tenant, full_row: dict[str, Any], query: ListQuery | None
     ) -> dict[str, Any]:
         row = super().list_row(backend, full_row, query)
         if not (query and query.get_bool("includeaddress")):
@@ -314,7 +311,7 @@ class ClientContract(Resource):
         "last_modified", "contracttype", "contracttype_name", "active", "customfields", "dontinvoice",
     )  # fmt: skip
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "client_id": UNSET,
             "site_id": UNSET,
@@ -362,7 +359,7 @@ class ClientContract(Resource):
         )
         record["last_modified"] = now
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "client_name": backend.name_of("Client", record.get("client_id")),
             "site_name": backend.name_of("Site", record.get("site_id")),

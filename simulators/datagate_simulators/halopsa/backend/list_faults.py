@@ -1,7 +1,8 @@
-"""HaloPSA-specific faults: malformed list rows and records that change between pages.
+"""Faults in HaloPSA list responses: malformed rows and records that change between pages.
 
-Generic HTTP faults (5xx, delays, dropped connections) are in ``simulators.faults``; token
-faults are on the backend's token store (``expire_tokens``, ``set_token_lifetime``).
+The backend holds them and applies them while it serves a list. Generic HTTP faults (5xx,
+delays, dropped connections) are in ``datagate_simulators.faults``; token faults are on the
+backend's token store (``expire_tokens``, ``set_token_lifetime``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.halopsa.backend.base import Tenant
 
 MALFORMED_MODES = ("missing_field", "wrong_type", "duplicate_id")
 
@@ -101,7 +101,7 @@ def _wrong_type(value: Any) -> Any:
     return str(value)
 
 
-PageAction = Callable[["HaloPSABackend"], None]
+PageAction = Callable[[Tenant], None]
 
 
 @dataclass
@@ -170,7 +170,7 @@ def delete_first_records(resource: str, records: int) -> PageAction:
     Later rows shift towards the front, so a client paging by number skips some.
     """
 
-    def action(backend: HaloPSABackend) -> None:
+    def action(backend: Tenant) -> None:
         for record_id in list(backend.table(resource).ids()[:records]):
             backend.delete(resource, record_id)
 
@@ -183,7 +183,7 @@ def add_records(resource: str, records: int) -> PageAction:
     They sort last by id (first for recurring invoices' negative ids), so ``record_count`` grows.
     """
 
-    def action(backend: HaloPSABackend) -> None:
+    def action(backend: Tenant) -> None:
         ids = backend.table(resource).ids()
         if not ids:
             return

@@ -6,13 +6,10 @@ notes call a plain array the most likely shape. [I] §3.2
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from datagate_simulators.halopsa.backend.base import KINDS, ListQuery, Resource, Tenant
 from datagate_simulators.halopsa.conventions import NO_DATE, UNSET
-from datagate_simulators.halopsa.resources.base import KINDS, ListQuery, Resource
-
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 
 class Tax(Resource):
@@ -32,7 +29,7 @@ class Tax(Resource):
     required = ("name",)
     search_fields = ("name", "code")
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "code": "",
@@ -66,7 +63,7 @@ class AssetGroup(Resource):
     refs: ClassVar[dict[str, str]] = {"tax_id": "Tax", "tax_id_purchase": "Tax"}
     required = ("name",)
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "showasitem": True,
@@ -82,15 +79,13 @@ class AssetGroup(Resource):
             "item_billing_period_default": 2,
         }
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "tax_name": backend.name_of("Tax", record.get("tax_id")),
             "tax_name_purchase": backend.name_of("Tax", record.get("tax_id_purchase")),
         }
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         # type=item / type=asset narrows to groups used for items / for assets.
         wanted = query.params.get("type", "").lower()
         if wanted in ("item", "items"):
@@ -153,7 +148,7 @@ class Item(Resource):
     }
     search_fields = ("name", "description", "internalreference", "externalreference")
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "description": "",
@@ -194,16 +189,14 @@ class Item(Resource):
             if "isrecurringitem" not in item:
                 record["isrecurringitem"] = bool(group.get("item_recurring_default"))
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         return {
             "assetgroup_name": backend.name_of("AssetGroup", record.get("assetgroup_id")),
             "taxcode_name": backend.name_of("Tax", record.get("taxcode")),
             "taxcodeother_name": backend.name_of("Tax", record.get("taxcodeother")),
         }
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         groups = query.get_int_list("assetgroups")
         if groups is not None and record.get("assetgroup_id") not in groups:
             return False
@@ -244,7 +237,7 @@ class ItemGroup(Resource):
     }
     required = ("name",)
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         return {
             "name": "",
             "lines": [],
@@ -290,7 +283,7 @@ class ItemGroup(Resource):
 
     def render(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record: dict[str, Any],
         full: bool,
         query: ListQuery | None = None,

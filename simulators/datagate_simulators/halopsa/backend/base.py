@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
 
+from datagate_simulators.halopsa.backend.store import Table
 from datagate_simulators.halopsa.conventions import (
     UNSET,
     normalize_datetime,
@@ -20,9 +22,6 @@ from datagate_simulators.halopsa.conventions import (
     parse_number,
 )
 from datagate_simulators.halopsa.errors import ValidationFailed
-
-if TYPE_CHECKING:
-    from datagate_simulators.halopsa.backend import HaloPSABackend
 
 
 class Errors:
@@ -40,6 +39,48 @@ class Errors:
     def raise_if_any(self) -> None:
         if self.errors:
             raise ValidationFailed(self.errors)
+
+
+class CustomFields(Protocol):
+    """Custom-field values checked against their FieldInfo definitions (``CustomFieldValues``)."""
+
+    def parse_values(
+        self, usage: int, values: Any, path: str, errors: Errors
+    ) -> dict[int, Any]: ...
+
+    def render_values(self, usage: int, stored: Mapping[int, Any]) -> list[dict[str, Any]]: ...
+
+
+class Tenant(Protocol):
+    """The HaloPSA instance as resource rules see it; ``HaloPSABackend`` is one.
+
+    Declared here, below the resources, so that they need not import the backend holding them.
+    """
+
+    contract_types: dict[int, str]
+    custom_fields: CustomFields
+
+    def table(self, name: str) -> Table: ...
+
+    def table_version(self, name: str) -> int: ...
+
+    def exists(self, resource: str, record_id: int) -> bool: ...
+
+    def name_of(self, resource: str, record_id: Any) -> str: ...
+
+    def next_sequence(self, name: str) -> int: ...
+
+    def replace_record(self, resource: str, record: dict[str, Any]) -> None: ...
+
+    def get(
+        self, resource: str, record_id: Any, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
+
+    def upsert(
+        self, resource: str, items: Any, *, now: str | datetime | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def delete(self, resource: str, record_id: Any) -> dict[str, Any]: ...
 
 
 def _str(value: Any) -> str:
@@ -270,13 +311,13 @@ class Resource:
 
     # ---- writing
 
-    def defaults(self, backend: HaloPSABackend, now: str) -> dict[str, Any]:
+    def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         """A new record's fields before the client's values are applied."""
         return {}
 
     def write(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record_id: int,
         existing: dict[str, Any] | None,
         item: Mapping[str, Any],
@@ -311,7 +352,7 @@ class Resource:
 
     def finish(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record: dict[str, Any],
         existing: dict[str, Any] | None,
         item: Mapping[str, Any],
@@ -323,7 +364,7 @@ class Resource:
 
     def write_custom_fields(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record: dict[str, Any],
         values: Any,
         path: str,
@@ -341,22 +382,22 @@ class Resource:
         )
 
     def after_commit(
-        self, backend: HaloPSABackend, record: dict[str, Any], created: bool, now: str
+        self, backend: Tenant, record: dict[str, Any], created: bool, now: str
     ) -> None:
         """Side effects on other records once the batch is stored."""
 
-    def on_delete(self, backend: HaloPSABackend, record: dict[str, Any]) -> None:
+    def on_delete(self, backend: Tenant, record: dict[str, Any]) -> None:
         """Side effects of a delete on other records."""
 
     # ---- reading
 
-    def derived(self, backend: HaloPSABackend, record: dict[str, Any]) -> dict[str, Any]:
+    def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         """Fields computed when read (names looked up from ids)."""
         return {}
 
     def render(
         self,
-        backend: HaloPSABackend,
+        backend: Tenant,
         record: dict[str, Any],
         full: bool,
         query: ListQuery | None = None,
@@ -376,7 +417,7 @@ class Resource:
         return self.list_row(backend, out, query)
 
     def list_row(
-        self, backend: HaloPSABackend, full_row: dict[str, Any], query: ListQuery | None
+        self, backend: Tenant, full_row: dict[str, Any], query: ListQuery | None
     ) -> dict[str, Any]:
         if self.list_fields is not None:
             row = {k: full_row[k] for k in self.list_fields if k in full_row}
@@ -398,7 +439,7 @@ class Resource:
             return bool(record.get("active", True))
         return True
 
-    def matches(self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery) -> bool:
+    def matches(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         if self.active_flag is not None:
             active = self.is_active(record)
             if (active and not query.include_active) or (not active and not query.include_inactive):
@@ -415,12 +456,10 @@ class Resource:
                 return False
         return self.extra_match(backend, record, query)
 
-    def extra_match(
-        self, backend: HaloPSABackend, record: dict[str, Any], query: ListQuery
-    ) -> bool:
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         return True
 
-    def value_of(self, backend: HaloPSABackend, record: dict[str, Any], name: str) -> Any:
+    def value_of(self, backend: Tenant, record: dict[str, Any], name: str) -> Any:
         """A field for searching and ordering: stored, else derived (e.g. client_name)."""
         if name in record:
             return record[name]
