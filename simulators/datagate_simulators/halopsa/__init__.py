@@ -11,7 +11,6 @@ Typical test use::
 """
 
 from datagate_simulators.halopsa.app import create_app
-from datagate_simulators.halopsa.auth import Application, RateLimit
 from datagate_simulators.halopsa.backend import HaloPSABackend, ListResult
 from datagate_simulators.halopsa.conventions import NO_DATE, NO_END, UNSET
 from datagate_simulators.halopsa.generator import (
@@ -19,6 +18,8 @@ from datagate_simulators.halopsa.generator import (
     bayside_dental,
     generate_tenant,
 )
+from datagate_simulators.halopsa.oauth import Application
+from datagate_simulators.halopsa.throttle import RateLimit
 
 __all__ = [
     "NO_DATE",

@@ -20,9 +20,9 @@ from datagate_simulators.faults import (
     apply_fault_arguments,
 )
 from datagate_simulators.halopsa.app import create_app
-from datagate_simulators.halopsa.auth import RateLimit
 from datagate_simulators.halopsa.backend import HaloPSABackend
 from datagate_simulators.halopsa.generator import bayside_dental, generate_tenant
+from datagate_simulators.halopsa.throttle import RateLimit
 from datagate_simulators.server import run_server
 
 

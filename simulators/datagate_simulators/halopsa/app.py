@@ -33,7 +33,6 @@ from datagate_simulators.faults import (
     FaultSpecError,
     RequestStats,
 )
-from datagate_simulators.halopsa.auth import RateLimit
 from datagate_simulators.halopsa.backend import HaloPSABackend
 from datagate_simulators.halopsa.errors import (
     HaloSimError,
@@ -41,6 +40,7 @@ from datagate_simulators.halopsa.errors import (
     RateLimited,
     ValidationFailed,
 )
+from datagate_simulators.halopsa.throttle import RateLimit
 
 __all__ = ["create_app", "halo_error_body"]
 

@@ -8,7 +8,6 @@ caller gets back must be treated as read-only (``get`` returns a deep copy).
 from __future__ import annotations
 
 import copy
-import hmac
 import threading
 import time
 from collections import OrderedDict
@@ -17,13 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from datagate_simulators.halopsa.auth import (
-    Application,
-    RateLimit,
-    RateLimiter,
-    Token,
-    TokenStore,
-)
 from datagate_simulators.halopsa.backend.base import Errors, ListQuery, Resource
 from datagate_simulators.halopsa.backend.catalog import AssetGroup, Item, ItemGroup, Tax
 from datagate_simulators.halopsa.backend.customers import Client, ClientContract, Site
@@ -44,15 +36,9 @@ from datagate_simulators.halopsa.conventions import (
     parse_int,
     utc_now_naive,
 )
-from datagate_simulators.halopsa.errors import (
-    Forbidden,
-    InvalidClient,
-    InvalidRequest,
-    NotFound,
-    UnknownTenant,
-    UnsupportedGrantType,
-    ValidationFailed,
-)
+from datagate_simulators.halopsa.errors import Forbidden, NotFound, ValidationFailed
+from datagate_simulators.halopsa.oauth import Application, OAuthServer, Token
+from datagate_simulators.halopsa.throttle import RateLimit, RateLimiter
 
 #: The resources served, by canonical name (the URL's, matched case-insensitively).
 RESOURCES: dict[str, Resource] = {
@@ -114,7 +100,6 @@ class HaloPSABackend:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock = threading.RLock()
-        self.tenant = tenant
         self.clock = clock
         #: Largest page served whatever page_size asks for. [R] HAPI #90
         self.page_cap = page_cap
@@ -122,8 +107,7 @@ class HaloPSABackend:
         self.default_page_size = default_page_size
         #: Rows returned without paging and without count (None = all). [I]
         self.unpaged_limit = unpaged_limit
-        self.applications: dict[str, Application] = {}
-        self.tokens = TokenStore(clock, token_ttl)
+        self.oauth = OAuthServer(tenant, clock, token_ttl)
         self.rate_limiter = RateLimiter(rate_limit or RateLimit(), clock)
         #: Contract type lookup: id → name (``ClientContract.contracttype``/``contracttype_name``).
         self.contract_types: dict[int, str] = {}
@@ -138,6 +122,10 @@ class HaloPSABackend:
 
     # ------------------------------------------------------------------ configuration
 
+    @property
+    def tenant(self) -> str:
+        return self.oauth.tenant
+
     def add_application(
         self,
         client_id: str,
@@ -148,14 +136,9 @@ class HaloPSABackend:
     ) -> Application:
         """Register API credentials (Configuration > Integrations > Halo API)."""
         with self.lock:
-            app = Application(
-                client_id=client_id,
-                client_secret=client_secret,
-                name=name,
-                allowed_scopes=allowed_scopes,
+            return self.oauth.add_application(
+                client_id, client_secret, name=name, allowed_scopes=allowed_scopes
             )
-            self.applications[client_id] = app
-            return app
 
     def add_contract_type(self, name: str, type_id: int | None = None) -> int:
         """Add a contract type to the lookup; returns its id (existing id for a known name)."""
@@ -194,37 +177,18 @@ class HaloPSABackend:
     ) -> dict[str, Any]:
         """``POST /auth/token`` with client credentials → the OAuth2 token response. §1.2"""
         with self.lock:
-            if not grant_type:
-                raise InvalidRequest("The mandatory 'grant_type' parameter is missing.")
-            if grant_type != "client_credentials":
-                raise UnsupportedGrantType(
-                    f"The specified 'grant_type' ({grant_type}) is not supported."
-                )
-            if tenant and self.tenant and tenant.lower() != self.tenant.lower():
-                raise UnknownTenant(f"Tenant '{tenant}' was not found.")
-            if not client_id:
-                raise InvalidRequest("The mandatory 'client_id' parameter is missing.")
-            app = self.applications.get(client_id)
-            if app is None or not hmac.compare_digest(
-                app.client_secret.encode(), (client_secret or "").encode()
-            ):
-                raise InvalidClient("The specified client credentials are invalid.")
-            scope = " ".join((scope or "all").split())
-            allowed = set(app.allowed_scopes.split())
-            if "all" not in allowed and not set(scope.split()) <= allowed:
-                raise InvalidRequest(f"The application may not request the scope '{scope}'.")
-            token = self.tokens.issue(client_id, scope)
-            return {
-                "access_token": token.access_token,
-                "token_type": "Bearer",
-                "expires_in": token.expires_in,
-                "scope": token.scope,
-            }
+            return self.oauth.issue_token(
+                grant_type=grant_type,
+                client_id=client_id,
+                client_secret=client_secret,
+                scope=scope,
+                tenant=tenant,
+            )
 
     def authenticate(self, access_token: str | None) -> Token:
         """The token behind ``Authorization: Bearer …``; raises InvalidToken (401)."""
         with self.lock:
-            return self.tokens.validate(access_token)
+            return self.oauth.tokens.validate(access_token)
 
     def check_rate_limit(self, token: Token) -> None:
         """Count one API request for the token's application; raises RateLimited (429)."""
@@ -243,13 +207,13 @@ class HaloPSABackend:
     def expire_tokens(self) -> int:
         """Invalidate every live token now (fault switch); returns how many."""
         with self.lock:
-            return self.tokens.revoke_all()
+            return self.oauth.tokens.revoke_all()
 
     def set_token_lifetime(self, seconds: float | None) -> None:
         """Tokens issued from now on stop working after ``seconds`` although ``expires_in``
         still says the full TTL (fault switch); None restores normal lifetimes."""
         with self.lock:
-            self.tokens.actual_lifetime = seconds
+            self.oauth.tokens.actual_lifetime = seconds
 
     # ------------------------------------------------------------------ records
 
@@ -514,7 +478,7 @@ class HaloPSABackend:
         """Clear HaloPSA fault switches and rate-limit windows (data and live tokens stay)."""
         with self.lock:
             self.faults.clear()
-            self.tokens.actual_lifetime = None
+            self.oauth.tokens.actual_lifetime = None
             self.rate_limiter.reset()
 
     def stats(self) -> dict[str, Any]:
@@ -522,7 +486,7 @@ class HaloPSABackend:
             limit = self.rate_limiter.limit
             return {
                 "tenant": self.tenant,
-                "tokens_issued": self.tokens.issued,
+                "tokens_issued": self.oauth.tokens.issued,
                 "records": {name: len(table) for name, table in self._tables.items()},
                 "lines": sum(
                     len(r.get("lines", [])) for r in self._tables["RecurringInvoice"].values()
@@ -534,7 +498,7 @@ class HaloPSABackend:
                     "retry_after": limit.retry_after,
                     "used": {
                         client_id: self.rate_limiter.used(client_id)
-                        for client_id in self.applications
+                        for client_id in self.oauth.applications
                     },
                 },
                 "page_cap": self.page_cap,
@@ -591,4 +555,4 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (3, str(value))
 
 
-__all__ = ["HaloPSABackend", "ListResult", "RateLimit"]
+__all__ = ["RESOURCES", "HaloPSABackend", "ListResult"]

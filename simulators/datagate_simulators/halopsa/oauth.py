@@ -1,17 +1,23 @@
-"""OAuth2 client-credentials tokens and the per-application rolling-window rate limit.
+"""HaloPSA's authorisation server: API applications and the client-credentials token endpoint.
 
-Plain Python, no locking: the backend calls these under its own lock.
+Plain Python, no locking: the backend calls it under its own lock.
 """
 
 from __future__ import annotations
 
-import math
+import hmac
 import secrets
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from datagate_simulators.halopsa.errors import InvalidToken, RateLimited
+from datagate_simulators.halopsa.errors import (
+    InvalidClient,
+    InvalidRequest,
+    InvalidToken,
+    UnknownTenant,
+    UnsupportedGrantType,
+)
 
 #: Scope areas from HAPI's HaloAuth class (read:<area> / edit:<area>). [C] §1.2
 SCOPE_AREAS = (
@@ -111,60 +117,65 @@ class TokenStore:
             }
 
 
-@dataclass
-class RateLimit:
-    """``requests`` per rolling ``window_seconds`` per application. [R] HAPI #31: 300 per 5 min."""
+class OAuthServer:
+    """The instance's API applications and the tokens issued to them (``POST /auth/token``)."""
 
-    requests: int = 300
-    window_seconds: float = 300.0
-    #: Send ``Retry-After`` on 429 (unconfirmed for Halo, so clients must not rely on it). [I]
-    retry_after: bool = True
-    enabled: bool = True
+    def __init__(self, tenant: str, clock: Callable[[], float], token_ttl: int = 3600) -> None:
+        self.tenant = tenant
+        self.applications: dict[str, Application] = {}
+        self.tokens = TokenStore(clock, token_ttl)
 
-    @classmethod
-    def parse(cls, text: str, retry_after: bool = True) -> RateLimit:
-        """``"300/300"`` = 300 requests per 300 s; ``"off"`` disables the limit."""
-        if text.strip().lower() in {"off", "none", "0"}:
-            return cls(enabled=False, retry_after=retry_after)
-        count, _, window = text.partition("/")
-        return cls(
-            requests=int(count), window_seconds=float(window or 300), retry_after=retry_after
+    def add_application(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        name: str = "Datagate",
+        allowed_scopes: str = "all",
+    ) -> Application:
+        """Register API credentials (Configuration > Integrations > Halo API)."""
+        app = Application(
+            client_id=client_id,
+            client_secret=client_secret,
+            name=name,
+            allowed_scopes=allowed_scopes,
         )
+        self.applications[client_id] = app
+        return app
 
-    def message(self) -> str:
-        seconds = self.window_seconds
-        if seconds >= 60 and seconds % 60 == 0:
-            window = f"{int(seconds // 60)} minute"
-        else:
-            window = f"{seconds:g} second"
-        return f"Rate Limit Reached - {self.requests} Requests per rolling {window} window"
-
-
-@dataclass
-class RateLimiter:
-    limit: RateLimit
-    clock: Callable[[], float]
-    _hits: dict[str, deque[float]] = field(default_factory=dict)
-
-    def hit(self, key: str) -> None:
-        """Count one request for ``key`` or raise RateLimited (refused requests do not count)."""
-        if not self.limit.enabled:
-            return
-        now = self.clock()
-        hits = self._hits.setdefault(key, deque())
-        horizon = now - self.limit.window_seconds
-        while hits and hits[0] <= horizon:
-            hits.popleft()
-        if len(hits) >= self.limit.requests:
-            retry_after = None
-            if self.limit.retry_after:
-                retry_after = max(1, math.ceil(hits[0] + self.limit.window_seconds - now))
-            raise RateLimited(self.limit.message(), retry_after)
-        hits.append(now)
-
-    def used(self, key: str) -> int:
-        now = self.clock()
-        return sum(1 for t in self._hits.get(key, ()) if t > now - self.limit.window_seconds)
-
-    def reset(self) -> None:
-        self._hits.clear()
+    def issue_token(
+        self,
+        *,
+        grant_type: str | None,
+        client_id: str | None,
+        client_secret: str | None,
+        scope: str | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /auth/token`` with client credentials → the OAuth2 token response. §1.2"""
+        if not grant_type:
+            raise InvalidRequest("The mandatory 'grant_type' parameter is missing.")
+        if grant_type != "client_credentials":
+            raise UnsupportedGrantType(
+                f"The specified 'grant_type' ({grant_type}) is not supported."
+            )
+        if tenant and self.tenant and tenant.lower() != self.tenant.lower():
+            raise UnknownTenant(f"Tenant '{tenant}' was not found.")
+        if not client_id:
+            raise InvalidRequest("The mandatory 'client_id' parameter is missing.")
+        app = self.applications.get(client_id)
+        if app is None or not hmac.compare_digest(
+            app.client_secret.encode(), (client_secret or "").encode()
+        ):
+            raise InvalidClient("The specified client credentials are invalid.")
+        scope = " ".join((scope or "all").split())
+        allowed = set(app.allowed_scopes.split())
+        if "all" not in allowed and not set(scope.split()) <= allowed:
+            raise InvalidRequest(f"The application may not request the scope '{scope}'.")
+        token = self.tokens.issue(client_id, scope)
+        return {
+            "access_token": token.access_token,
+            "token_type": "Bearer",
+            "expires_in": token.expires_in,
+            "scope": token.scope,
+        }
