@@ -14,8 +14,7 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
-from datagate_simulators.qbo.throttle import ThrottleSettings
+from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, ThrottleSettings, create_app
 from datagate_simulators.server import SyncASGITransport
 
 REALM = "9130350000000000"

@@ -9,8 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, create_app
-from datagate_simulators.qbo.oauth import OAuthSettings
+from datagate_simulators.qbo import FakeClock, OAuthSettings, QBOBackend, QBOSettings, create_app
 from datagate_simulators.server import SyncASGITransport
 
 REALM = "9130350000000000"

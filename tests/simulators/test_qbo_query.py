@@ -6,8 +6,8 @@ from datetime import timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from datagate_simulators.qbo.backend.query import Condition, evaluate, page, parse_query
 from datagate_simulators.qbo.errors import QBOFault
-from datagate_simulators.qbo.query import Condition, evaluate, page, parse_query
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -6,12 +6,12 @@ datagate_simulators.qbo`` serves it on loopback.
 """
 
 from .app import create_app
-from .backend import DEFAULT_ACCOUNTS, DEFAULT_TERMS, QBOBackend, QBOSettings
+from .backend import DEFAULT_ACCOUNTS, DEFAULT_TERMS, QBOBackend
+from .backend.company import Company
 from .clock import FakeClock, SystemClock
-from .company import Company
 from .errors import OAuthError, QBOError, QBOFault
-from .oauth import ACCOUNTING_SCOPE, OAuthSettings
-from .throttle import ThrottleSettings
+from .oauth import ACCOUNTING_SCOPE
+from .settings import OAuthSettings, QBOSettings, ThrottleSettings
 
 __all__ = [
     "ACCOUNTING_SCOPE",

@@ -16,12 +16,10 @@ from starlette.responses import Response
 
 from . import errors
 from .backend import QBOBackend
-from .batch import run_batch
-from .company import Company
-from .entities import ENTITIES_BY_PATH
+from .backend.batch import run_batch
+from .backend.company import ENTITIES_BY_PATH, Company
 from .errors import QBOFault
 from .jsonio import JSONError, loads
-from .names import create_tax_code
 from .responses import fault_response, json_response, stamp
 
 __all__ = ["api_endpoint"]
@@ -104,7 +102,7 @@ def dispatch(company: Company, request: Request, segments: list[str], raw: bytes
         if head == "preferences" and len(segments) == 1:
             return {"Preferences": company.update_preferences(_json_body(raw))}
         if segments == ["taxservice", "taxcode"]:
-            return create_tax_code(company, _json_body(raw))
+            return company.create_tax_code(_json_body(raw))
         if spec is not None and len(segments) == 1:
             body = _json_body(raw)
             operation = params.get("operation")

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .backend import QBOBackend
-from .entities import ENTITIES
+from .backend.company import ENTITIES
 from .errors import QBOFault
 from .jsonio import JSONError, loads
 from .responses import json_response

@@ -23,8 +23,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from . import errors
 from .errors import OAuthError
+from .settings import OAuthSettings
 
-__all__ = ["ACCOUNTING_SCOPE", "OAuthServer", "OAuthSettings"]
+__all__ = ["ACCOUNTING_SCOPE", "OAuthServer"]
 
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
@@ -32,15 +33,6 @@ OPENID_SCOPES = frozenset({"openid", "profile", "email", "phone", "address"})
 KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE}) | OPENID_SCOPES
 INVALID_REFRESH = "Incorrect or invalid refresh token"
 HARD_LIFETIME = timedelta(days=5 * 365)  # the absolute 5-year cap (§1.3)
-
-
-@dataclass
-class OAuthSettings:
-    access_token_ttl: float = 3600
-    refresh_token_ttl: float = 8_726_400
-    rotate_after: float = 24 * 3600
-    grace: float = 24 * 3600
-    code_ttl: float = 600
 
 
 @dataclass

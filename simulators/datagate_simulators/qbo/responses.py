@@ -16,10 +16,10 @@ from xml.sax.saxutils import escape, quoteattr
 from starlette.responses import Response
 
 from . import errors
-from .backend import QBOSettings
+from .clock import format_time
 from .errors import QBOFault
 from .jsonio import dumps
-from .render import format_time
+from .settings import QBOSettings
 
 __all__ = ["fault_body", "injected_fault_body", "json_response", "stamp"]
 

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import query_parse_error, query_validation_error
+from ..errors import query_parse_error, query_validation_error
 
 __all__ = [
     "Condition",

@@ -7,13 +7,10 @@ records unless the WHERE clause constrains ``Active``.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import errors
-from .rules import Entity, blank, decimal_field, integer_field, words
-
-if TYPE_CHECKING:
-    from .company import Company
+from .. import errors
+from .base import Books, Entity, blank, decimal_field, integer_field, words
 
 __all__ = ["Account", "Customer", "Item", "TaxAgency", "TaxCode", "TaxRate", "Term"]
 
@@ -344,7 +341,7 @@ class TaxAgency(Entity):
         return record
 
 
-def create_tax_code(company: Company, body: dict[str, Any]) -> dict[str, Any]:
+def create_tax_code(company: Books, body: dict[str, Any]) -> dict[str, Any]:
     """``POST /taxservice/taxcode``: a TaxCode with new TaxRates (QBO_API.md §3.6).
 
     Body ``{"TaxCode": name, "TaxRateDetails": [{"TaxRateName", "RateValue", "TaxAgencyId",

@@ -8,14 +8,11 @@ their order (the simulator can shuffle them to prove it).
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import errors
-from .entities import ENTITIES
-from .errors import QBOFault
-
-if TYPE_CHECKING:
-    from .company import Company
+from .. import errors
+from ..errors import QBOFault
+from .company import ENTITIES, Company
 
 __all__ = ["run_batch"]
 

@@ -2,22 +2,22 @@
 
 An :class:`Entity` describes one QBO entity type: its URL name, which operations it allows,
 the properties it accepts and may be filtered on, and ``build`` — the rules that turn a
-request body into the stored record (raising :class:`~.errors.QBOFault`). The generic
-create/read/update/delete flow lives in :mod:`.company`.
+request body into the stored record (raising :class:`~datagate_simulators.qbo.errors.QBOFault`).
+The generic create/read/update/delete flow lives in :mod:`.company`; entities see their
+company through the :class:`Books` protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from . import errors
+from .. import errors
+from ..settings import QBOSettings
 
-if TYPE_CHECKING:
-    from .company import Company
-
-__all__ = ["Entity", "cents", "decimal_field", "integer_field", "ref_value", "words"]
+__all__ = ["Books", "Entity", "cents", "decimal_field", "integer_field", "ref_value", "words"]
 
 #: Properties every entity carries, set by the server (stripped from input, never rejected).
 SYSTEM_FIELDS = frozenset({"Id", "SyncToken", "sparse", "domain", "MetaData", "status"})
@@ -76,6 +76,43 @@ def blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+class Books(Protocol):
+    """A company's records as entity rules see them; ``Company`` is one.
+
+    Declared here, below the entities, so that they need not import the company holding them.
+    """
+
+    settings: QBOSettings
+
+    def live(self, entity: str, entity_id: str | None) -> dict[str, Any] | None: ...
+
+    def all_live(self, entity: str) -> list[dict[str, Any]]: ...
+
+    def insert(self, entity: str, record: dict[str, Any]) -> dict[str, Any]: ...
+
+    def today(self) -> date: ...
+
+    def custom_txn_numbers(self) -> bool: ...
+
+    def using_sales_tax(self) -> bool: ...
+
+    def home_currency_ref(self) -> dict[str, str]: ...
+
+    def undeposited_funds_ref(self) -> dict[str, str] | None: ...
+
+    def next_doc_number(self, entity: str) -> str: ...
+
+    def applied_to_invoice(self, invoice_id: str) -> dict[str, Decimal]: ...
+
+    def customer_open_balance(self, customer_id: str) -> Decimal: ...
+
+    def refresh_customer_balance(self, customer_id: str) -> None: ...
+
+    def refresh_invoices(self, invoice_ids: Iterable[str]) -> None: ...
+
+    def unlink_payments_from(self, invoice_id: str) -> None: ...
+
+
 class Entity:
     """One QBO entity type; subclasses set the class attributes and override ``build``."""
 
@@ -110,7 +147,7 @@ class Entity:
 
     def build(
         self,
-        company: Company,
+        company: Books,
         data: dict[str, Any],
         existing: dict[str, Any] | None,
         include: frozenset[str],
@@ -119,11 +156,11 @@ class Entity:
         raise NotImplementedError
 
     def after_write(
-        self, company: Company, record: dict[str, Any], previous: dict[str, Any] | None
+        self, company: Books, record: dict[str, Any], previous: dict[str, Any] | None
     ) -> None:
         """Side effects on other records (e.g. a payment changes invoice balances)."""
 
-    def before_remove(self, company: Company, record: dict[str, Any]) -> None:
+    def before_remove(self, company: Books, record: dict[str, Any]) -> None:
         """Called before a delete or void of ``record``."""
 
     def void(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +171,7 @@ class Entity:
 
     def reference(
         self,
-        company: Company,
+        company: Books,
         data: Mapping[str, Any],
         key: str,
         target: str,
@@ -167,7 +204,7 @@ class Entity:
 
     def unique_name(
         self,
-        company: Company,
+        company: Books,
         field: str,
         value: str,
         existing: Mapping[str, Any] | None,

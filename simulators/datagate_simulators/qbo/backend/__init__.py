@@ -14,38 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from .clock import Clock, SystemClock
+from ..clock import Clock, SystemClock
+from ..oauth import ACCOUNTING_SCOPE, OAuthServer
+from ..settings import QBOSettings
+from ..throttle import RealmStats, Throttle
 from .company import Company
-from .names import create_tax_code
-from .oauth import ACCOUNTING_SCOPE, OAuthServer, OAuthSettings
-from .throttle import RealmStats, Throttle, ThrottleSettings
 
-__all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "QBOBackend", "QBOSettings"]
-
-
-@dataclass
-class QBOSettings:
-    """Knobs of the simulated service; defaults follow QBO_API.md."""
-
-    utc_offset_hours: float = -7.0  # times are rendered like Intuit's (Pacific, -07:00) [I]
-    query_max_results: int = 1000
-    strict_query_properties: bool = True  # 4001 for WHERE/ORDER BY on a non-filterable field
-    reject_duplicate_doc_numbers_when_auto: bool = False  # 6140 when CustomTxnNumbers is off
-    cdc_lookback_days: int = 30
-    cdc_max_objects: int = 1000
-    batch_max_items: int = 30
-    shuffle_batch: bool = False
-    xml_throttle: bool = False  # 429 bodies in XML, as QBO has been seen to do (§8)
-    lowercase_gateway_faults: bool = False  # 401/403/429 as {"fault":{"error":[…]}} (§7.2)
-    requestid_max_length: int = 50
-    batch_requestid_max_length: int = 36
-    oauth: OAuthSettings = field(default_factory=OAuthSettings)
-    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
-
+__all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "QBOBackend"]
 
 #: A new company's chart of accounts; "Services" is the income account items post to.
 DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
@@ -163,8 +141,7 @@ class QBOBackend:
                 if agency not in agencies:
                     agencies[agency] = company.create("TaxAgency", {"DisplayName": agency})["Id"]
                 rate = Decimal(str(tax_code["rate"]))
-                create_tax_code(
-                    company,
+                company.create_tax_code(
                     {
                         "TaxCode": tax_code["name"],
                         "TaxRateDetails": [
@@ -175,7 +152,7 @@ class QBOBackend:
                                 "TaxApplicableOn": "Sales",
                             }
                         ],
-                    },
+                    }
                 )
             self.oauth.register_app(client_id, client_secret, tuple(redirect_uris))
             self.oauth.connect(client_id, realm_id, refresh_token, tuple(scopes))

@@ -11,13 +11,10 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import errors
-from .rules import Entity, blank, cents, decimal_field, ref_value, words
-
-if TYPE_CHECKING:
-    from .company import Company
+from .. import errors
+from .base import Books, Entity, blank, cents, decimal_field, ref_value, words
 
 __all__ = ["Invoice", "Payment"]
 
@@ -172,7 +169,7 @@ class Invoice(Entity):
         return data
 
     def _lines(
-        self, company: Company, raw_lines: list[Any]
+        self, company: Books, raw_lines: list[Any]
     ) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
         lines: list[dict[str, Any]] = []
         subtotal = ZERO
@@ -218,7 +215,7 @@ class Invoice(Entity):
         return lines, subtotal, total
 
     def _sales_detail(
-        self, company: Company, detail: Any, amount: Decimal, index: int
+        self, company: Books, detail: Any, amount: Decimal, index: int
     ) -> dict[str, Any]:
         if not isinstance(detail, dict):
             raise errors.required_param_missing("Line.SalesItemLineDetail")
@@ -273,7 +270,7 @@ class Invoice(Entity):
             out.pop("ServiceDate", None)
         return out
 
-    def _tax(self, company: Company, detail: Any, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    def _tax(self, company: Books, detail: Any, lines: list[dict[str, Any]]) -> dict[str, Any]:
         """TotalTax as sent (honoured, §3.6), else computed from TxnTaxCodeRef's rates [I]."""
         if detail is None:
             return {"TotalTax": ZERO}
@@ -331,7 +328,7 @@ class Invoice(Entity):
 
     def _doc_number(
         self,
-        company: Company,
+        company: Books,
         value: Any,
         existing: dict[str, Any] | None,
         include: frozenset[str],
@@ -431,7 +428,7 @@ class Payment(Entity):
         return record
 
     def _line(
-        self, company: Company, raw: Any, customer_id: str, own_id: str | None
+        self, company: Books, raw: Any, customer_id: str, own_id: str | None
     ) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise errors.unsupported_property("Line", self.name)

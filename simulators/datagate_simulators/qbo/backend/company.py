@@ -12,18 +12,37 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import errors
-from .entities import ENTITIES
-from .reads import changes_since, run_query
-from .render import public
-from .rules import Entity, blank, words
+from .. import errors
+from ..clock import format_time
+from ..settings import QBOSettings
+from .base import Entity, blank, words
+from .names import Account, Customer, Item, TaxAgency, TaxCode, TaxRate, Term, create_tax_code
+from .query import evaluate, page, parse_query
+from .transactions import Invoice, Payment
 
-if TYPE_CHECKING:
-    from .backend import QBOSettings
+__all__ = ["ENTITIES", "ENTITIES_BY_PATH", "Company", "public"]
 
-__all__ = ["Company"]
+#: The entity types the simulator knows, by name (``Customer``) and by URL path (``customer``).
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        Customer(),
+        Item(),
+        Account(),
+        Term(),
+        TaxCode(),
+        TaxRate(),
+        TaxAgency(),
+        Invoice(),
+        Payment(),
+    )
+}
+ENTITIES_BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES.values()}
+
+#: Queryable entities that are one record per company, not a list.
+SINGLETONS = ("Preferences", "CompanyInfo")
 
 ZERO = Decimal("0")
 PREFERENCE_SECTIONS = words(
@@ -31,6 +50,24 @@ PREFERENCE_SECTIONS = words(
     VendorAndPurchasesPrefs TimeTrackingPrefs TaxPrefs CurrencyPrefs ReportPrefs OtherPrefs
     """
 )
+
+
+def public(value: Any, tz: timezone) -> Any:
+    """A deep copy for the API: private keys dropped, datetimes formatted."""
+    if isinstance(value, dict):
+        return {k: public(v, tz) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [public(v, tz) for v in value]
+    if isinstance(value, datetime):
+        return format_time(value, tz)
+    return value
+
+
+def _project(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    wanted = {f.lower() for f in fields} | {"id", "synctoken", "domain"}
+    out = {k: v for k, v in record.items() if k.lower() in wanted}
+    out["sparse"] = True
+    return out
 
 
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -383,6 +420,11 @@ class Company:
         voided = spec.void(existing)
         return public(self._store(spec, voided, existing), self.tz)
 
+    @_locked
+    def create_tax_code(self, body: Any) -> dict[str, Any]:
+        """``POST /taxservice/taxcode``: a TaxCode with its new TaxRates (QBO_API.md §3.6)."""
+        return create_tax_code(self, body)
+
     # ------------------------------------------------------------------ singletons
 
     @_locked
@@ -429,13 +471,77 @@ class Company:
 
     @_locked
     def query(self, statement: str) -> dict[str, Any]:
-        """Run a query statement; returns the ``QueryResponse`` object (QBO_API.md §4)."""
-        return run_query(self, statement)
+        """Run a query statement; returns the ``QueryResponse`` object (QBO_API.md §4).
+
+        ``{"<Entity>": [...], "startPosition": n, "maxResults": rows}``; ``{}`` when no row is
+        left (no entity key at all); ``{"totalCount": n}`` for ``count(*)``. Name lists answer
+        active records only unless the WHERE clause constrains ``Active``.
+        """
+        query = parse_query(statement, max_results_limit=self.settings.query_max_results)
+        if query.entity in SINGLETONS:
+            spec = None
+            source = [self.singleton(query.entity)]
+        else:
+            spec = ENTITIES.get(query.entity)  # entity names are case-sensitive (§4)
+            if spec is None:
+                raise errors.query_validation_error(f"Invalid entity name: {query.entity}")
+            source = self.all_live(spec.name)
+        if spec is not None and self.settings.strict_query_properties:
+            for prop in [c.prop for c in query.where] + [p for p, _ in query.order_by]:
+                if not spec.is_queryable(prop):
+                    raise errors.query_validation_error(
+                        f"property '{prop}' is not queryable for entity {query.entity}"
+                    )
+        if spec is not None and spec.name_list and not query.constrains("Active"):
+            source = [r for r in source if r.get("Active", True)]
+        rows = evaluate(query, source, tz=self.tz)
+        if query.count:
+            return {"totalCount": len(rows)}
+        shown = [public(r, self.tz) for r in page(rows, query)]
+        if not shown:
+            return {}
+        if query.fields is not None:
+            shown = [_project(r, query.fields) for r in shown]
+        return {
+            query.entity: shown,
+            "startPosition": query.start_position,
+            "maxResults": len(shown),
+        }
 
     @_locked
     def cdc(self, entities: Iterable[str], changed_since: datetime) -> list[dict[str, Any]]:
-        """Changes since ``changed_since``: the ``QueryResponse`` list of ``CDCResponse[0]``."""
-        return changes_since(self, entities, changed_since)
+        """Changes since ``changed_since``: the ``QueryResponse`` list of ``CDCResponse[0]``.
+
+        QBO_API.md §6.1: oldest changes first, at most ``cdc_max_objects`` across all entities;
+        deleted objects come as ``{"status": "Deleted"}`` tombstones; ``[{}]`` when nothing
+        changed.
+        """
+        settings = self.settings
+        if changed_since < self.now() - timedelta(days=settings.cdc_lookback_days):
+            raise errors.business_validation(
+                f"changedSince must be within the last {settings.cdc_lookback_days} days.",
+                "changedSince",
+            )
+        names = list(dict.fromkeys(entities))
+        changes: list[tuple[datetime, int, str, dict[str, Any]]] = []
+        for position, name in enumerate(names):
+            spec = ENTITIES.get(name)
+            if spec is None or not spec.cdc:
+                raise errors.invalid_enumeration("entities", name)
+            for record in (*self.all_live(name), *self.tombstones(name)):
+                changed = record["MetaData"]["LastUpdatedTime"]
+                if changed >= changed_since:
+                    changes.append((changed, position, name, record))
+        changes.sort(key=lambda c: (c[0], c[1], int(c[3]["Id"])))
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for _, _, name, record in changes[: settings.cdc_max_objects]:
+            grouped.setdefault(name, []).append(public(record, self.tz))
+        response = [
+            {name: grouped[name], "startPosition": 1, "maxResults": len(grouped[name])}
+            for name in names
+            if name in grouped
+        ]
+        return response or [{}]
 
     def singleton(self, entity: str) -> dict[str, Any]:
         """The stored Preferences or CompanyInfo (not a copy)."""
