@@ -6,10 +6,11 @@ datagate_simulators.qbo`` serves it on loopback.
 """
 
 from .app import create_app
-from .backend import DEFAULT_ACCOUNTS, DEFAULT_TERMS, QBOBackend
+from .backend import QBOBackend
 from .backend.company import Company
 from .clock import FakeClock, SystemClock
 from .errors import OAuthError, QBOError, QBOFault
+from .generator import DEFAULT_ACCOUNTS, DEFAULT_TERMS
 from .oauth import ACCOUNTING_SCOPE
 from .settings import OAuthSettings, QBOSettings, ThrottleSettings
 

@@ -14,55 +14,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
 from ..clock import Clock, SystemClock
+from ..generator import populate_company
 from ..oauth import ACCOUNTING_SCOPE, OAuthServer
 from ..settings import QBOSettings
 from ..throttle import RealmStats, Throttle
 from .company import Company
 
-__all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "QBOBackend"]
-
-#: A new company's chart of accounts; "Services" is the income account items post to.
-DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
-    {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"},
-    {
-        "Name": "Sales of Product Income",
-        "AccountType": "Income",
-        "AccountSubType": "SalesOfProductIncome",
-    },
-    {
-        "Name": "Accounts Receivable (A/R)",
-        "AccountType": "Accounts Receivable",
-        "AccountSubType": "AccountsReceivable",
-    },
-    {
-        "Name": "Undeposited Funds",
-        "AccountType": "Other Current Asset",
-        "AccountSubType": "UndepositedFunds",
-    },
-    {"Name": "Checking", "AccountType": "Bank", "AccountSubType": "Checking"},
-    {
-        "Name": "Cost of Goods Sold",
-        "AccountType": "Cost of Goods Sold",
-        "AccountSubType": "SuppliesMaterialsCogs",
-    },
-    {
-        "Name": "Inventory Asset",
-        "AccountType": "Other Current Asset",
-        "AccountSubType": "Inventory",
-    },
-)
-
-#: QBO's standard terms; "Net 30" (Id 3) is the company default.
-DEFAULT_TERMS: tuple[dict[str, Any], ...] = (
-    {"Name": "Due on receipt", "DueDays": 0},
-    {"Name": "Net 15", "DueDays": 15},
-    {"Name": "Net 30", "DueDays": 30},
-    {"Name": "Net 60", "DueDays": 60},
-)
+__all__ = ["QBOBackend"]
 
 
 class QBOBackend:
@@ -100,12 +61,10 @@ class QBOBackend:
     ) -> Company:
         """Create a company and connect the OAuth app (``client_id``/``client_secret``) to it.
 
-        ``refresh_token`` (generated if None) is the app's first refresh token. ``accounts``
-        defaults to :data:`DEFAULT_ACCOUNTS` (an Income account "Services" is added if missing);
-        ``terms`` to :data:`DEFAULT_TERMS`. ``items``/``customers`` are API-shaped bodies
-        (an item without ``IncomeAccountRef`` posts to "Services"). ``tax_codes`` are
-        ``{"name", "rate" (percent), "agency" (optional)}``: each becomes a TaxCode with one
-        TaxRate. Everything goes through the same rules as the API.
+        ``refresh_token`` (generated if None) is the app's first refresh token. The lists
+        (``accounts``, ``terms``, ``items``, ``customers``, ``tax_codes``) are filled by
+        :func:`~datagate_simulators.qbo.generator.populate_company`, through the same rules as
+        the API.
         """
         realm_id = str(realm_id)
         with self.lock:
@@ -121,39 +80,14 @@ class QBOBackend:
                 using_sales_tax=using_sales_tax,
                 country=country,
             )
-            account_list = [dict(a) for a in (DEFAULT_ACCOUNTS if accounts is None else accounts)]
-            if not any(a.get("Name") == "Services" for a in account_list):
-                account_list.insert(0, dict(DEFAULT_ACCOUNTS[0]))
-            for account in account_list:
-                company.create("Account", account)
-            for term in DEFAULT_TERMS if terms is None else terms:
-                company.create("Term", dict(term))
-            services = company.find("Account", Name="Services")
-            for item in items:
-                body = dict(item)
-                body.setdefault("IncomeAccountRef", {"value": services["Id"]})
-                company.create("Item", body)
-            for customer in customers:
-                company.create("Customer", dict(customer))
-            agencies: dict[str, str] = {}
-            for tax_code in tax_codes:
-                agency = str(tax_code.get("agency", "Simulated Tax Agency"))
-                if agency not in agencies:
-                    agencies[agency] = company.create("TaxAgency", {"DisplayName": agency})["Id"]
-                rate = Decimal(str(tax_code["rate"]))
-                company.create_tax_code(
-                    {
-                        "TaxCode": tax_code["name"],
-                        "TaxRateDetails": [
-                            {
-                                "TaxRateName": tax_code.get("rate_name", tax_code["name"]),
-                                "RateValue": rate,
-                                "TaxAgencyId": agencies[agency],
-                                "TaxApplicableOn": "Sales",
-                            }
-                        ],
-                    }
-                )
+            populate_company(
+                company,
+                accounts=accounts,
+                terms=terms,
+                items=items,
+                customers=customers,
+                tax_codes=tax_codes,
+            )
             self.oauth.register_app(client_id, client_secret, tuple(redirect_uris))
             self.oauth.connect(client_id, realm_id, refresh_token, tuple(scopes))
             self._companies[realm_id] = company
