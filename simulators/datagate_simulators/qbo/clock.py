@@ -6,7 +6,9 @@ import threading
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock", "format_time"]
+from .settings import QBOSettings
+
+__all__ = ["Clock", "FakeClock", "SystemClock", "format_time", "stamp"]
 
 
 class Clock(Protocol):
@@ -61,3 +63,8 @@ def format_time(moment: datetime, tz: timezone, *, millis: bool = False) -> str:
     """``2024-05-29T23:22:07-07:00`` (``.957`` milliseconds for the envelope's ``time``)."""
     local = moment.astimezone(tz)
     return local.isoformat(timespec="milliseconds" if millis else "seconds")
+
+
+def stamp(moment: datetime, settings: QBOSettings) -> str:
+    """The envelope's ``time``: ``2015-08-10T11:44:02.957-07:00``."""
+    return format_time(moment, timezone(timedelta(hours=settings.utc_offset_hours)), millis=True)

@@ -1,31 +1,44 @@
-"""QBO-specific switches for tests and demos, beside the shared ``/_sim`` ones.
+"""QBO's fault switches: its kinds for ``POST /_sim/faults``, injected bodies, ``/_sim/qbo``.
 
 The shared :class:`~datagate_simulators.faults.FaultMiddleware` owns ``/_sim``
-(faults, stats, reset). This module adds:
+(faults, stats, reset). This module plugs QBO into it and adds:
 
 - extra fault kinds for ``POST /_sim/faults``: ``{"kind": "expire_tokens", "realm_id"?}``,
   ``{"kind": "rotate_refresh_tokens", "realm_id"?}``, ``{"kind": "deny_consent"}``;
-- ``/_sim/qbo/…`` endpoints (served by :class:`QBOControl`, which sits in front of the
-  shared middleware), listed in :data:`ENDPOINTS`.
+- QBO-shaped bodies for injected statuses (:func:`injected_error_body`);
+- ``/_sim/qbo/…`` endpoints for tests and demos (served by :class:`QBOControl`, which sits in
+  front of the shared middleware), listed in :data:`ENDPOINTS`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from datagate_simulators.faults import FaultMiddleware, FaultPlan, RequestStats
+
+from . import errors
 from .backend import QBOBackend
 from .backend.company import ENTITIES
-from .errors import QBOFault
-from .jsonio import JSONError, loads
-from .responses import json_response
+from .errors import QBOFault, fault_body
+from .jsonio import JSONError, json_response, loads
+from .settings import QBOSettings
 
-__all__ = ["CONTROL_PREFIX", "ENDPOINTS", "QBOControl", "fault_handlers"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "ENDPOINTS",
+    "QBOControl",
+    "fault_handlers",
+    "fault_middleware",
+    "injected_error_body",
+]
 
 CONTROL_PREFIX = "/_sim/qbo"
 
@@ -73,6 +86,66 @@ def fault_handlers(backend: QBOBackend) -> dict[str, Any]:
         return {"kind": "deny_consent", "approve": oauth.approve}
 
     return {"expire_tokens": expire, "rotate_refresh_tokens": rotate, "deny_consent": deny}
+
+
+def injected_fault(status: int) -> QBOFault:
+    """The QBO-shaped fault for a status injected through ``POST /_sim/faults`` [I]."""
+    if status == 429:
+        return errors.throttle_exceeded()
+    if status == 401:
+        return errors.authentication_failed("Token expired")
+    if status == 403:
+        return errors.authorization_failed("Access denied")
+    if status >= 500:
+        return QBOFault(
+            [
+                errors.QBOError(
+                    "10000",
+                    "An application error has occurred while processing your request",
+                    f"System Failure Error: simulated HTTP {status}",
+                )
+            ],
+            type="SystemFault",
+            status=status,
+        )
+    return QBOFault(
+        [
+            errors.QBOError(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Business Validation Error: simulated HTTP {status}",
+            )
+        ],
+        status=status,
+    )
+
+
+def injected_error_body(status: int, moment: datetime, settings: QBOSettings) -> tuple[bytes, str]:
+    """(body, content type) of an injected status, in the shape the settings ask for."""
+    return fault_body(injected_fault(status), moment, settings)
+
+
+def fault_middleware(backend: QBOBackend, plan: FaultPlan, stats: RequestStats) -> Middleware:
+    """The shared fault middleware, wired to the backend's switches, counters and error bodies."""
+
+    def error_body(status: int) -> tuple[bytes, str]:
+        return injected_error_body(status, backend.clock.now(), backend.settings)
+
+    def extra_stats() -> dict[str, Any]:
+        return {"qbo": {"realms": backend.stats.snapshot()}}
+
+    return Middleware(
+        FaultMiddleware,
+        plan=plan,
+        stats=stats,
+        fault_handlers=fault_handlers(backend),
+        on_reset=backend.reset_switches,
+        extra_stats=extra_stats,
+        error_body=error_body,
+    )
+
+
+# --------------------------------------------------------------------------- /_sim/qbo
 
 
 def _error(status: int, message: str) -> Response:
