@@ -14,8 +14,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, ThrottleSettings, create_app
-from datagate_simulators.server import SyncASGITransport
+from datagate_simulators.qbo import FakeClock, QBOBackend, QBOSettings, ThrottleSettings
+from datagate_simulators.qbo import testing as qbo_testing
 
 REALM = "9130350000000000"
 OTHER = "4620816365000000"
@@ -24,10 +24,17 @@ TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}-07:00$")
 
 @dataclass
 class Sim:
-    backend: QBOBackend
+    qbo: qbo_testing.QBOSim
     clock: FakeClock
     http: httpx.Client
-    app: Any
+
+    @property
+    def backend(self) -> QBOBackend:
+        return self.qbo.backend
+
+    @property
+    def app(self) -> Any:
+        return self.qbo.app
 
     def url(self, path: str, realm: str = REALM) -> str:
         return f"/v3/company/{realm}/{path}"
@@ -45,24 +52,18 @@ class Sim:
 @contextlib.contextmanager
 def make_sim(settings: QBOSettings | None = None) -> Iterator[Sim]:
     clock = FakeClock()
-    backend = QBOBackend(settings, clock)
-    backend.seed_company(
-        REALM,
+    qbo = qbo_testing.make_sim(
+        realm_id=REALM,
         client_id="app",
         client_secret="secret",
+        settings=settings,
+        clock=clock,
         items=[{"Name": "Managed Services"}],
         customers=[{"DisplayName": "Acme"}],
     )
-    backend.seed_company(OTHER, client_id="app", client_secret="secret")
-    app = create_app(backend)
-    headers = {
-        "Authorization": f"Bearer {backend.access_token(REALM)}",
-        "Accept": "application/json",
-    }
-    with httpx.Client(
-        transport=SyncASGITransport(app), base_url="http://qbo.test", headers=headers
-    ) as http:
-        yield Sim(backend, clock, http, app)
+    qbo.backend.seed_company(OTHER, client_id="app", client_secret="secret")
+    with qbo.authed_client(headers={"Accept": "application/json"}) as http:
+        yield Sim(qbo, clock, http)
 
 
 @pytest.fixture
@@ -97,10 +98,7 @@ INVOICE = {
 def test_missing_or_bad_bearer_is_401_3200(sim, header):
     # §7.2 / routablehq#250: AuthenticationFailed, errorCode 003200.
     headers = {"Authorization": header} if header else {}
-    client = httpx.Client(
-        transport=SyncASGITransport(sim.app), base_url="http://qbo.test", headers=headers
-    )
-    with client:
+    with sim.qbo.client(headers=headers) as client:
         response = client.get(sim.url("customer/1"))
     assert response.status_code == 401
     body = response.json()
@@ -414,10 +412,8 @@ def test_throttle_429_json_then_window_rolls():
         assert (fault["type"], fault["Error"][0]["code"]) == ("SERVICE", "3001")
         assert "ThrottleExceeded" in fault["Error"][0]["Message"]
         # Another company has its own window.
-        other = httpx.Client(
-            transport=SyncASGITransport(sim.app),
-            base_url="http://qbo.test",
-            headers={"Authorization": f"Bearer {sim.backend.access_token(OTHER)}"},
+        other = sim.qbo.client(
+            headers={"Authorization": f"Bearer {sim.backend.access_token(OTHER)}"}
         )
         with other:
             assert other.get(f"/v3/company/{OTHER}/companyinfo/{OTHER}").status_code == 200

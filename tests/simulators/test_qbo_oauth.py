@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from datagate_simulators.qbo import FakeClock, OAuthSettings, QBOBackend, QBOSettings, create_app
-from datagate_simulators.server import SyncASGITransport
+from datagate_simulators.qbo import FakeClock, OAuthSettings, QBOBackend, QBOSettings
+from datagate_simulators.qbo import testing as qbo_testing
 
 REALM = "9130350000000000"
 CLIENT = ("app-id", "app-secret")
@@ -64,18 +64,17 @@ class Sim:
 @contextlib.contextmanager
 def make_sim(settings: QBOSettings | None = None) -> Iterator[Sim]:
     clock = FakeClock()
-    backend = QBOBackend(settings, clock)
-    backend.seed_company(
-        REALM,
+    qbo = qbo_testing.make_sim(
+        realm_id=REALM,
         client_id=CLIENT[0],
         client_secret=CLIENT[1],
+        settings=settings,
+        clock=clock,
         refresh_token="RT-0",
         redirect_uris=[REDIRECT],
     )
-    with httpx.Client(
-        transport=SyncASGITransport(create_app(backend)), base_url="http://qbo.test"
-    ) as http:
-        yield Sim(backend, clock, http)
+    with qbo.client() as http:
+        yield Sim(qbo.backend, clock, http)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from datagate_simulators.qbo import QBOBackend, create_app
-from datagate_simulators.server import serve_in_thread
+from datagate_simulators.qbo.testing import make_sim
 
 REALM = "9130350000000000"
 
@@ -29,17 +28,16 @@ def connect(base_url: str, client: tuple[str, str], refresh_token: str) -> dict[
 
 
 def test_loopback_flow_with_two_companies():
-    backend = QBOBackend()
-    backend.seed_company(
-        REALM,
+    sim = make_sim(
+        realm_id=REALM,
         client_id="a",
         client_secret="s",
         refresh_token="RT-A",
         items=[{"Name": "Support"}],
         customers=[{"DisplayName": "Acme"}],
     )
-    backend.seed_company("222", client_id="b", client_secret="t", refresh_token="RT-B")
-    with serve_in_thread(create_app(backend)) as server:
+    sim.backend.seed_company("222", client_id="b", client_secret="t", refresh_token="RT-B")
+    with sim.serve() as server:
         assert server.base_url.startswith("http://127.0.0.1:")
         doc = httpx.get(f"{server.base_url}/.well-known/openid_configuration/").json()
         assert doc["token_endpoint"] == f"{server.base_url}/oauth2/v1/tokens/bearer"
@@ -80,7 +78,7 @@ def test_loopback_flow_with_two_companies():
                 f"{server.base_url}/v3/company/{REALM}/invoice/1",
                 headers={"Authorization": f"Bearer {tokens['access_token']}"},
             )
-    assert backend.company(REALM).get("Invoice", "1")["TotalAmt"] == Decimal("99.95")
+    assert sim.company.get("Invoice", "1")["TotalAmt"] == Decimal("99.95")
 
 
 def read_first_line(process: subprocess.Popen[str], timeout: float = 20.0) -> str:
