@@ -1,4 +1,4 @@
-"""Run the HaloPSA simulator on loopback.
+"""Serve the HaloPSA simulator on loopback.
 
     python -m datagate_simulators.halopsa --port 0 --customers 200 --seed 7 \\
         --client-id my-id --client-secret my-secret --tenant acme --rate-limit 300/300

@@ -7,7 +7,7 @@ Routes (matched case-insensitively, like Halo's):
 - ``GET|POST /api/<Resource>``         list / upsert;
 - ``GET|DELETE /api/<Resource>/{id}``  one record;
 - ``POST /api/Invoice/{id}/void``;
-- ``/_sim/...``                        control endpoints (see ``simulators.faults``).
+- ``/_sim/...``                        control endpoints (see ``faults``).
 
 Every ``/api`` call except authinfo needs a live bearer token and counts against the
 application's rate limit (after authentication; refused requests are not counted).

@@ -1,4 +1,4 @@
-r"""The QBO simulator's errors and their bodies: QBO ``Fault``\ s and OAuth errors.
+"""The QBO simulator's errors and their bodies: QBO faults and OAuth errors.
 
 Backend rules raise :class:`QBOFault`; :func:`fault_body` renders it as QBO answers it
 (QBO_API.md §7.2, §8) and the HTTP layer sends it with the fault's HTTP status. Messages

@@ -1,4 +1,13 @@
-"""The HaloPSA simulator's state and rules, with no HTTP: tokens, rate limit, resources, faults.
+"""The HaloPSA backend: the instance's state and rules in plain Python, no HTTP.
+
+:class:`HaloPSABackend` holds the records, the OAuth server, the rate limit and the fault
+switches. The rules live beside it, a module per concern:
+
+- ``base``         what every resource shares (typed fields, upserts, list queries) and the
+  ``Tenant`` protocol through which resources see the backend;
+- ``customers``, ``catalog``, ``fields``, ``invoices``  the resource families;
+- ``store``        one resource's table of records;
+- ``list_faults``  faults applied to list responses.
 
 One re-entrant lock guards everything, so the backend can be shared by uvicorn's threads and
 a test's thread. Records are stored as Halo-shaped dicts and never changed in place; what a

@@ -1,7 +1,17 @@
-"""The QBO simulator's backend: companies (realms), OAuth, throttles — plain Python, no HTTP.
+"""The QBO backend: the companies' state and rules in plain Python, no HTTP.
+
+:class:`QBOBackend` holds the companies (realms), the OAuth server, the throttles and the
+counters. The rules live beside it, a module per concern:
+
+- ``base``          what every entity shares (field checks, references, money) and the
+  ``Books`` protocol through which entities see their company;
+- ``company``       one company: its records, the entity registry, CRUD, query and CDC;
+- ``names``, ``transactions``  the entity families;
+- ``query``         the query language;
+- ``batch``         batch requests.
 
 The same backend serves in-process tests (call it directly, or through
-:func:`~.app.create_app` with ``SyncASGITransport``) and the standalone server.
+:func:`~datagate_simulators.qbo.app.create_app` with ``SyncASGITransport``) and the standalone server.
 
 >>> backend = QBOBackend(clock=FakeClock())
 >>> acme = backend.seed_company("9130350000000000", client_id="id", client_secret="secret",

@@ -1,8 +1,8 @@
-"""``POST /v3/company/{realmId}/batch`` (QBO_API.md §5).
+"""Batch requests: several operations in one ``POST …/batch``, each answered on its own.
 
-Items run serially, each on its own: a failing item gets a per-item ``Fault`` and the others
-go on; the whole request answers 200. Results are keyed by ``bId`` — clients must not rely on
-their order (the simulator can shuffle them to prove it).
+QBO_API.md §5. Items run serially, each on its own: a failing item gets a per-item ``Fault``
+and the others go on; the whole request answers 200. Results are keyed by ``bId`` — clients
+must not rely on their order (the simulator can shuffle them to prove it).
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ class Company:
     """A company's records and rules. Build with :meth:`QBOBackend.seed_company`.
 
     Public methods take and return the API's JSON shapes (``Decimal`` numbers) and raise
-    :class:`~.errors.QBOFault` exactly as the HTTP API would answer.
+    :class:`~datagate_simulators.qbo.errors.QBOFault` exactly as the HTTP API would answer.
     """
 
     def __init__(

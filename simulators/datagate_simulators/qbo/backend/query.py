@@ -11,7 +11,7 @@ Grammar (keywords in any case)::
 strings with backslash escapes (``'O\\'Brien & Sons'``), numbers or ``true``/``false``. There
 is no OR, no JOIN, no GROUP BY. Property names are matched case-insensitively, dotted paths
 included (``MetaData.LastUpdatedTime``); a reference (``CustomerRef``) compares by its
-``value``. Parse errors raise 4000, limits 4001 (:mod:`.errors`).
+``value``. Parse errors raise 4000, limits 4001 (:mod:`datagate_simulators.qbo.errors`).
 
 Comparison rules [I]: digit-only strings (QBO Ids, numeric DocNumbers) compare as numbers;
 ISO dates/date-times compare as instants (a value without an offset is read in the company's
