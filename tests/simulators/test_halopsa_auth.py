@@ -1,4 +1,7 @@
-"""HaloPSA simulator: OAuth2 client credentials, bearer tokens, authinfo (HALOPSA_API.md §1)."""
+"""HaloPSA simulator: OAuth2 client credentials, bearer tokens, authinfo.
+
+docs/halopsa-api.md §1.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""HaloPSA simulator: list conventions (HALOPSA_API.md §3) — paging, wrappers, filters."""
+"""HaloPSA simulator: list conventions (docs/halopsa-api.md §3) — paging, wrappers, filters."""
 
 from __future__ import annotations
 

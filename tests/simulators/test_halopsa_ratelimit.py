@@ -1,4 +1,4 @@
-"""HaloPSA simulator: the rolling-window rate limit (HALOPSA_API.md §5, §8)."""
+"""HaloPSA simulator: the rolling-window rate limit (docs/halopsa-api.md §5, §8)."""
 
 from __future__ import annotations
 

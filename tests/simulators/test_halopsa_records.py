@@ -1,4 +1,7 @@
-"""HaloPSA simulator: upserts, child-array replacement, data conventions (HALOPSA_API.md §2, §4)."""
+"""HaloPSA simulator: upserts, child-array replacement, data conventions.
+
+docs/halopsa-api.md §2, §4.
+"""
 
 from __future__ import annotations
 

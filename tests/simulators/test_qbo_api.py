@@ -1,4 +1,4 @@
-"""The v3 Accounting API over HTTP, in-process (SyncASGITransport). Sources: QBO_API.md."""
+"""The v3 Accounting API over HTTP, in-process (SyncASGITransport). Sources: docs/qbo-api.md."""
 
 from __future__ import annotations
 

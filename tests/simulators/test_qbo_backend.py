@@ -1,4 +1,4 @@
-"""The QBO backend's rules, called directly (no HTTP). Sources: QBO_API.md sections."""
+"""The QBO backend's rules, called directly (no HTTP). Sources: docs/qbo-api.md sections."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intuit OAuth 2.0 as simulated (QBO_API.md §1), over HTTP in-process with a fake clock."""
+"""Intuit OAuth 2.0 as simulated (docs/qbo-api.md §1), over HTTP in-process with a fake clock."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The QBO query language (QBO_API.md §4): parsing, escaping, filtering, ordering, paging."""
+"""The QBO query language (docs/qbo-api.md §4): parsing, escaping, filtering, ordering, paging."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def quote(value: str) -> str:
                 ),
             ),
         ),
-        # PQB 0.9.12 Item.all sends this projection (QBO_API.md §3.2).
+        # PQB 0.9.12 Item.all sends this projection (docs/qbo-api.md §3.2).
         ("SELECT *, Sku FROM Item", dict(entity="Item", fields=None)),
         (
             "SELECT Id, DisplayName FROM Customer",

@@ -1,4 +1,4 @@
-"""A QuickBooks Online simulator: Intuit OAuth 2.0 and the v3 Accounting API (QBO_API.md).
+"""A QuickBooks Online simulator: Intuit OAuth 2.0 and the v3 Accounting API (docs/qbo-api.md).
 
 Shaped like every simulator here (moto's shape): ``backend`` holds the state and rules in
 plain Python, ``app`` maps HTTP onto it, ``errors`` are the service's errors and their real

@@ -2,7 +2,7 @@
 
 One app serves what Intuit spreads over several hosts (appcenter, oauth.platform,
 developer.api, quickbooks.api); the discovery document points at the app itself, so
-``intuitlib`` and our client only need the one base URL. Routes (sections of QBO_API.md):
+``intuitlib`` and our client only need the one base URL. Routes (sections of docs/qbo-api.md):
 
 - ``GET  /.well-known/openid_configuration``  OpenID discovery (§1.1);
 - ``GET  /connect/oauth2``                    the consent page, auto-answered (§1.2);
@@ -80,7 +80,7 @@ def _base(request: Request) -> str:
 
 
 async def discovery(request: Request) -> Response:
-    """OpenID discovery with every endpoint pointing at this server (QBO_API.md §1.1)."""
+    """OpenID discovery with every endpoint pointing at this server (docs/qbo-api.md §1.1)."""
     base = _base(request)
     return json_response(
         200,
@@ -128,7 +128,10 @@ def _basic_auth(request: Request) -> tuple[str | None, str | None]:
 
 
 async def token(request: Request) -> Response:
-    """``POST /oauth2/v1/tokens/bearer``: Basic client auth, form body (QBO_API.md §1.2–1.4)."""
+    """``POST /oauth2/v1/tokens/bearer``: Basic client auth, form body.
+
+    docs/qbo-api.md §1.2–1.4.
+    """
     backend: QBOBackend = request.app.state.backend
     client_id, secret = _basic_auth(request)
     form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
@@ -310,7 +313,7 @@ async def api_endpoint(request: Request) -> Response:
     with company.lock:
         replay = company.replays.get(request_id) if request_id is not None else None
         if replay is not None:
-            # Same requestid: the first answer again, nothing re-executed (QBO_API.md §7.1).
+            # Same requestid: the first answer again, nothing re-executed (docs/qbo-api.md §7.1).
             backend.stats.add(realm_id, "replayed")
             status, body, content_type = replay
             return Response(

@@ -1,8 +1,8 @@
 """The QBO simulator's errors and their bodies: QBO faults and OAuth errors.
 
 Backend rules raise :class:`QBOFault`; :func:`fault_body` renders it as QBO answers it
-(QBO_API.md §7.2, §8) and the HTTP layer sends it with the fault's HTTP status. Messages
-follow Intuit's wording where QBO_API.md quotes it (§3, §7.3, §8). Three fault shapes exist:
+(docs/qbo-api.md §7.2, §8) and the HTTP layer sends it with the fault's HTTP status. Messages
+follow Intuit's wording where docs/qbo-api.md quotes it (§3, §7.3, §8). Three fault shapes exist:
 the documented ``{"Fault": {"Error": […]}}``; the gateway's lower-case
 ``{"fault": {"error": […]}}`` seen on 401/403/429 (opt-in); and the XML ``IntuitResponse``
 that 429s have been seen to carry even when JSON was asked for (opt-in).
@@ -190,7 +190,7 @@ def duplicate_name(kind: str) -> QBOFault:
 
 
 def duplicate_doc_number(doc_number: str, txn_type: str, txn_id: str) -> QBOFault:
-    """6140 (QBO_API.md §3.4)."""
+    """6140 (docs/qbo-api.md §3.4)."""
     return _fault(
         "6140",
         "Duplicate Document Number Error",
@@ -236,7 +236,7 @@ def query_validation_error(detail: str) -> QBOFault:
 
 
 def batch_too_large(size: int, maximum: int) -> QBOFault:
-    """1040 (QBO_API.md §5)."""
+    """1040 (docs/qbo-api.md §5)."""
     return _fault(
         "1040",
         "Batch size exceeds allowed limit",
@@ -245,7 +245,7 @@ def batch_too_large(size: int, maximum: int) -> QBOFault:
 
 
 def authentication_failed(detail: str) -> QBOFault:
-    """401 / 3200 (QBO_API.md §7.2: gateway wording)."""
+    """401 / 3200 (docs/qbo-api.md §7.2: gateway wording)."""
     return _fault(
         "3200",
         "message=AuthenticationFailed; errorCode=003200; statusCode=401",
@@ -267,7 +267,7 @@ def authorization_failed(detail: str) -> QBOFault:
 
 
 def throttle_exceeded() -> QBOFault:
-    """429 / 3001 (QBO_API.md §8)."""
+    """429 / 3001 (docs/qbo-api.md §8)."""
     return _fault(
         "3001",
         "message=ThrottleExceeded; errorCode=003001; statusCode=429",

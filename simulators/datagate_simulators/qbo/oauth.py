@@ -1,6 +1,6 @@
 """Intuit OAuth 2.0 as the simulator plays it: apps, consent, codes and rotating tokens.
 
-QBO_API.md §1. A *grant* is one app's connection to one company; it owns a chain of refresh
+docs/qbo-api.md §1. A *grant* is one app's connection to one company; it owns a chain of refresh
 tokens (only the newest is "current") and the access tokens issued from them.
 
 Refresh-token rotation (§1.4): refreshing returns the same refresh token until it is older

@@ -13,7 +13,7 @@ __all__ = ["OAuthSettings", "QBOSettings", "ThrottleSettings"]
 
 @dataclass
 class OAuthSettings:
-    """Token and code lifetimes in seconds (QBO_API.md §1.3–1.4)."""
+    """Token and code lifetimes in seconds (docs/qbo-api.md §1.3–1.4)."""
 
     access_token_ttl: float = 3600
     refresh_token_ttl: float = 8_726_400
@@ -24,7 +24,7 @@ class OAuthSettings:
 
 @dataclass
 class ThrottleSettings:
-    """Per-company limits (QBO_API.md §8): a rolling window, concurrency, batches."""
+    """Per-company limits (docs/qbo-api.md §8): a rolling window, concurrency, batches."""
 
     limit: int = 500
     window: float = 60.0
@@ -35,7 +35,7 @@ class ThrottleSettings:
 
 @dataclass
 class QBOSettings:
-    """Knobs of the simulated service; defaults follow QBO_API.md."""
+    """Knobs of the simulated service; defaults follow docs/qbo-api.md."""
 
     utc_offset_hours: float = -7.0  # times are rendered like Intuit's (Pacific, -07:00) [I]
     query_max_results: int = 1000

@@ -1,4 +1,4 @@
-"""QBO's per-company throttles (QBO_API.md §8) and per-company request counters.
+"""QBO's per-company throttles (docs/qbo-api.md §8) and per-company request counters.
 
 - ``limit`` requests per rolling ``window`` seconds per company (default 500 per 60 s);
 - at most ``max_concurrent`` requests in flight per company (default 10);

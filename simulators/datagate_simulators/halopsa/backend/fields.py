@@ -1,6 +1,6 @@
 """Custom fields: definitions (``/api/FieldInfo``) and their values on clients and sites.
 
-HALOPSA_API.md §4.9: definitions carry ``usage`` (1 ticket, 2 client, 3 site …), ``type``
+docs/halopsa-api.md §4.9: definitions carry ``usage`` (1 ticket, 2 client, 3 site …), ``type``
 (0 text, 1 memo, 2 single select, 3 multi select, 4 date, 5 time, 6 checkbox, 10 rich text)
 and a stored name with the ``CF`` prefix. Entities show values as full objects with ``id``,
 ``name``, ``label``, ``type``, ``value``, ``display``, ``usage``; clients write them by id or

@@ -11,7 +11,8 @@ counters. The rules live beside it, a module per concern:
 - ``batch``         batch requests.
 
 The same backend serves in-process tests (call it directly, or through
-:func:`~datagate_simulators.qbo.app.create_app` with ``SyncASGITransport``) and the standalone server.
+:func:`~datagate_simulators.qbo.app.create_app` with ``SyncASGITransport``) and the standalone
+server.
 
 >>> backend = QBOBackend(clock=FakeClock())
 >>> acme = backend.seed_company("9130350000000000", client_id="id", client_secret="secret",

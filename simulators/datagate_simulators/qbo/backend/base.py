@@ -22,7 +22,7 @@ __all__ = ["Books", "Entity", "cents", "decimal_field", "integer_field", "ref_va
 #: Properties every entity carries, set by the server (stripped from input, never rejected).
 SYSTEM_FIELDS = frozenset({"Id", "SyncToken", "sparse", "domain", "MetaData", "status"})
 
-#: Filterable on every entity (QBO_API.md §4).
+#: Filterable on every entity (docs/qbo-api.md §4).
 COMMON_QUERYABLE = frozenset({"id", "metadata.createtime", "metadata.lastupdatedtime"})
 
 CENT = Decimal("0.01")
@@ -227,7 +227,7 @@ class Entity:
 
     @staticmethod
     def no_colon(value: Any, element: str) -> None:
-        """2040: colons separate parent and child names (QBO_API.md §3.1)."""
+        """2040: colons separate parent and child names (docs/qbo-api.md §3.1)."""
         if isinstance(value, str) and ":" in value:
             raise errors.invalid_string(
                 element, f"Invalid String : {element} cannot contain a colon (:)."

@@ -1,6 +1,6 @@
 """Batch requests: several operations in one ``POST …/batch``, each answered on its own.
 
-QBO_API.md §5. Items run serially, each on its own: a failing item gets a per-item ``Fault``
+docs/qbo-api.md §5. Items run serially, each on its own: a failing item gets a per-item ``Fault``
 and the others go on; the whole request answers 200. Results are keyed by ``bId`` — clients
 must not rely on their order (the simulator can shuffle them to prove it).
 """

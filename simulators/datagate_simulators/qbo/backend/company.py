@@ -109,7 +109,7 @@ class Company:
         self._deleted: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in ENTITIES}
         self._seq: dict[str, int] = {}
         self._doc_high: dict[str, int] = {}
-        #: requestid → (status, body, content type) of the first answer (QBO_API.md §7.1)
+        #: requestid → (status, body, content type) of the first answer (docs/qbo-api.md §7.1)
         self.replays: dict[str, tuple[int, bytes, str]] = {}
         now = self.now()
         meta = {"CreateTime": now, "LastUpdatedTime": now}
@@ -370,7 +370,7 @@ class Company:
         """Full update, or sparse when ``body["sparse"]`` is true; ``include=void`` voids.
 
         Full: writable properties left out are cleared. Sparse: only those sent change;
-        arrays such as ``Line`` are replaced whole (QBO_API.md §3.0).
+        arrays such as ``Line`` are replaced whole (docs/qbo-api.md §3.0).
         """
         spec = self._spec(entity, "update")
         include = frozenset(i.lower() for i in include)
@@ -422,7 +422,7 @@ class Company:
 
     @_locked
     def create_tax_code(self, body: Any) -> dict[str, Any]:
-        """``POST /taxservice/taxcode``: a TaxCode with its new TaxRates (QBO_API.md §3.6)."""
+        """``POST /taxservice/taxcode``: a TaxCode with its new TaxRates (docs/qbo-api.md §3.6)."""
         return create_tax_code(self, body)
 
     # ------------------------------------------------------------------ singletons
@@ -471,7 +471,7 @@ class Company:
 
     @_locked
     def query(self, statement: str) -> dict[str, Any]:
-        """Run a query statement; returns the ``QueryResponse`` object (QBO_API.md §4).
+        """Run a query statement; returns the ``QueryResponse`` object (docs/qbo-api.md §4).
 
         ``{"<Entity>": [...], "startPosition": n, "maxResults": rows}``; ``{}`` when no row is
         left (no entity key at all); ``{"totalCount": n}`` for ``count(*)``. Name lists answer
@@ -512,7 +512,7 @@ class Company:
     def cdc(self, entities: Iterable[str], changed_since: datetime) -> list[dict[str, Any]]:
         """Changes since ``changed_since``: the ``QueryResponse`` list of ``CDCResponse[0]``.
 
-        QBO_API.md §6.1: oldest changes first, at most ``cdc_max_objects`` across all entities;
+        docs/qbo-api.md §6.1: oldest changes first, at most ``cdc_max_objects`` across all entities;
         deleted objects come as ``{"status": "Deleted"}`` tombstones; ``[{}]`` when nothing
         changed.
         """

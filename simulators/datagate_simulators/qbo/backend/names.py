@@ -1,4 +1,4 @@
-"""Name-list entities: Customer, Item, Account, Term, and the tax lists (QBO_API.md §3.1–3.6).
+"""Name-list entities: Customer, Item, Account, Term, and the tax lists (docs/qbo-api.md §3.1–3.6).
 
 Name lists cannot be deleted, only deactivated (``Active: false``); queries return active
 records unless the WHERE clause constrains ``Active``.
@@ -166,7 +166,7 @@ class Item(Entity):
         return record
 
 
-#: AccountType → Classification, and common AccountSubType → AccountType (QBO_API.md §3.3) [I].
+#: AccountType → Classification, and common AccountSubType → AccountType (docs/qbo-api.md §3.3) [I].
 ACCOUNT_TYPES = {
     "Bank": "Asset",
     "Other Current Asset": "Asset",
@@ -342,7 +342,7 @@ class TaxAgency(Entity):
 
 
 def create_tax_code(company: Books, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /taxservice/taxcode``: a TaxCode with new TaxRates (QBO_API.md §3.6).
+    """``POST /taxservice/taxcode``: a TaxCode with new TaxRates (docs/qbo-api.md §3.6).
 
     Body ``{"TaxCode": name, "TaxRateDetails": [{"TaxRateName", "RateValue", "TaxAgencyId",
     "TaxApplicableOn"}]}``; answers the same shape plus ``TaxCodeId`` and each ``TaxRateId``.

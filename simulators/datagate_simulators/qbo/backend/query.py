@@ -1,4 +1,4 @@
-"""QBO's query language: parse a statement, then filter and order records (QBO_API.md §4).
+"""QBO's query language: parse a statement, then filter and order records (docs/qbo-api.md §4).
 
 Grammar (keywords in any case)::
 
@@ -94,7 +94,7 @@ class _Token:
 
 
 def _unescape(literal: str) -> str:
-    # Backslash escapes the next character (QBO_API.md §4: "O\'Brien").
+    # Backslash escapes the next character (docs/qbo-api.md §4: "O\'Brien").
     return re.sub(r"\\(.)", r"\1", literal[1:-1], flags=re.DOTALL)
 
 

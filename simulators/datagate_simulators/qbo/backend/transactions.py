@@ -1,4 +1,4 @@
-"""Transactions: Invoice and Payment (QBO_API.md §3.4, §3.7).
+"""Transactions: Invoice and Payment (docs/qbo-api.md §3.4, §3.7).
 
 Money is ``Decimal`` throughout. An invoice's ``TotalAmt`` is the sum of its sales (and group)
 lines minus discounts plus ``TxnTaxDetail.TotalTax``; its ``Balance`` is ``TotalAmt`` minus
@@ -134,7 +134,7 @@ class Invoice(Entity):
         if due is not None:
             record["DueDate"] = due
         else:
-            # Due date from the term's DueDays when not given [I] (QBO_API.md §3.4).
+            # Due date from the term's DueDays when not given [I] (docs/qbo-api.md §3.4).
             days = company.live("Term", term["value"]).get("DueDays", 0) if term else 0
             record["DueDate"] = (
                 date.fromisoformat(record["TxnDate"]) + timedelta(days=days)
