@@ -1,20 +1,17 @@
 """Deterministic QBO companies: what a new company holds, created through the API's own rules.
 
 ``QBOBackend.seed_company`` creates a company, fills it here and connects the OAuth app. The
-same arguments always give the same records, ids included: nothing here is random or timed
-other than by the backend's clock.
+same arguments always give the same records, ids included (their times come from the
+backend's clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .backend.company import Company
-
-__all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "populate_company"]
+__all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "NewCompany", "populate_company"]
 
 #: A new company's chart of accounts; "Services" is the income account items post to.
 DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
@@ -56,8 +53,21 @@ DEFAULT_TERMS: tuple[dict[str, Any], ...] = (
 )
 
 
+class NewCompany(Protocol):
+    """What filling a company asks of it; ``Company`` is one.
+
+    Declared here so that this module needs nothing from the backend, which calls it.
+    """
+
+    def create(self, entity: str, body: Any, include: Iterable[str] = ()) -> dict[str, Any]: ...
+
+    def find(self, entity: str, **props: Any) -> dict[str, Any] | None: ...
+
+    def create_tax_code(self, body: Any) -> dict[str, Any]: ...
+
+
 def populate_company(
-    company: Company,
+    company: NewCompany,
     *,
     accounts: Iterable[Mapping[str, Any]] | None = None,
     terms: Iterable[Mapping[str, Any]] | None = None,
