@@ -91,6 +91,7 @@ def populate_company(
     for term in DEFAULT_TERMS if terms is None else terms:
         company.create("Term", dict(term))
     services = company.find("Account", Name="Services")
+    assert services is not None  # added above when the accounts given lack it
     for item in items:
         body = dict(item)
         body.setdefault("IncomeAccountRef", {"value": services["Id"]})

@@ -58,7 +58,9 @@ class Tenant(Protocol):
     """
 
     contract_types: dict[int, str]
-    custom_fields: CustomFields
+
+    @property
+    def custom_fields(self) -> CustomFields: ...
 
     def table(self, name: str) -> Table: ...
 
