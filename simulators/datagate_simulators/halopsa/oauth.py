@@ -179,3 +179,7 @@ class OAuthServer:
             "expires_in": token.expires_in,
             "scope": token.scope,
         }
+
+    def authenticate(self, access_token: str | None) -> Token:
+        """The live token behind ``Authorization: Bearer …``; raises InvalidToken (401)."""
+        return self.tokens.validate(access_token)

@@ -67,27 +67,6 @@ _SWITCHES = (
 )
 
 
-def fault_handlers(backend: QBOBackend) -> dict[str, Any]:
-    """Extra kinds for ``POST /_sim/faults`` (the shared fault middleware's hook)."""
-    oauth = backend.oauth
-
-    def expire(spec: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "kind": "expire_tokens",
-            "expired": oauth.expire_access_tokens(spec.get("realm_id")),
-        }
-
-    def rotate(spec: dict[str, Any]) -> dict[str, Any]:
-        hit = oauth.force_rotation(spec.get("realm_id"))
-        return {"kind": "rotate_refresh_tokens", "refresh_tokens": hit}
-
-    def deny(spec: dict[str, Any]) -> dict[str, Any]:
-        oauth.approve = bool(spec.get("approve", False))
-        return {"kind": "deny_consent", "approve": oauth.approve}
-
-    return {"expire_tokens": expire, "rotate_refresh_tokens": rotate, "deny_consent": deny}
-
-
 def injected_fault(status: int) -> QBOFault:
     """The QBO-shaped fault for a status injected through ``POST /_sim/faults`` [I]."""
     if status == 429:
@@ -123,6 +102,27 @@ def injected_fault(status: int) -> QBOFault:
 def injected_error_body(status: int, moment: datetime, settings: QBOSettings) -> tuple[bytes, str]:
     """(body, content type) of an injected status, in the shape the settings ask for."""
     return fault_body(injected_fault(status), moment, settings)
+
+
+def fault_handlers(backend: QBOBackend) -> dict[str, Any]:
+    """Extra kinds for ``POST /_sim/faults`` (the shared fault middleware's hook)."""
+    oauth = backend.oauth
+
+    def expire(spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "kind": "expire_tokens",
+            "expired": oauth.expire_access_tokens(spec.get("realm_id")),
+        }
+
+    def rotate(spec: dict[str, Any]) -> dict[str, Any]:
+        hit = oauth.force_rotation(spec.get("realm_id"))
+        return {"kind": "rotate_refresh_tokens", "refresh_tokens": hit}
+
+    def deny(spec: dict[str, Any]) -> dict[str, Any]:
+        oauth.approve = bool(spec.get("approve", False))
+        return {"kind": "deny_consent", "approve": oauth.approve}
+
+    return {"expire_tokens": expire, "rotate_refresh_tokens": rotate, "deny_consent": deny}
 
 
 def fault_middleware(backend: QBOBackend, plan: FaultPlan, stats: RequestStats) -> Middleware:

@@ -133,6 +133,7 @@ class HaloPSABackend:
 
     @property
     def tenant(self) -> str:
+        """The instance's tenant: ``authinfo`` reports it, the token endpoint checks it."""
         return self.oauth.tenant
 
     def add_application(
@@ -197,7 +198,7 @@ class HaloPSABackend:
     def authenticate(self, access_token: str | None) -> Token:
         """The token behind ``Authorization: Bearer …``; raises InvalidToken (401)."""
         with self.lock:
-            return self.oauth.tokens.validate(access_token)
+            return self.oauth.authenticate(access_token)
 
     def check_rate_limit(self, token: Token) -> None:
         """Count one API request for the token's application; raises RateLimited (429)."""

@@ -1,4 +1,4 @@
-"""One QBO company (realm): its records and the generic create/read/update/delete/void flow.
+"""One QBO company (realm): its records, the entity registry, the CRUD flow, query and CDC.
 
 Records are kept internally with full-precision ``datetime`` metadata (queries and CDC compare
 on it) and private ``_…`` keys; :func:`public` renders what the API returns: copies, private
