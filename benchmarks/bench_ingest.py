@@ -192,7 +192,7 @@ def _load() -> str:
 
 def _build_simulator(customers: int, lines_per_customer: int, seed: int) -> tuple[Any, str]:
     """The simulator with the generated tenant, rate limit off; and the tenant's as-of date."""
-    from datagate_simulators.halopsa.auth import RateLimit
+    from datagate_simulators.halopsa import RateLimit
     from datagate_simulators.halopsa.generator import generate_tenant
     from datagate_simulators.halopsa.testing import make_sim
 

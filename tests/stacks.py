@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+
 from datagate_simulators.halopsa.generator import generate_tenant
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 

@@ -22,14 +22,14 @@ from urllib.parse import quote
 import anyio
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
 from datagate_simulators.halopsa.generator import generate_tenant
 from datagate_simulators.halopsa.testing import HaloSim, make_sim
 from datagate_simulators.qbo import QBOBackend
 from datagate_simulators.qbo import create_app as create_qbo_app
 from datagate_simulators.server import RunningServer, serve_in_thread
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from tests.e2e.dagster_dev import PROJECT_ROOT
 
 # Before the periods billed, so the generated agreements are running in them.

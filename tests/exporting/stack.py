@@ -11,10 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from datagate_simulators.halopsa.generator import generate_tenant
-from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
-from datagate_simulators.qbo import QBOBackend, create_app
-from datagate_simulators.server import SyncASGITransport
 from sqlalchemy import Engine, select
 
 from datagate_pipelines.apiclient.retries import RetryPolicy
@@ -37,6 +33,10 @@ from datagate_pipelines.sync.apply import (
 from datagate_pipelines.warehouse import models as m
 from datagate_pipelines.warehouse.portals import register_portal
 from datagate_pipelines.warehouse.upsert import mirror_snapshot
+from datagate_simulators.halopsa.generator import generate_tenant
+from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
+from datagate_simulators.qbo import QBOBackend, create_app
+from datagate_simulators.server import SyncASGITransport
 
 JULY = date(2026, 7, 1)
 AFTER_JULY = date(2026, 8, 2)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import dagster as dg
 import pytest
-from datagate_simulators.server import serve_in_thread
 from sqlalchemy import func, select
 
 from datagate_pipelines.assets import exports
@@ -17,6 +16,7 @@ from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse import models as m
+from datagate_simulators.server import serve_in_thread
 from tests.exporting.stack import (
     FIRST_REFRESH_TOKEN,
     PORTAL_YAML,

@@ -16,13 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from datagate_simulators.halopsa import (
-    HaloPSABackend,
-    RateLimit,
-    create_app,
-    generate_tenant,
-)
-from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 from datagate_pipelines.apiclient.errors import NotFoundError
 from datagate_pipelines.apiclient.rate_limit import RateLimiter
@@ -39,6 +32,13 @@ from datagate_pipelines.halopsa.errors import (
     HaloPSATransportError,
     halo_error_message,
 )
+from datagate_simulators.halopsa import (
+    HaloPSABackend,
+    RateLimit,
+    create_app,
+    generate_tenant,
+)
+from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 CLIENT_ID = "3f1c0f9e-datagate-client"
 SECRET = "sim-client-secret-9d8c7b6a5f4e"

@@ -15,15 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from datagate_simulators.qbo import (
-    FakeClock,
-    QBOBackend,
-    QBOSettings,
-    SystemClock,
-    ThrottleSettings,
-    create_app,
-)
-from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 from datagate_pipelines.apiclient.records import ApiRequestRecord
 from datagate_pipelines.apiclient.retries import RetryPolicy
@@ -44,6 +35,15 @@ from datagate_pipelines.qbo.errors import (
 from datagate_pipelines.qbo.exact_json import dumps
 from datagate_pipelines.qbo.oauth import QBOAuthClient, RefreshingTokens
 from datagate_pipelines.qbo.request_ids import request_id_for
+from datagate_simulators.qbo import (
+    FakeClock,
+    QBOBackend,
+    QBOSettings,
+    SystemClock,
+    ThrottleSettings,
+    create_app,
+)
+from datagate_simulators.server import SyncASGITransport, serve_in_thread
 
 REALM = "9130350000000000"
 CLIENT_ID = "ABdatagate-app-client-id"

@@ -26,8 +26,6 @@ from typing import Any
 import dagster as dg
 import pytest
 from cryptography.fernet import Fernet
-from datagate_simulators.qbo import FakeClock, QBOBackend, create_app
-from datagate_simulators.server import serve_in_thread
 from sqlalchemy import select, update
 
 from datagate_pipelines.apiclient.records import ApiRequestRecord
@@ -47,6 +45,8 @@ from datagate_pipelines.qbo.token_store import (
 )
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.warehouse.models import qbo_tokens
+from datagate_simulators.qbo import FakeClock, QBOBackend, create_app
+from datagate_simulators.server import serve_in_thread
 
 PROJECT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "ABdatagate-qbo-app-0001"

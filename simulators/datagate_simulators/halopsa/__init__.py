@@ -1,17 +1,20 @@
-"""A HaloPSA simulator: the backend (state and rules), its Starlette app, a tenant generator.
+"""A HaloPSA simulator: the client-credentials token endpoint and the REST API (``/api``).
+
+Shaped like every simulator here (moto's shape): ``backend`` holds the state and rules in
+plain Python, ``app`` maps HTTP onto it, ``errors`` are the service's errors and their real
+bodies, ``oauth`` its token endpoints and applications, ``generator`` deterministic seeded
+data, ``faults`` its fault switches, ``testing`` in-process helpers; ``python -m
+datagate_simulators.halopsa`` serves it on loopback.
 
 Typical test use::
 
-    backend = HaloPSABackend(tenant="acme")
-    backend.add_application("client-id", "secret")
-    generate_tenant(backend, customers=50, seed=7)
-    app = create_app(backend)
-    with httpx.Client(transport=SyncASGITransport(app), base_url="http://halo.test") as http:
+    sim = make_sim(tenant="acme")
+    generate_tenant(sim.backend, customers=50, seed=7)
+    with sim.authed_client() as http:
         ...
 """
 
 from datagate_simulators.halopsa.app import create_app
-from datagate_simulators.halopsa.auth import Application, RateLimit
 from datagate_simulators.halopsa.backend import HaloPSABackend, ListResult
 from datagate_simulators.halopsa.conventions import NO_DATE, NO_END, UNSET
 from datagate_simulators.halopsa.generator import (
@@ -19,17 +22,23 @@ from datagate_simulators.halopsa.generator import (
     bayside_dental,
     generate_tenant,
 )
+from datagate_simulators.halopsa.oauth import Application
+from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
+from datagate_simulators.halopsa.throttle import RateLimit
 
 __all__ = [
+    "IN_PROCESS_URL",
     "NO_DATE",
     "NO_END",
     "UNSET",
     "Application",
     "GeneratedTenant",
     "HaloPSABackend",
+    "HaloSim",
     "ListResult",
     "RateLimit",
     "bayside_dental",
     "create_app",
     "generate_tenant",
+    "make_sim",
 ]

@@ -1,4 +1,4 @@
-"""Run the HaloPSA simulator on loopback.
+"""Serve the HaloPSA simulator on loopback.
 
     python -m datagate_simulators.halopsa --port 0 --customers 200 --seed 7 \\
         --client-id my-id --client-secret my-secret --tenant acme --rate-limit 300/300
@@ -20,9 +20,9 @@ from datagate_simulators.faults import (
     apply_fault_arguments,
 )
 from datagate_simulators.halopsa.app import create_app
-from datagate_simulators.halopsa.auth import RateLimit
 from datagate_simulators.halopsa.backend import HaloPSABackend
 from datagate_simulators.halopsa.generator import bayside_dental, generate_tenant
+from datagate_simulators.halopsa.throttle import RateLimit
 from datagate_simulators.server import run_server
 
 

@@ -7,7 +7,7 @@ Routes (matched case-insensitively, like Halo's):
 - ``GET|POST /api/<Resource>``         list / upsert;
 - ``GET|DELETE /api/<Resource>/{id}``  one record;
 - ``POST /api/Invoice/{id}/void``;
-- ``/_sim/...``                        control endpoints (see ``simulators.faults``).
+- ``/_sim/...``                        control endpoints (see ``faults``).
 
 Every ``/api`` call except authinfo needs a live bearer token and counts against the
 application's rate limit (after authentication; refused requests are not counted).
@@ -22,27 +22,16 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from datagate_simulators.faults import (
-    FaultMiddleware,
-    FaultPlan,
-    FaultSpecError,
-    RequestStats,
-)
-from datagate_simulators.halopsa.auth import RateLimit
+from datagate_simulators.faults import FaultPlan, RequestStats
 from datagate_simulators.halopsa.backend import HaloPSABackend
-from datagate_simulators.halopsa.errors import (
-    HaloSimError,
-    NotFound,
-    RateLimited,
-    ValidationFailed,
-)
+from datagate_simulators.halopsa.errors import HaloSimError, NotFound, ValidationFailed
+from datagate_simulators.halopsa.faults import fault_middleware
 
-__all__ = ["create_app", "halo_error_body"]
+__all__ = ["create_app"]
 
 _METHODS = ["GET", "POST", "DELETE", "PUT", "PATCH"]
 
@@ -157,84 +146,6 @@ class _HaloHTTP:
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-def halo_error_body(status: int) -> tuple[Any, ...]:
-    """Bodies for injected errors: the rate-limit text for 429, .NET JSON for 500, gateway text else."""
-    if status == 429:
-        limit = RateLimit()
-        exc = RateLimited(limit.message(), 60)
-        return exc.body().encode(), "text/plain; charset=utf-8", exc.headers()
-    if status == 500:
-        body = {
-            "ClassName": "System.Exception",
-            "Message": "An unexpected error occurred (simulated).",
-        }
-        return json.dumps(body).encode(), "application/json; charset=utf-8"
-    phrases = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
-    return f"{status} {phrases.get(status, 'Error')}".encode(), "text/plain; charset=utf-8"
-
-
-def _fault_handlers(backend: HaloPSABackend) -> dict[str, Any]:
-    """HaloPSA-specific kinds accepted by ``POST /_sim/faults``."""
-
-    def expire_tokens(spec: dict[str, Any]) -> Any:
-        return {"kind": "expire_tokens", "revoked": backend.expire_tokens()}
-
-    def token_lifetime(spec: dict[str, Any]) -> Any:
-        seconds = spec.get("seconds")
-        backend.set_token_lifetime(None if seconds is None else float(seconds))
-        return {"kind": "token_lifetime", "seconds": seconds}
-
-    def malformed_rows(spec: dict[str, Any]) -> Any:
-        try:
-            backend.malform_rows(
-                str(spec["resource"]),
-                str(spec["mode"]),
-                spec.get("field"),
-                count=int(spec.get("count", 1)),
-                rows=spec.get("rows", "first"),
-            )
-        except (KeyError, ValueError, NotFound) as exc:
-            raise FaultSpecError(f"bad malformed_rows spec: {exc}") from exc
-        return {k: spec.get(k) for k in ("kind", "resource", "mode", "field", "count", "rows")}
-
-    def between_pages(spec: dict[str, Any]) -> Any:
-        try:
-            method = (
-                backend.delete_between_pages
-                if spec["kind"] == "delete_between_pages"
-                else backend.add_between_pages
-            )
-            method(
-                str(spec["resource"]), int(spec.get("after_page", 1)), int(spec.get("records", 1))
-            )
-        except (KeyError, ValueError, NotFound) as exc:
-            raise FaultSpecError(f"bad {spec.get('kind')} spec: {exc}") from exc
-        return {k: spec.get(k) for k in ("kind", "resource", "after_page", "records")}
-
-    def rate_limit(spec: dict[str, Any]) -> Any:
-        current = backend.rate_limit
-        try:
-            limit = RateLimit(
-                requests=int(spec.get("requests", current.requests)),
-                window_seconds=float(spec.get("window_seconds", current.window_seconds)),
-                retry_after=bool(spec.get("retry_after", current.retry_after)),
-                enabled=bool(spec.get("enabled", True)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise FaultSpecError(f"bad rate_limit spec: {exc}") from exc
-        backend.set_rate_limit(limit)
-        return {"kind": "rate_limit", **limit.__dict__}
-
-    return {
-        "expire_tokens": expire_tokens,
-        "token_lifetime": token_lifetime,
-        "malformed_rows": malformed_rows,
-        "delete_between_pages": between_pages,
-        "add_between_pages": between_pages,
-        "rate_limit": rate_limit,
-    }
-
-
 def create_app(
     backend: HaloPSABackend, *, faults: FaultPlan | None = None, stats: RequestStats | None = None
 ) -> Starlette:
@@ -248,18 +159,7 @@ def create_app(
     handler = _HaloHTTP(backend)
     app = Starlette(
         routes=[Route("/{path:path}", handler.handle, methods=_METHODS)],
-        middleware=[
-            Middleware(
-                FaultMiddleware,
-                plan=faults,
-                stats=stats,
-                fault_handlers=_fault_handlers(backend),
-                on_reset=backend.reset_faults,
-                extra_stats=lambda: {"halopsa": backend.stats()},
-                extra_faults=lambda: {"halopsa": backend.faults.describe()},
-                error_body=halo_error_body,
-            )
-        ],
+        middleware=[fault_middleware(backend, faults, stats)],
     )
     app.state.backend = backend
     app.state.faults = faults

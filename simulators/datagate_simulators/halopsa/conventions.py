@@ -1,6 +1,6 @@
 """HaloPSA's data conventions: sentinels, naive timestamps, loose booleans and numbers.
 
-HALOPSA_API.md §2 and §6: ``-1`` for an unset id, ``"1899-12-30T00:00:00"`` (the OLE zero
+docs/halopsa-api.md §2 and §6: ``-1`` for an unset id, ``"1899-12-30T00:00:00"`` (the OLE zero
 date) for no date, timestamps without a zone suffix and with 0–3 fractional digits.
 """
 

@@ -1,4 +1,8 @@
-"""Errors the HaloPSA backend raises; the HTTP layer turns each into Halo's status and body."""
+"""The HaloPSA simulator's errors and their bodies: each knows Halo's status, body and headers.
+
+The backend raises them; the HTTP layer (``app``) sends ``status``, ``body()`` and
+``headers()`` as they are.
+"""
 
 from __future__ import annotations
 

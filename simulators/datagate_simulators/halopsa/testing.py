@@ -1,11 +1,9 @@
-"""Conveniences for tests that talk to the HaloPSA simulator (in-process or over loopback)."""
+"""In-process helpers for tests that talk to the HaloPSA simulator (or serve it on loopback)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from starlette.applications import Starlette
@@ -13,16 +11,18 @@ from starlette.applications import Starlette
 from datagate_simulators.faults import FaultPlan, RequestStats
 from datagate_simulators.halopsa.app import create_app
 from datagate_simulators.halopsa.backend import HaloPSABackend
-from datagate_simulators.server import RunningServer, SyncASGITransport, serve_in_thread
+from datagate_simulators.testing import SimHandle
 
-__all__ = ["HaloSim", "make_sim"]
+__all__ = ["IN_PROCESS_URL", "HaloSim", "make_sim"]
 
 IN_PROCESS_URL = "http://halopsa.test"
 
 
 @dataclass
-class HaloSim:
+class HaloSim(SimHandle):
     """A backend, its app and one application's credentials."""
+
+    in_process_url: ClassVar[str] = IN_PROCESS_URL
 
     backend: HaloPSABackend
     app: Starlette
@@ -36,16 +36,6 @@ class HaloSim:
     @property
     def stats(self) -> RequestStats:
         return self.app.state.stats
-
-    def client(self, base_url: str = IN_PROCESS_URL, **kwargs: Any) -> httpx.Client:
-        """A synchronous httpx client wired to the app in-process (close it when done)."""
-        return httpx.Client(transport=SyncASGITransport(self.app), base_url=base_url, **kwargs)
-
-    @contextlib.contextmanager
-    def serve(self) -> Iterator[RunningServer]:
-        """The app served by uvicorn on 127.0.0.1, a free port."""
-        with serve_in_thread(self.app) as server:
-            yield server
 
     def token(self, http: httpx.Client, *, tenant: str | None = None, scope: str = "all") -> str:
         """Fetch a bearer token the way most clients do (form body, tenant as query param)."""

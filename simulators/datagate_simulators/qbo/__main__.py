@@ -20,10 +20,9 @@ from datagate_simulators.faults import add_fault_arguments, apply_fault_argument
 from datagate_simulators.server import run_server
 
 from .app import create_app
-from .backend import QBOBackend, QBOSettings
+from .backend import QBOBackend
 from .clock import FakeClock, SystemClock
-from .oauth import OAuthSettings
-from .throttle import ThrottleSettings
+from .settings import OAuthSettings, QBOSettings, ThrottleSettings
 
 
 def _throttle(value: str) -> tuple[int, float]:

@@ -1,12 +1,14 @@
-"""Clocks for the QBO simulator: the real one, and a fake one tests move by hand."""
+"""Time for the QBO simulator: the real clock, a fake one tests move by hand, Intuit's format."""
 
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
-__all__ = ["Clock", "FakeClock", "SystemClock"]
+from .settings import QBOSettings
+
+__all__ = ["Clock", "FakeClock", "SystemClock", "format_time", "stamp"]
 
 
 class Clock(Protocol):
@@ -55,3 +57,14 @@ class FakeClock:
             if moment < self._now:
                 raise ValueError("a clock does not go backwards")
             self._now = moment
+
+
+def format_time(moment: datetime, tz: timezone, *, millis: bool = False) -> str:
+    """``2024-05-29T23:22:07-07:00`` (``.957`` milliseconds for the envelope's ``time``)."""
+    local = moment.astimezone(tz)
+    return local.isoformat(timespec="milliseconds" if millis else "seconds")
+
+
+def stamp(moment: datetime, settings: QBOSettings) -> str:
+    """The envelope's ``time``: ``2015-08-10T11:44:02.957-07:00``."""
+    return format_time(moment, timezone(timedelta(hours=settings.utc_offset_hours)), millis=True)

@@ -1,14 +1,23 @@
-"""The simulator's errors: QBO ``Fault`` bodies and OAuth error bodies.
+"""The QBO simulator's errors and their bodies: QBO faults and OAuth errors.
 
-Backend rules raise :class:`QBOFault`; the HTTP layer turns it into QBO's Fault JSON
-(QBO_API.md §7.2) with the fault's HTTP status. Messages follow Intuit's wording where
-QBO_API.md quotes it (§3, §7.3, §8).
+Backend rules raise :class:`QBOFault`; :func:`fault_body` renders it as QBO answers it
+(docs/qbo-api.md §7.2, §8) and the HTTP layer sends it with the fault's HTTP status. Messages
+follow Intuit's wording where docs/qbo-api.md quotes it (§3, §7.3, §8). Three fault shapes exist:
+the documented ``{"Fault": {"Error": […]}}``; the gateway's lower-case
+``{"fault": {"error": […]}}`` seen on 401/403/429 (opt-in); and the XML ``IntuitResponse``
+that 429s have been seen to carry even when JSON was asked for (opt-in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from .clock import stamp
+from .jsonio import dumps
+from .settings import QBOSettings
 
 __all__ = [
     "OAuthError",
@@ -17,6 +26,7 @@ __all__ = [
     "authentication_failed",
     "authorization_failed",
     "business_validation",
+    "fault_body",
     "invalid_reference",
     "invalid_string",
     "invalid_string_length",
@@ -180,7 +190,7 @@ def duplicate_name(kind: str) -> QBOFault:
 
 
 def duplicate_doc_number(doc_number: str, txn_type: str, txn_id: str) -> QBOFault:
-    """6140 (QBO_API.md §3.4)."""
+    """6140 (docs/qbo-api.md §3.4)."""
     return _fault(
         "6140",
         "Duplicate Document Number Error",
@@ -226,7 +236,7 @@ def query_validation_error(detail: str) -> QBOFault:
 
 
 def batch_too_large(size: int, maximum: int) -> QBOFault:
-    """1040 (QBO_API.md §5)."""
+    """1040 (docs/qbo-api.md §5)."""
     return _fault(
         "1040",
         "Batch size exceeds allowed limit",
@@ -235,7 +245,7 @@ def batch_too_large(size: int, maximum: int) -> QBOFault:
 
 
 def authentication_failed(detail: str) -> QBOFault:
-    """401 / 3200 (QBO_API.md §7.2: gateway wording)."""
+    """401 / 3200 (docs/qbo-api.md §7.2: gateway wording)."""
     return _fault(
         "3200",
         "message=AuthenticationFailed; errorCode=003200; statusCode=401",
@@ -257,7 +267,7 @@ def authorization_failed(detail: str) -> QBOFault:
 
 
 def throttle_exceeded() -> QBOFault:
-    """429 / 3001 (QBO_API.md §8)."""
+    """429 / 3001 (docs/qbo-api.md §8)."""
     return _fault(
         "3001",
         "message=ThrottleExceeded; errorCode=003001; statusCode=429",
@@ -283,3 +293,41 @@ class OAuthError(Exception):
         if self.description:
             body["error_description"] = self.description
         return body
+
+
+# --------------------------------------------------------------------------- bodies
+
+GATEWAY_TYPES = {401: "AUTHENTICATION", 403: "SERVICE", 429: "SERVICE"}
+
+
+def fault_body(fault: QBOFault, moment: datetime, settings: QBOSettings) -> tuple[bytes, str]:
+    """(body, content type) of a fault, in the shape the settings ask for."""
+    if fault.status == 429 and settings.xml_throttle:
+        return _xml(fault, stamp(moment, settings)), "application/xml"
+    if fault.status in GATEWAY_TYPES and settings.lowercase_gateway_faults:
+        payload = {
+            "fault": {
+                "error": [
+                    {"message": e.message, "detail": e.detail, "code": e.code, "element": None}
+                    for e in fault.errors
+                ],
+                "type": GATEWAY_TYPES[fault.status],
+            },
+            "time": int(moment.timestamp() * 1000),
+        }
+    else:
+        payload = {"Fault": fault.to_json(), "time": stamp(moment, settings)}
+    return dumps(payload).encode(), "application/json;charset=UTF-8"
+
+
+def _xml(fault: QBOFault, time: str) -> bytes:
+    errors_xml = "".join(
+        f"<Error code={quoteattr(e.code)} element={quoteattr(e.element)}>"
+        f"<Message>{escape(e.message)}</Message><Detail>{escape(e.detail)}</Detail></Error>"
+        for e in fault.errors
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<IntuitResponse xmlns="http://schema.intuit.com/finance/v3" time="{time}">'
+        f'<Fault type="{fault.type}">{errors_xml}</Fault></IntuitResponse>'
+    ).encode()

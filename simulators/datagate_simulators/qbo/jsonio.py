@@ -1,16 +1,19 @@
 """JSON in and out with exact money: numbers parse to ``Decimal`` and are written back verbatim.
 
 The standard encoder cannot write a ``Decimal`` as a number without going through ``float``,
-so responses are serialized by :func:`dumps` here.
+so responses are serialized by :func:`dumps` here (:func:`json_response` for the HTTP layer).
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["JSONError", "dumps", "loads"]
+from starlette.responses import Response
+
+__all__ = ["JSONError", "dumps", "json_response", "loads"]
 
 
 class JSONError(ValueError):
@@ -70,3 +73,13 @@ def _write(value: Any, out: list[str]) -> None:
         raise TypeError("floats have no place in the QBO simulator; use Decimal")
     else:
         out.append(json.dumps(value))
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response written with exact decimals, plus Intuit's ``intuit_tid`` header."""
+    return Response(
+        dumps(payload).encode(),
+        status_code=status,
+        media_type="application/json;charset=UTF-8",
+        headers={"intuit_tid": str(uuid.uuid4()), **(headers or {})},
+    )

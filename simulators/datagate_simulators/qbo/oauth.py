@@ -1,6 +1,6 @@
 """Intuit OAuth 2.0 as the simulator plays it: apps, consent, codes and rotating tokens.
 
-QBO_API.md §1. A *grant* is one app's connection to one company; it owns a chain of refresh
+docs/qbo-api.md §1. A *grant* is one app's connection to one company; it owns a chain of refresh
 tokens (only the newest is "current") and the access tokens issued from them.
 
 Refresh-token rotation (§1.4): refreshing returns the same refresh token until it is older
@@ -23,8 +23,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from . import errors
 from .errors import OAuthError
+from .settings import OAuthSettings
 
-__all__ = ["ACCOUNTING_SCOPE", "OAuthServer", "OAuthSettings"]
+__all__ = ["ACCOUNTING_SCOPE", "OAuthServer"]
 
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 PAYMENT_SCOPE = "com.intuit.quickbooks.payment"
@@ -32,15 +33,6 @@ OPENID_SCOPES = frozenset({"openid", "profile", "email", "phone", "address"})
 KNOWN_SCOPES = frozenset({ACCOUNTING_SCOPE, PAYMENT_SCOPE}) | OPENID_SCOPES
 INVALID_REFRESH = "Incorrect or invalid refresh token"
 HARD_LIFETIME = timedelta(days=5 * 365)  # the absolute 5-year cap (§1.3)
-
-
-@dataclass
-class OAuthSettings:
-    access_token_ttl: float = 3600
-    refresh_token_ttl: float = 8_726_400
-    rotate_after: float = 24 * 3600
-    grace: float = 24 * 3600
-    code_ttl: float = 600
 
 
 @dataclass

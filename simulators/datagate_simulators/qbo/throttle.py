@@ -1,4 +1,4 @@
-"""QBO's per-company throttles (QBO_API.md §8) and per-company request counters.
+"""QBO's per-company throttles (docs/qbo-api.md §8) and per-company request counters.
 
 - ``limit`` requests per rolling ``window`` seconds per company (default 500 per 60 s);
 - at most ``max_concurrent`` requests in flight per company (default 10);
@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict, deque
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RealmStats", "Throttle", "ThrottleSettings"]
+from .settings import ThrottleSettings
 
-
-@dataclass
-class ThrottleSettings:
-    limit: int = 500
-    window: float = 60.0
-    max_concurrent: int = 10
-    batch_limit: int = 40
-    batch_window: float = 60.0
+__all__ = ["RealmStats", "Throttle"]
 
 
 class Throttle:

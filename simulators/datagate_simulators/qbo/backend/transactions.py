@@ -1,0 +1,481 @@
+"""Transactions: Invoice and Payment (docs/qbo-api.md §3.4, §3.7).
+
+Money is ``Decimal`` throughout. An invoice's ``TotalAmt`` is the sum of its sales (and group)
+lines minus discounts plus ``TxnTaxDetail.TotalTax``; its ``Balance`` is ``TotalAmt`` minus
+what live payments apply to it. Payments link to invoices through ``Line[].LinkedTxn``; each
+linked invoice gets the reciprocal ``LinkedTxn`` entry ``{TxnId, TxnType: "Payment"}``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from .. import errors
+from .base import Books, Entity, blank, cents, decimal_field, ref_value, words
+
+__all__ = ["Invoice", "Payment"]
+
+DOC_NUMBER_MAX = 21
+ZERO = Decimal("0")
+
+LINE_TYPES = (
+    "SalesItemLineDetail",
+    "SubTotalLineDetail",
+    "DiscountLineDetail",
+    "DescriptionOnly",
+    "GroupLineDetail",
+)
+LINE_FIELDS = frozenset(
+    {
+        "Id",
+        "LineNum",
+        "Description",
+        "Amount",
+        "DetailType",
+        "LinkedTxn",
+        "CustomField",
+        "ProjectRef",
+        "DescriptionLineDetail",
+        "CustomExtensions",
+        "LineEx",
+        *LINE_TYPES,
+    }
+)
+
+
+def _optional_date(data: dict[str, Any], key: str, entity: str) -> str | None:
+    """A ``YYYY-MM-DD`` property; blank counts as absent (PQB sends ``"TxnDate": ""``)."""
+    value = data.get(key)
+    return None if blank(value) else _date_field(value, key, entity)
+
+
+def _date_field(value: Any, element: str, entity: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        raise errors.unsupported_property(element, entity)
+    try:
+        date.fromisoformat(value.strip())
+    except ValueError:
+        raise errors.unsupported_property(element, entity) from None
+    return value.strip()
+
+
+class Invoice(Entity):
+    name = "Invoice"
+    path = "invoice"
+    transaction = True
+    deletable = True
+    voidable = True
+    fields = words(
+        """DocNumber TxnDate DueDate ShipDate SalesTermRef PrivateNote CustomerMemo BillAddr
+        ShipAddr ShipFromAddr BillEmail BillEmailCc BillEmailBcc EmailStatus PrintStatus
+        TxnTaxDetail GlobalTaxCalculation ApplyTaxAfterDiscount CustomField CurrencyRef
+        ExchangeRate DepartmentRef ClassRef Deposit DepositToAccountRef Line CustomerRef
+        AllowOnlineCreditCardPayment AllowOnlineACHPayment AllowIPNPayment AllowOnlinePayment
+        TrackingNum ShipMethodRef TxnSource TransactionLocationType ProjectRef
+        RecurDataRef TaxExemptionRef FreeFormAddress"""
+    )
+    read_only = frozenset(
+        {
+            "TotalAmt",
+            "Balance",
+            "HomeBalance",
+            "HomeTotalAmt",
+            "LinkedTxn",
+            "InvoiceLink",
+            "DeliveryInfo",
+            "TxnStatus",
+        }
+    )
+    queryable = frozenset(
+        {
+            "docnumber",
+            "txndate",
+            "duedate",
+            "customerref",
+            "balance",
+            "totalamt",
+            "emailstatus",
+            "printstatus",
+        }
+    )
+
+    def build(self, company, data, existing, include):
+        if existing is not None and existing.get("_voided"):
+            raise errors.business_validation("A voided transaction cannot be changed.")
+        customer = self.reference(
+            company, data, "CustomerRef", "Customer", required=True, name_field="DisplayName"
+        )
+        raw_lines = data.get("Line")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            raise errors.required_param_missing("Line")
+        record = dict(data, CustomerRef=customer)
+        lines, subtotal, total = self._lines(company, raw_lines)
+        lines.append(
+            {"Amount": subtotal, "DetailType": "SubTotalLineDetail", "SubTotalLineDetail": {}}
+        )
+        record["Line"] = lines
+        tax = self._tax(company, data.get("TxnTaxDetail"), lines)
+        record["TxnTaxDetail"] = tax
+        # Remember whether TotalTax was sent or computed, so a sparse update recomputes it.
+        record["_tax_sent"] = isinstance(data.get("TxnTaxDetail"), dict) and (
+            data["TxnTaxDetail"].get("TotalTax") is not None
+        )
+        record["TotalAmt"] = total + tax.get("TotalTax", ZERO)
+        record["TxnDate"] = (
+            _optional_date(data, "TxnDate", self.name) or company.today().isoformat()
+        )
+        term = self.reference(company, data, "SalesTermRef", "Term", name_field="Name")
+        if term:
+            record["SalesTermRef"] = term
+        due = _optional_date(data, "DueDate", self.name)
+        if due is not None:
+            record["DueDate"] = due
+        else:
+            # Due date from the term's DueDays when not given [I] (docs/qbo-api.md §3.4).
+            days = company.live("Term", term["value"]).get("DueDays", 0) if term else 0
+            record["DueDate"] = (
+                date.fromisoformat(record["TxnDate"]) + timedelta(days=days)
+            ).isoformat()
+        record["DocNumber"] = self._doc_number(company, data.get("DocNumber"), existing, include)
+        if record["DocNumber"] is None:
+            del record["DocNumber"]
+        for key in ("PrivateNote",):
+            if isinstance(data.get(key), str) and len(data[key]) > 4000:
+                raise errors.invalid_string_length(key, 4000, len(data[key]))
+        record.setdefault("CurrencyRef", company.home_currency_ref())
+        record.setdefault("EmailStatus", "NotSet")
+        record.setdefault("PrintStatus", "NotSet")
+        record.setdefault("ApplyTaxAfterDiscount", False)
+        record.setdefault("CustomField", [])
+        applied = company.applied_to_invoice(existing["Id"]) if existing else {}
+        record["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in applied]
+        record["Balance"] = record["TotalAmt"] - sum(applied.values(), ZERO)
+        if record["Balance"] < 0:
+            raise errors.business_validation(
+                "The invoice total cannot be less than the payments applied to it.", "Line"
+            )
+        return record
+
+    def writable(self, record: dict[str, Any]) -> dict[str, Any]:
+        data = super().writable(record)
+        tax = record.get("TxnTaxDetail") or {}
+        if not record.get("_tax_sent"):
+            data.pop("TxnTaxDetail", None)
+            if tax.get("TxnTaxCodeRef"):
+                data["TxnTaxDetail"] = {"TxnTaxCodeRef": tax["TxnTaxCodeRef"]}
+        return data
+
+    def _lines(
+        self, company: Books, raw_lines: list[Any]
+    ) -> tuple[list[dict[str, Any]], Decimal, Decimal]:
+        lines: list[dict[str, Any]] = []
+        subtotal = ZERO
+        total = ZERO
+        for index, raw in enumerate(raw_lines):
+            if not isinstance(raw, dict):
+                raise errors.unsupported_property("Line", self.name)
+            for key in raw:
+                if key not in LINE_FIELDS:
+                    raise errors.unsupported_property(key, "Line")
+            detail_type = raw.get("DetailType")
+            if blank(detail_type):
+                raise errors.required_param_missing("Line.DetailType")
+            if detail_type not in LINE_TYPES:
+                # e.g. "SubtotalLineDetail" (routablehq/python-quickbooks PR #145).
+                raise errors.unsupported_property(str(detail_type), "Line")
+            if detail_type == "SubTotalLineDetail":
+                continue  # computed by the server; a client may echo it back on update
+            line = {k: v for k, v in raw.items() if k not in ("Id", "LineNum")}
+            amount = None
+            if raw.get("Amount") is not None:
+                amount = decimal_field(raw["Amount"], "Line.Amount", self.name)
+                line["Amount"] = amount
+            if detail_type == "SalesItemLineDetail":
+                if amount is None:
+                    raise errors.required_param_missing("Line.Amount")
+                line[detail_type] = self._sales_detail(company, raw.get(detail_type), amount, index)
+                subtotal += amount
+                total += amount
+            elif detail_type == "DiscountLineDetail":
+                if amount is None:
+                    raise errors.required_param_missing("Line.Amount")
+                total -= amount
+            elif detail_type == "GroupLineDetail":
+                subtotal += amount or ZERO
+                total += amount or ZERO
+            else:  # DescriptionOnly (also the inline subtotals, §3.4): carries no money
+                line.setdefault("DescriptionLineDetail", {})
+            number = len(lines) + 1
+            lines.append({"Id": str(number), "LineNum": number, **line})
+        if not lines:
+            raise errors.required_param_missing("Line.SalesItemLineDetail")
+        return lines, subtotal, total
+
+    def _sales_detail(
+        self, company: Books, detail: Any, amount: Decimal, index: int
+    ) -> dict[str, Any]:
+        if not isinstance(detail, dict):
+            raise errors.required_param_missing("Line.SalesItemLineDetail")
+        out = dict(detail)
+        item = self.reference(
+            company,
+            detail,
+            "ItemRef",
+            "Item",
+            required=True,
+            element="Line.SalesItemLineDetail.ItemRef",
+            name_field="Name",
+        )
+        out["ItemRef"] = item
+        item_record = company.live("Item", item["value"])
+        qty = unit_price = None
+        if detail.get("Qty") is not None:
+            qty = out["Qty"] = decimal_field(detail["Qty"], "Qty", "SalesItemLineDetail")
+        if detail.get("UnitPrice") is not None:
+            unit_price = decimal_field(detail["UnitPrice"], "UnitPrice", "SalesItemLineDetail")
+            out["UnitPrice"] = unit_price
+        # Zero means "not given": PQB sends Qty 0 and UnitPrice 0 by default, and its
+        # integration tests create invoices that way against real QBO.
+        if qty and unit_price:
+            product = qty * unit_price
+            # Exact product, or the product rounded to cents (Amount carries cents) [I].
+            if amount not in (product, cents(product)):
+                raise errors.amount_mismatch(index)
+        if "ItemAccountRef" in detail:
+            account = self.reference(
+                company,
+                detail,
+                "ItemAccountRef",
+                "Account",
+                element="Line.SalesItemLineDetail.ItemAccountRef",
+                name_field="Name",
+            )
+            out["ItemAccountRef"] = account
+        elif item_record.get("IncomeAccountRef"):
+            out["ItemAccountRef"] = dict(item_record["IncomeAccountRef"])
+        tax_code = ref_value(detail.get("TaxCodeRef"))
+        if tax_code is not None:
+            if tax_code not in ("TAX", "NON") and company.live("TaxCode", tax_code) is None:
+                raise errors.invalid_reference(
+                    "Line.SalesItemLineDetail.TaxCodeRef", "TaxCode", tax_code
+                )
+            out["TaxCodeRef"] = {"value": tax_code}
+        service_date = _optional_date(detail, "ServiceDate", "SalesItemLineDetail")
+        if service_date is not None:
+            out["ServiceDate"] = service_date
+        else:
+            out.pop("ServiceDate", None)
+        return out
+
+    def _tax(self, company: Books, detail: Any, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """TotalTax as sent (honoured, §3.6), else computed from TxnTaxCodeRef's rates [I]."""
+        if detail is None:
+            return {"TotalTax": ZERO}
+        if not isinstance(detail, dict):
+            raise errors.unsupported_property("TxnTaxDetail", self.name)
+        out = dict(detail)
+        code = None
+        if detail.get("TxnTaxCodeRef") is not None:
+            code_ref = self.reference(
+                company,
+                detail,
+                "TxnTaxCodeRef",
+                "TaxCode",
+                element="TxnTaxDetail.TxnTaxCodeRef",
+                name_field="Name",
+            )
+            out["TxnTaxCodeRef"] = code_ref
+            code = company.live("TaxCode", code_ref["value"])
+        if detail.get("TotalTax") is not None:
+            out["TotalTax"] = decimal_field(detail["TotalTax"], "TotalTax", "TxnTaxDetail")
+            return out
+        if code is None or not company.using_sales_tax():
+            out["TotalTax"] = ZERO
+            return out
+        taxable = sum(
+            (
+                line["Amount"]
+                for line in lines
+                if line["DetailType"] == "SalesItemLineDetail"
+                and ref_value(line["SalesItemLineDetail"].get("TaxCodeRef")) not in (None, "NON")
+            ),
+            ZERO,
+        )
+        tax_lines = []
+        for rate_detail in code.get("SalesTaxRateList", {}).get("TaxRateDetail", []):
+            rate = company.live("TaxRate", rate_detail["TaxRateRef"]["value"])
+            if rate is None:
+                continue
+            percent = rate.get("RateValue", ZERO)
+            tax_lines.append(
+                {
+                    "Amount": cents(taxable * percent / 100),
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": rate["Id"]},
+                        "PercentBased": True,
+                        "TaxPercent": percent,
+                        "NetAmountTaxable": taxable,
+                    },
+                }
+            )
+        out["TaxLine"] = tax_lines
+        out["TotalTax"] = sum((t["Amount"] for t in tax_lines), ZERO)
+        return out
+
+    def _doc_number(
+        self,
+        company: Books,
+        value: Any,
+        existing: dict[str, Any] | None,
+        include: frozenset[str],
+    ) -> str | None:
+        custom = company.custom_txn_numbers()
+        if value is not None and not isinstance(value, str):
+            value = format(value, "f") if isinstance(value, Decimal) else str(value)
+        if value == "AUTO_GENERATE":  # forces auto-numbering (§3.4)
+            return company.next_doc_number(self.name)
+        if blank(value):
+            if existing is not None:
+                return existing.get("DocNumber")  # an update without DocNumber keeps it [I]
+            # Custom numbers off: QBO numbers the invoice; on: it stays without one (§3.4).
+            return None if custom else company.next_doc_number(self.name)
+        if len(value) > DOC_NUMBER_MAX:
+            raise errors.invalid_string_length("DocNumber", DOC_NUMBER_MAX, len(value))
+        check = custom or company.settings.reject_duplicate_doc_numbers_when_auto
+        unchanged = existing is not None and existing.get("DocNumber") == value
+        # Only a new or changed number is checked [I]: an update must not fail because of a
+        # duplicate someone created earlier with include=allowduplicatedocnum.
+        if check and not unchanged and "allowduplicatedocnum" not in include:
+            own_id = existing.get("Id") if existing else None
+            for other in company.all_live(self.name):
+                if other.get("Id") != own_id and other.get("DocNumber") == value:
+                    raise errors.duplicate_doc_number(value, self.name, other["Id"])
+        return value
+
+    def after_write(self, company, record, previous):
+        company.refresh_customer_balance(record["CustomerRef"]["value"])
+        if previous and previous["CustomerRef"]["value"] != record["CustomerRef"]["value"]:
+            company.refresh_customer_balance(previous["CustomerRef"]["value"])
+
+    def void(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The voided invoice: TotalAmt 0, Balance 0, PrivateNote "Voided" (§2, PQB tests)."""
+        return dict(
+            record, TotalAmt=ZERO, Balance=ZERO, PrivateNote="Voided", LinkedTxn=[], _voided=True
+        )
+
+    def before_remove(self, company, record):
+        # Deleting or voiding an invoice leaves its payments unapplied [I] (QBO's UI warns so).
+        company.unlink_payments_from(record["Id"])
+
+
+class Payment(Entity):
+    name = "Payment"
+    path = "payment"
+    transaction = True
+    deletable = True
+    void_by_update = True
+    fields = words(
+        """CustomerRef TotalAmt TxnDate PaymentRefNum PaymentMethodRef DepositToAccountRef
+        ARAccountRef PrivateNote Line CurrencyRef ExchangeRate CreditCardPayment
+        ProcessPayment TxnSource TransactionLocationType ProjectRef"""
+    )
+    read_only = frozenset({"UnappliedAmt", "TxnStatus"})
+    queryable = frozenset({"txndate", "customerref", "totalamt", "paymentrefnum"})
+
+    def build(self, company, data, existing, include):
+        if existing is not None and existing.get("_voided"):
+            raise errors.business_validation("A voided transaction cannot be changed.")
+        customer = self.reference(
+            company, data, "CustomerRef", "Customer", required=True, name_field="DisplayName"
+        )
+        if data.get("TotalAmt") is None:
+            raise errors.required_param_missing("TotalAmt")
+        total = decimal_field(data["TotalAmt"], "TotalAmt", self.name)
+        if total < 0:
+            raise errors.business_validation("The payment amount cannot be negative.", "TotalAmt")
+        record = dict(data, CustomerRef=customer, TotalAmt=total)
+        own_id = existing["Id"] if existing else None
+        lines = []
+        applied = ZERO
+        for raw in data.get("Line") or []:
+            line = self._line(company, raw, customer["value"], own_id)
+            applied += line["Amount"]
+            lines.append(line)
+        if applied > total:
+            raise errors.business_validation(
+                f"The amount applied to invoices ({applied}) exceeds the payment amount ({total}).",
+                "Line.Amount",
+            )
+        record["Line"] = lines
+        record["UnappliedAmt"] = total - applied
+        record["TxnDate"] = (
+            _optional_date(data, "TxnDate", self.name) or company.today().isoformat()
+        )
+        deposit = self.reference(company, data, "DepositToAccountRef", "Account", name_field="Name")
+        record["DepositToAccountRef"] = deposit or company.undeposited_funds_ref()
+        if record["DepositToAccountRef"] is None:
+            del record["DepositToAccountRef"]
+        if data.get("ARAccountRef") is not None:
+            record["ARAccountRef"] = self.reference(
+                company, data, "ARAccountRef", "Account", name_field="Name"
+            )
+        record.setdefault("CurrencyRef", company.home_currency_ref())
+        record.setdefault("ProcessPayment", False)
+        return record
+
+    def _line(
+        self, company: Books, raw: Any, customer_id: str, own_id: str | None
+    ) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise errors.unsupported_property("Line", self.name)
+        if raw.get("Amount") is None:
+            raise errors.required_param_missing("Line.Amount")
+        amount = decimal_field(raw["Amount"], "Line.Amount", self.name)
+        links = raw.get("LinkedTxn")
+        if not isinstance(links, list) or not links:
+            raise errors.required_param_missing("Line.LinkedTxn")
+        out_links = []
+        for link in links:
+            if not isinstance(link, dict) or blank(link.get("TxnId")):
+                raise errors.required_param_missing("Line.LinkedTxn.TxnId")
+            if link.get("TxnType") != "Invoice":
+                raise errors.invalid_enumeration("Line.LinkedTxn.TxnType", link.get("TxnType"))
+            txn_id = ref_value(link["TxnId"])
+            invoice = company.live("Invoice", txn_id)
+            if invoice is None:
+                raise errors.invalid_reference("Line.LinkedTxn.TxnId", "Invoice", txn_id)
+            if invoice["CustomerRef"]["value"] != customer_id:
+                raise errors.business_validation(
+                    f"Invoice {txn_id} belongs to another customer.", "Line.LinkedTxn.TxnId"
+                )
+            open_balance = invoice["TotalAmt"] - sum(
+                (a for pid, a in company.applied_to_invoice(txn_id).items() if pid != own_id),
+                ZERO,
+            )
+            if amount > open_balance:
+                raise errors.business_validation(
+                    f"The payment amount ({amount}) exceeds the open balance ({open_balance}) "
+                    f"of invoice {txn_id}.",
+                    "Line.Amount",
+                )
+            out_links.append({"TxnId": txn_id, "TxnType": "Invoice"})
+        return {**raw, "Amount": amount, "LinkedTxn": out_links}
+
+    def after_write(self, company, record, previous):
+        invoices = {link["TxnId"] for line in record.get("Line", []) for link in line["LinkedTxn"]}
+        if previous:
+            invoices |= {
+                link["TxnId"] for line in previous.get("Line", []) for link in line["LinkedTxn"]
+            }
+        company.refresh_invoices(invoices)
+
+    def void(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The voided payment: nothing received, nothing applied (§2, PQB VoidMixin)."""
+        lines = [dict(line, Amount=ZERO) for line in record.get("Line", [])]
+        return dict(
+            record, TotalAmt=ZERO, UnappliedAmt=ZERO, Line=lines, PrivateNote="Voided", _voided=True
+        )
