@@ -403,8 +403,25 @@ class RecurringInvoice(_InvoiceBase):
             record["schedule_id"] = backend.next_sequence("schedule")
 
 
+#: Credit notes are Invoice records (docs/halopsa-api.md §A4). What the spec does not say —
+#: the `invoicetype` a credit carries, and how lists show credits — is the simulator's
+#: choice, made here and nowhere else [I]:
+#: - POST with `_create_credit_note: true` makes a credit note (`invoicetype` below); its
+#:   lines and total are kept as sent (positive or negative);
+#: - lists leave credits out unless `includecredits=true`, and invoices when
+#:   `includeinvoices=false`;
+#: - `creditlinkedtoinvoiceid`, when set, must name an invoice of the same client.
+CREDIT_NOTE_FLAG = "_create_credit_note"
+CREDIT_NOTE_INVOICE_TYPE = 2
+
+
+def is_credit_note(record: Mapping[str, Any]) -> bool:
+    return record.get("invoicetype") == CREDIT_NOTE_INVOICE_TYPE
+
+
 class Invoice(_InvoiceBase):
-    """``/api/Invoice``: positive ids, ``invoicenumber`` handed out on create.
+    """``/api/Invoice``: positive ids, ``invoicenumber`` handed out on create; credit notes
+    too (see CREDIT_NOTE_FLAG).
 
     ``reference`` and ``thirdpartyinvoicenumber`` are kept as sent, so a client can find its
     invoice again with ``search=``. ``POST /api/Invoice/{id}/void`` sets ``voided``. [C] SPEC25
@@ -425,9 +442,15 @@ class Invoice(_InvoiceBase):
             "paymentstatus": 0,
             "voided": False,
             "recurring_invoice_id": UNSET,
+            "creditlinkedtoinvoiceid": UNSET,
         }
 
     def finish_header(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
+        record.pop(CREDIT_NOTE_FLAG, None)  # a flag to write, never stored
+        wants_credit = item.get(CREDIT_NOTE_FLAG) in (True, "true", "True", 1)
+        if existing is None and wants_credit:
+            record["invoicetype"] = CREDIT_NOTE_INVOICE_TYPE
+        self._check_credited_invoice(backend, record, path, errors)
         if not record.get("invoicenumber"):
             record["invoicenumber"] = str(backend.next_sequence("invoice_number"))
         if not record.get("duedate") or (existing is None and "duedate" not in item):
@@ -437,8 +460,32 @@ class Invoice(_InvoiceBase):
         if record.get("posted") and (existing is None or not existing.get("posted")):
             record["dateposted"] = now
 
+    def _check_credited_invoice(self, backend, record, path, errors) -> None:  # type: ignore[no-untyped-def]
+        linked = record.get("creditlinkedtoinvoiceid")
+        if linked in (None, UNSET, 0):
+            return
+        try:
+            invoice_id = int(linked)
+        except (TypeError, ValueError):
+            invoice_id = None
+        invoice = (
+            backend.get("Invoice", invoice_id)
+            if invoice_id is not None and backend.exists("Invoice", invoice_id)
+            else None
+        )
+        if invoice is None or invoice.get("client_id") != record.get("client_id"):
+            errors.add(
+                f"{path}.creditlinkedtoinvoiceid",
+                f"Invoice {linked} does not exist for this client.",
+            )
+
     def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
         if not super().extra_match(backend, record, query):
+            return False
+        if is_credit_note(record):
+            if not query.get_bool("includecredits"):
+                return False
+        elif not query.get_bool("includeinvoices", True):
             return False
         if query.get_bool("postedonly") and not record.get("posted"):
             return False

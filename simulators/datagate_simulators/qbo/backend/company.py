@@ -20,7 +20,7 @@ from ..settings import QBOSettings
 from .base import Entity, blank, words
 from .names import Account, Customer, Item, TaxAgency, TaxCode, TaxRate, Term, create_tax_code
 from .query import evaluate, page, parse_query
-from .transactions import Invoice, Payment
+from .transactions import CreditMemo, Invoice, Payment
 
 __all__ = ["ENTITIES", "ENTITIES_BY_PATH", "Company", "public"]
 
@@ -36,6 +36,7 @@ ENTITIES: dict[str, Entity] = {
         TaxRate(),
         TaxAgency(),
         Invoice(),
+        CreditMemo(),
         Payment(),
     )
 }
@@ -235,6 +236,18 @@ class Company:
                     applied[payment["Id"]] = applied.get(payment["Id"], ZERO) + line["Amount"]
         return applied
 
+    def credit_used(self, credit_memo_id: str) -> Decimal:
+        """What live payments apply of a credit memo (a credit linked beside an invoice)."""
+        used = ZERO
+        for payment in self._live["Payment"].values():
+            for line in payment.get("Line", []):
+                if any(
+                    link["TxnId"] == credit_memo_id and link["TxnType"] == "CreditMemo"
+                    for link in line["LinkedTxn"]
+                ):
+                    used += line["Amount"]
+        return used
+
     def _touch(self, record: dict[str, Any]) -> None:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         record["MetaData"] = dict(record["MetaData"], LastUpdatedTime=self.now())
@@ -276,7 +289,8 @@ class Company:
                 self._touch(payment)
 
     def customer_open_balance(self, customer_id: str) -> Decimal:
-        return sum(
+        """Open invoices less the customer's unused credit (credit memos' RemainingCredit)."""
+        owed = sum(
             (
                 inv["Balance"]
                 for inv in self._live["Invoice"].values()
@@ -284,6 +298,15 @@ class Company:
             ),
             ZERO,
         )
+        credit = sum(
+            (
+                memo["RemainingCredit"]
+                for memo in self._live["CreditMemo"].values()
+                if memo["CustomerRef"]["value"] == customer_id
+            ),
+            ZERO,
+        )
+        return owed - credit
 
     def refresh_customer_balance(self, customer_id: str) -> None:
         # Balance is read-only and derived; changing it does not bump the SyncToken [I].
