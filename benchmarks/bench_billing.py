@@ -55,6 +55,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
 from datagate_pipelines.billing import BillingSettings, bill_period  # noqa: E402
 
 PERIOD = date(2026, 7, 1)
@@ -654,18 +655,6 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def write_section(section: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find("## Billing engine")
-    if start >= 0:
-        following = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if following < 0 else text[following + 1 :])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="record the section in BENCHMARKS.md")
@@ -696,7 +685,7 @@ def main() -> None:
     section = markdown(results, command)
     print(section)
     if args.write:
-        write_section(section)
+        write_section("## Billing engine", section)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
+from benchmarks.report import write_section  # noqa: E402
 from datagate_pipelines.apiclient.records import ApiRequestRecord  # noqa: E402
 from datagate_pipelines.apiclient.retries import RetryPolicy  # noqa: E402
 from datagate_pipelines.config import parse_portals  # noqa: E402
@@ -459,18 +460,6 @@ def markdown(args, r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text + (current[end + 1 :] if end != -1 else "")
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=5000)
@@ -484,7 +473,7 @@ def main() -> None:
     text = markdown(args, result)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import write_section  # noqa: E402
+
 SECTION_TITLE = "## HaloPSA ingest"
 PORTAL_ID = "bench"
 TENANT = "bench"
@@ -65,7 +67,7 @@ DEFAULT_CUSTOMERS = 5_000
 DEFAULT_LINES = 10
 DEFAULT_WINDOW = 6.0
 DEFAULT_BUDGETS = (300, 30)
-#: The most rows HaloPSA serves per page (clients/halopsa.MAX_PAGE_SIZE); the ingest asks for it.
+#: The most rows HaloPSA serves per page (halopsa/client.py MAX_PAGE_SIZE); the ingest asks for it.
 PAGE_SIZE = 100
 #: HaloPSA's documented budget per 5 minutes (portals.yaml's default).
 HALO_BUDGET = 300
@@ -917,18 +919,6 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it); others stay as they are."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION_TITLE + "\n")
-    if start >= 0:
-        following = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if following < 0 else text[following:])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def _command(argv: list[str]) -> str:
     return " ".join([".venv/bin/python benchmarks/bench_ingest.py", *argv])
 
@@ -984,7 +974,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["markdown"] = markdown(results)
     print(results["markdown"])
     if args.write:
-        write_section(results["markdown"])
+        write_section(SECTION_TITLE, results["markdown"])
     return results
 
 
