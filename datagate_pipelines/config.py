@@ -68,6 +68,9 @@ class HaloPSASettings(_Strict):
     page_size: int = Field(100, gt=0, le=100)
     # Where Halo's behaviour is uncertain (docs/halopsa-api.md §9) it is configurable here.
     datagate_field_name: str = "Datagate"
+    # Whether a credit note's lines carry positive amounts (the document type says "credit")
+    # or negative ones: not documented (docs/halopsa-api.md §A4 [I]).
+    credit_note_amounts: Literal["positive", "negative"] = "positive"
 
     _check_envs = field_validator("client_id_env", "client_secret_env")(_env_name)
 
@@ -150,6 +153,11 @@ class PortalSettings(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
     qbo: QBOSettings | None = None
+
+    @property
+    def export_targets(self) -> tuple[str, ...]:
+        """Where final invoices go: HaloPSA always, QBO when the portal has a qbo section."""
+        return ("halopsa", "qbo") if self.qbo is not None else ("halopsa",)
 
     @field_validator("id")
     @classmethod

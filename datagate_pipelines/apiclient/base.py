@@ -256,15 +256,54 @@ class ApiClientBase:
             duration_ms,
             attempt,
         )
+        self._write_record(
+            method=request.method,
+            path=request.url.path,
+            params=dict(request.url.params.multi_items()),
+            status=status,
+            duration_ms=duration_ms,
+            attempt=attempt,
+            error=error,
+            started_at=started_at,
+        )
+
+    def record_part_failure(
+        self, method: str, path: str, params: dict[str, Any], status: int | None, error: str
+    ) -> None:
+        """A failure that came back inside a successful answer (one item of a QBO batch):
+        logged like a request of its own, so that the request log's errors show it."""
+        self._write_record(
+            method=method,
+            path=path,
+            params=params,
+            status=status,
+            duration_ms=0.0,
+            attempt=1,
+            error=self.redact(error),
+            started_at=datetime.now(UTC),
+        )
+
+    def _write_record(
+        self,
+        *,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        status: int | None,
+        duration_ms: float,
+        attempt: int,
+        error: str | None,
+        started_at: datetime,
+    ) -> None:
         if self.recorder is None:
             return
         record = ApiRequestRecord(
             system=self.system,
             portal=self.portal,
             run_id=self.run_id,
-            method=request.method,
-            path=request.url.path,
-            params=redact_mapping(dict(request.url.params.multi_items())),
+            method=method,
+            path=path,
+            params=redact_mapping(params),
             status=status,
             duration_ms=duration_ms,
             attempt=attempt,

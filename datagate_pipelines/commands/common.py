@@ -17,6 +17,13 @@ import click
 
 from datagate_pipelines import DatagateError
 
+#: Exit statuses of every command (docs/operations.md): 0 done, 1 an error (one line,
+#: nothing written), 3 finished, but some exports failed (listed, the first 20).
+EXIT_ERROR = 1
+EXIT_FAILED_EXPORTS = 3
+#: Failures listed one per line before the rest is counted.
+MAX_LISTED = 20
+
 
 def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """DatagateError → `error: <message>` on stderr and exit status 1, no traceback."""
@@ -27,7 +34,7 @@ def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except DatagateError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(EXIT_ERROR)
 
     return wrapper
 

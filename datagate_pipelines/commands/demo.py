@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from datagate_pipelines.commands.common import expected_errors
+from datagate_pipelines.commands.common import EXIT_FAILED_EXPORTS, MAX_LISTED, expected_errors
 from datagate_pipelines.demo.pipeline import (
     demo_secrets,
     last_closed_period,
@@ -103,9 +103,15 @@ def demo(host: str, port: int, customers: int, no_ui: bool) -> None:
         for line in summary.lines:
             click.echo(f"  {line}")
         click.echo(f"  from start: {time.monotonic() - started:.1f} s")
+        for line in summary.failed_exports[:MAX_LISTED]:
+            click.echo(f"  export failed: {line}")
+        if len(summary.failed_exports) > MAX_LISTED:
+            click.echo(f"  and {len(summary.failed_exports) - MAX_LISTED} more")
         click.echo(
             f"\nTry: source {demo_folder() / 'env'} && datagate invoices --portal demo --period {last_closed_period():%Y-%m}"
         )
+        if no_ui and summary.failed_exports:
+            sys.exit(EXIT_FAILED_EXPORTS)
         if not no_ui:
             click.echo(
                 f"\nDagster UI: http://{host}:{port}  (DAGSTER_HOME={home}; Ctrl-C stops everything)"

@@ -10,6 +10,7 @@ from sqlalchemy import desc, or_, select
 
 from datagate_pipelines.billing.periods import period_label
 from datagate_pipelines.commands.common import (
+    MAX_LISTED,
     PERIOD,
     engine,
     expected_errors,
@@ -17,6 +18,7 @@ from datagate_pipelines.commands.common import (
     print_json,
 )
 from datagate_pipelines.config import load_portals
+from datagate_pipelines.exporting.status import export_states
 from datagate_pipelines.invoicing.report import invoice_documents
 from datagate_pipelines.warehouse import request_log
 from datagate_pipelines.warehouse.models import api_requests
@@ -28,36 +30,75 @@ from datagate_pipelines.warehouse.models import api_requests
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array for scripts.")
 @expected_errors
 def invoices(portal_id: str, period: date, as_json: bool) -> None:
-    """Each invoice of the period: number, customer, agreement, site subtotals, totals, status
-    (draft, held + reason, final, exported, paid) and the HaloPSA and QBO ids."""
+    """Each invoice of the period: number, customer, agreement, totals, status (draft, held +
+    reasons, final, exported, paid) and, per target, its export (the record's id, or why it
+    failed). Site subtotals and lines with --json."""
     portal = load_portals().get(portal_id)
-    targets = ("halopsa", "qbo") if portal.settings.qbo else ("halopsa",)
+    targets = portal.settings.export_targets
     with engine().connect() as connection:
         documents = invoice_documents(connection, portal_id, period, targets=targets)
+        states = export_states(connection, portal_id, period, targets)
+    for doc in documents:
+        doc["exports"] = states.get(doc["invoice_key"], [])
     if as_json:
         print_json(documents)
         return
     if not documents:
         click.echo(f"portal {portal_id}: no invoices for {period_label(period)}")
         return
-    for doc in documents:
-        status = doc["status"] + (
-            f" ({'; '.join(doc['hold_reasons'])})" if doc["hold_reasons"] else ""
-        )
+    header = ["number", "customer", "agreement", "subtotal", "tax", "total", "status", *targets]
+    rows = [[*_invoice_cells(doc), *_export_cells(doc, targets)] for doc in documents]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
         click.echo(
-            f"{doc['number'] or '(draft)'}  {doc['customer']['name']}  [{doc['agreement']['key']}]  "
-            f"subtotal {doc['subtotal']}  tax {doc['tax']}  total {doc['total']}  {status}"
+            "  ".join(
+                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+            ).rstrip()
         )
-        for site in doc["site_subtotals"]:
-            click.echo(f"    site {site['site'] or '(no site)'}: {site['subtotal']}")
-        ids = [
-            f"HaloPSA {doc['halo_invoice_id']}" if doc["halo_invoice_id"] else None,
-            f"QBO {doc['qbo_invoice_id']}" if doc["qbo_invoice_id"] else None,
-        ]
-        if any(ids):
-            click.echo(f"    exported: {', '.join(i for i in ids if i)}")
     total = sum((Decimal(d["total"]) for d in documents), start=Decimal(0))
     click.echo(f"{len(documents)} invoice(s), total {total:.2f}")
+    held = [d for d in documents if d["hold_reasons"]]
+    for doc in held[:MAX_LISTED]:
+        click.echo(f"held {doc['invoice_key']}: {'; '.join(doc['hold_reasons'])}")
+    failures = [
+        f"{doc['number']} → {state['target']}: {state['error']}"
+        for doc in documents
+        for state in doc["exports"]
+        if state["status"] == "failed"
+    ]
+    for line in failures[:MAX_LISTED]:
+        click.echo(f"export failed {line}")
+    if len(failures) > MAX_LISTED:
+        click.echo(f"and {len(failures) - MAX_LISTED} more failed export(s)")
+
+
+def _invoice_cells(doc: dict) -> list[str]:
+    return [
+        doc["number"] or "(draft)",
+        doc["customer"]["name"],
+        doc["agreement"]["key"],
+        doc["subtotal"],
+        doc["tax"],
+        doc["total"],
+        doc["status"],
+    ]
+
+
+def _export_cells(doc: dict, targets: tuple[str, ...]) -> list[str]:
+    """Per target: `Invoice 145`, `FAILED 6000`, `pending`, `missing` — or `-` (not final)."""
+    by_target = {state["target"]: state for state in doc["exports"]}
+    cells = []
+    for target in targets:
+        state = by_target.get(target)
+        if state is None:
+            cells.append("-")
+        elif state["status"] == "exported":
+            cells.append(f"{state['type'] or ''} {state['id']}".strip())
+        elif state["status"] == "failed":
+            cells.append(f"FAILED {state['code'] or ''}".strip())
+        else:
+            cells.append(state["status"])
+    return cells
 
 
 @click.command()

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from datetime import date
+from typing import NoReturn
 
 import click
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.periods import add_months, period_label
-from datagate_pipelines.commands.common import PERIOD, engine, expected_errors, portal_option
-from datagate_pipelines.config import load_portals
+from datagate_pipelines.commands.common import (
+    EXIT_FAILED_EXPORTS,
+    MAX_LISTED,
+    PERIOD,
+    engine,
+    expected_errors,
+    portal_option,
+)
+from datagate_pipelines.config import PortalSettings, load_portals
+from datagate_pipelines.exporting.status import open_exports
 from datagate_pipelines.orchestration.instance import instance
-from datagate_pipelines.orchestration.launch import run_billing, run_sync
+from datagate_pipelines.orchestration.launch import RunFailedError, run_billing, run_sync
 from datagate_pipelines.warehouse.force_sync import file_request, mark_requests
 
 
@@ -49,19 +59,51 @@ def bill(
     portal_id: str, period: date | None, first: date | None, last: date | None, export: bool
 ) -> None:
     """Build draft invoices for a period (or --from/--to, in period order); with --export,
-    finalize, number and export them to HaloPSA and QBO."""
+    finalize, number and export them to HaloPSA and QBO, retrying the exports that failed
+    before.
+
+    Exit status: 0 all done; 1 an error (one line); 3 finished, but some invoices failed to
+    export — each listed with the target's code and message (the first 20)."""
     if period and (first or last):
         raise click.UsageError("give --period, or --from and --to, not both")
     if not period and not (first and last):
         raise click.UsageError("give --period YYYY-MM, or --from YYYY-MM --to YYYY-MM")
-    load_portals().get(portal_id)
+    portal = load_portals().get(portal_id)
     dagster = instance()
+    with_failed_exports = []
     for each in [period] if period else periods_between(first, last):  # type: ignore[arg-type]
         click.echo(
             f"billing portal {portal_id} {period_label(each)}{' (finalize + export)' if export else ''} …"
         )
-        outcome = run_billing(dagster, portal_id, each, finalize=export)
+        try:
+            outcome = run_billing(dagster, portal_id, each, finalize=export)
+        except RunFailedError as error:
+            if not error.failed_exports:
+                raise
+            click.echo(f"done with failed exports: billing run {error.run_id}")
+            with_failed_exports.append(each)
+            continue
         click.echo(f"ok: billing run {outcome.run_id} succeeded")
+    if with_failed_exports:
+        report_failed_exports(portal.settings, with_failed_exports)
+
+
+def report_failed_exports(portal: PortalSettings, periods: list[date]) -> NoReturn:
+    """One line per failed export (the first 20, then a count); exit status 3."""
+    with engine().connect() as connection:
+        failed = [
+            export
+            for period in periods
+            for export in open_exports(
+                connection, {portal.id: portal.export_targets}, period=period
+            )
+            if export.status == "failed"
+        ]
+    for export in failed[:MAX_LISTED]:
+        click.echo(f"export failed: {export.line()}", err=True)
+    if len(failed) > MAX_LISTED:
+        click.echo(f"and {len(failed) - MAX_LISTED} more", err=True)
+    sys.exit(EXIT_FAILED_EXPORTS)
 
 
 @click.command("force-sync")

@@ -134,6 +134,8 @@ def demo_usage(customer_ids: list[int], period: date) -> str:
 @dataclass
 class Summary:
     lines: list[str] = field(default_factory=list)
+    #: One line per export that failed (`export failed: 1003 → qbo: 6000 …`).
+    failed_exports: list[str] = field(default_factory=list)
 
     def add(self, text: str) -> None:
         self.lines.append(text)
@@ -142,11 +144,12 @@ class Summary:
 def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) -> Summary:
     """test-access, sync, imports, billing (finalize + export) of the closed period, drafts of the open one."""
     from datagate_pipelines.config import load_portals
+    from datagate_pipelines.exporting.status import open_exports
     from datagate_pipelines.imports.product_templates import import_product_templates
     from datagate_pipelines.imports.tax_rates import import_tax_rates
     from datagate_pipelines.imports.usage import import_usage
     from datagate_pipelines.orchestration.instance import instance
-    from datagate_pipelines.orchestration.launch import run_billing, run_sync
+    from datagate_pipelines.orchestration.launch import RunFailedError, run_billing, run_sync
     from datagate_pipelines.sync.access import check_halopsa_access
     from datagate_pipelines.warehouse import models as m
     from datagate_pipelines.warehouse.db import warehouse_engine
@@ -211,7 +214,12 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
     say("sync again, so products carry their tax codes …")
     run_sync(dagster, PORTAL_ID)
     say(f"bill {period_label(period)}: finalize, number and export …")
-    run_billing(dagster, PORTAL_ID, period, finalize=True)
+    try:
+        run_billing(dagster, PORTAL_ID, period, finalize=True)
+    except RunFailedError as error:
+        if not error.failed_exports:
+            raise
+        say(f"{error.failed_exports} export(s) failed: see the summary")
     open_period = add_months(period, 1)
     say(f"bill {period_label(open_period)} (the open period): drafts …")
     run_billing(dagster, PORTAL_ID, open_period, finalize=False)
@@ -233,7 +241,19 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
             f"({count(m.invoices, *closed, m.invoices.c.status == 'final')} final, "
             f"{count(m.invoices, *closed, m.invoices.c.status == 'held')} held), total {total or 0}"
         )
-        summary.add(f"exports:   {count(m.exports, m.exports.c.status == 'exported')} exported")
+        exported = count(m.exports, m.exports.c.status == "exported")
+        credits = count(
+            m.exports,
+            m.exports.c.status == "exported",
+            m.exports.c.external_type.in_(("CreditMemo", "credit_note")),
+        )
+        open_now = open_exports(connection, {PORTAL_ID: portal.settings.export_targets})
+        summary.failed_exports = [e.line() for e in open_now if e.status == "failed"]
+        summary.add(
+            f"exports:   {exported} exported ({credits} as credit memos / credit notes), "
+            f"{len(summary.failed_exports)} failed, "
+            f"{sum(1 for e in open_now if e.status != 'failed')} not yet exported"
+        )
         summary.add(f"rejected rows: {count(m.rejects, m.rejects.c.portal_id == PORTAL_ID)}")
         summary.add(
             f"API calls: {count(m.api_requests)} ({count(m.api_requests, m.api_requests.c.status == 429)} answered 429)"

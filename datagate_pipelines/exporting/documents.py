@@ -92,9 +92,21 @@ class InvoiceDocument:
     lines: tuple[DocumentLine, ...]
 
     @property
+    def is_credit(self) -> bool:
+        """A negative total is a credit: exported as a credit memo / credit note, with the
+        lines' signs flipped (docs/billing.md, Agreements and invoices). Zero is an invoice."""
+        return self.total < 0
+
+    @property
+    def sign(self) -> int:
+        """How amounts go out: as billed (1), or flipped on a credit (-1)."""
+        return -1 if self.is_credit else 1
+
+    @property
     def label(self) -> str:
         """`invoice 1001 (2026-07:customer:1, Bayside Dental)` — for messages."""
-        return f"invoice {self.doc_number} ({self.invoice_key}, {self.customer_name})"
+        kind = "credit" if self.is_credit else "invoice"
+        return f"{kind} {self.doc_number} ({self.invoice_key}, {self.customer_name})"
 
     @property
     def header_site_id(self) -> int | None:

@@ -21,17 +21,26 @@ What a HaloPSA invoice carries (docs/halopsa-api.md §4.5):
 
 Amounts are sent as decimal strings ("249.50"): exact, and accepted wherever HaloPSA
 takes a number [I]. Site subtotals are not sent: every HaloPSA line names its site.
+
+A final invoice with a negative total is a credit (docs/billing.md): it goes to HaloPSA as
+a standalone credit note — an Invoice record written with `_create_credit_note` and no
+linked invoice (docs/halopsa-api.md §A4). Halo does not document whether a credit's
+amounts are positive or negative: the portal setting `halopsa.credit_note_amounts`
+(default positive: every sign flipped) decides, and the look-up lists credits too.
+A refusal is recorded per invoice with HaloPSA's message and HTTP status.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from datagate_pipelines.apiclient.errors import (
+    ApiError,
     BadRequestError,
     NotFoundError,
     RateLimitedError,
@@ -54,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 NO_REF = -1  # HaloPSA's "not set" on line references
 TAX_LINE_DESCRIPTION = "Sales tax"
+#: Our codes for records that exist in HaloPSA but cannot stand as the export.
+VOIDED_IN_HALOPSA = "voided"
+TOTAL_DIFFERS = "total-differs"
 # Creates retried after an unknown outcome (5xx, dropped connection), each after a lookup.
 CREATE_ATTEMPTS = 3
 
@@ -74,8 +86,25 @@ def _amount(value: Decimal) -> str:
     return format(value, "f")
 
 
-def invoice_payload(document: InvoiceDocument) -> dict[str, Any]:
-    """The `POST /api/Invoice` body for one of our invoices."""
+#: What the HaloPSA record is: an invoice, or for a negative total a credit note.
+INVOICE, CREDIT_NOTE = "invoice", "credit_note"
+
+
+def halo_kind(document: InvoiceDocument) -> str:
+    return CREDIT_NOTE if document.is_credit else INVOICE
+
+
+def halo_sign(total: Decimal, credit_note_amounts: str = "positive") -> int:
+    """How the amounts of a document with this total go to HaloPSA: an invoice as billed;
+    a credit note's with their signs flipped (positive amounts) unless the portal's setting
+    says HaloPSA wants them negative (`halopsa.credit_note_amounts`, docs/halopsa-api.md
+    §A4 [I])."""
+    return -1 if total < 0 and credit_note_amounts == "positive" else 1
+
+
+def invoice_payload(document: InvoiceDocument, *, sign: int = 1) -> dict[str, Any]:
+    """The `POST /api/Invoice` body for one of our invoices (or credit notes), every amount
+    multiplied by `sign` (see `halo_sign`)."""
     contract = document.halo_contract_id
     lines: list[dict[str, Any]] = []
     for line in document.lines:
@@ -84,7 +113,7 @@ def invoice_payload(document: InvoiceDocument) -> dict[str, Any]:
             "item_shortdescription": how.description[:255],
             "item_longdescription": how.description,
             "qty_order": _amount(how.qty),
-            "unit_price": _amount(how.unit_price),
+            "unit_price": _amount(sign * how.unit_price),
             "tax_code": "",  # untaxed in HaloPSA: our tax goes on its own line
             "contract_id": contract or NO_REF,
             "site": line.site_id or NO_REF,
@@ -100,7 +129,7 @@ def invoice_payload(document: InvoiceDocument) -> dict[str, Any]:
             {
                 "item_shortdescription": TAX_LINE_DESCRIPTION,
                 "qty_order": "1",
-                "unit_price": _amount(document.tax),
+                "unit_price": _amount(sign * document.tax),
                 "tax_code": "",
                 "contract_id": contract or NO_REF,
                 "site": NO_REF,
@@ -151,9 +180,10 @@ def _day_window(day: date) -> dict[str, str]:
 def find_existing(
     client: HaloPSAClient, documents: Iterable[InvoiceDocument], *, client_id: int | None = None
 ) -> dict[int, dict[str, Any]]:
-    """HaloPSA invoices that are already the export of one of `documents`, by our invoice
-    id. One listing per invoice date (all of a period's invoices share one): pages of the
-    invoices dated that day, matched here rather than by Halo's substring `search`."""
+    """HaloPSA invoices (and credit notes) that are already the export of one of
+    `documents`, by our invoice id. One listing per invoice date (all of a period's
+    invoices share one): pages of the records dated that day, matched here rather than by
+    Halo's substring `search`."""
     documents = list(documents)
     by_date: dict[date, list[InvoiceDocument]] = {}
     for document in documents:
@@ -163,7 +193,10 @@ def find_existing(
         by_client: dict[int, list[InvoiceDocument]] = {}
         for document in group:
             by_client.setdefault(document.customer_id, []).append(document)
-        for row in client.find_invoices(client_id=client_id, **_day_window(day)):
+        credits = any(document.is_credit for document in group)
+        for row in client.find_invoices(
+            client_id=client_id, include_credits=credits, **_day_window(day)
+        ):
             for document in by_client.get(_int(row.get("client_id")) or -1, []):
                 if is_ours(row, document) and _prefer(row, found.get(document.id)):
                     found[document.id] = row
@@ -171,10 +204,10 @@ def find_existing(
 
 
 def find_existing_by_id(client: HaloPSAClient, days: Iterable[date]) -> dict[str, dict[str, Any]]:
-    """Every HaloPSA invoice dated one of `days`, by its HaloPSA id (as text)."""
+    """Every HaloPSA invoice and credit note dated one of `days`, by its id (as text)."""
     out: dict[str, dict[str, Any]] = {}
     for day in sorted(set(days)):
-        for row in client.find_invoices(**_day_window(day)):
+        for row in client.find_invoices(include_credits=True, **_day_window(day)):
             out[str(_int(row.get("id")))] = row
     return out
 
@@ -196,7 +229,8 @@ def export_to_halopsa(
     *,
     after_create: AfterCreate | None = None,
 ) -> ExportOutcome:
-    """Export the period's final invoices that HaloPSA does not have yet.
+    """Export the period's final invoices that HaloPSA does not have yet; a negative total
+    goes as a standalone credit note (no linked invoice).
 
     Held and draft invoices are never exported. One invoice refused by HaloPSA is recorded
     as failed with the reason and the others go on; when HaloPSA stops answering, what was
@@ -205,105 +239,122 @@ def export_to_halopsa(
     """
 
     def send(pending: PendingExports, outcome: ExportOutcome) -> None:
+        export = _HaloExport(db, client, outcome, portal.halopsa.credit_note_amounts, after_create)
         existing = find_existing(client, pending.documents)
         for document in pending.documents:
             row = existing.get(document.id)
             if row is not None:
-                _record_found(db, document, row, outcome)
+                export.record_found(document, row)
             else:
-                _create(db, client, document, outcome, after_create)
+                export.create(document)
 
     return run_export(db, HALOPSA, portal.id, period, send)
 
 
-def _record_found(
-    db: Database, document: InvoiceDocument, row: dict[str, Any], outcome: ExportOutcome
-) -> None:
-    """An invoice HaloPSA already has (a run killed after its create, or a replay)."""
-    halo_id = str(_int(row.get("id")))
-    if row.get("voided"):
-        reason = (
-            f"HaloPSA invoice {halo_id} for {document.label} was voided in HaloPSA; "
-            "it is not created again (delete or restore it there, then re-run)"
-        )
-        with transaction(db) as connection:
-            record_failure(
-                connection, outcome, document, reason, refused=False, external_id=halo_id
-            )
-        return
-    _record(db, document, row, outcome, created=False)
+@dataclass
+class _HaloExport:
+    """One export run's writes: each document looked up, created at most once, recorded."""
 
+    db: Database
+    client: HaloPSAClient
+    outcome: ExportOutcome
+    credit_note_amounts: str
+    after_create: AfterCreate | None
 
-def _record(
-    db: Database,
-    document: InvoiceDocument,
-    row: dict[str, Any],
-    outcome: ExportOutcome,
-    *,
-    created: bool,
-) -> None:
-    halo_id = str(_int(row.get("id")))
-    total = _money(row.get("total"))
-    with transaction(db) as connection:
-        if total is not None and total != document.total:
+    def record_found(self, document: InvoiceDocument, row: dict[str, Any]) -> None:
+        """A record HaloPSA already has (a run killed after its create, or a replay)."""
+        halo_id = str(_int(row.get("id")))
+        if row.get("voided"):
             reason = (
-                f"HaloPSA invoice {halo_id} for {document.label} totals {total}, "
-                f"ours {document.total}"
+                f"HaloPSA invoice {halo_id} for {document.label} was voided in HaloPSA; "
+                "it is not created again (delete or restore it there, then re-run)"
             )
-            record_failure(
-                connection, outcome, document, reason, refused=False, external_id=halo_id
-            )
+            with transaction(self.db) as connection:
+                record_failure(
+                    connection,
+                    self.outcome,
+                    document,
+                    reason,
+                    refused=False,
+                    external_id=halo_id,
+                    code=VOIDED_IN_HALOPSA,
+                )
             return
-        record_outcome(
-            connection,
-            outcome,
-            document,
-            external_id=halo_id,
-            external_number=str(row.get("invoicenumber") or "") or None,
-            created=created,
-        )
+        self.record(document, row, created=False)
 
-
-def _create(
-    db: Database,
-    client: HaloPSAClient,
-    document: InvoiceDocument,
-    outcome: ExportOutcome,
-    after_create: AfterCreate | None,
-) -> None:
-    payload = invoice_payload(document)
-    for attempt in range(1, CREATE_ATTEMPTS + 1):
-        try:
-            created = client.create_invoice(payload)
-        except (BadRequestError, NotFoundError) as error:
-            # HaloPSA refused the invoice: nothing was created. Record why; go on.
-            reason = f"HaloPSA refused {document.label}: {error.message}"
-            with transaction(db) as connection:
-                record_failure(connection, outcome, document, reason, refused=True)
-            return
-        except RateLimitedError as error:
-            # Refused before it was processed; the run fails and is retried later.
-            with transaction(db) as connection:
-                record_failure(connection, outcome, document, str(error), refused=False)
-            raise
-        except (ServerError, TransportError) as error:
-            # Unknown outcome: the invoice may exist. Look before trying again.
-            found = find_existing(client, [document], client_id=document.customer_id)
-            if document.id in found:
-                _record_found(db, document, found[document.id], outcome)
+    def record(self, document: InvoiceDocument, row: dict[str, Any], *, created: bool) -> None:
+        halo_id = str(_int(row.get("id")))
+        total = _money(row.get("total"))
+        expected = halo_sign(document.total, self.credit_note_amounts) * document.total
+        with transaction(self.db) as connection:
+            if total is not None and total != expected:
+                reason = (
+                    f"HaloPSA {halo_kind(document).replace('_', ' ')} {halo_id} for "
+                    f"{document.label} totals {total}, ours {expected}"
+                )
+                record_failure(
+                    connection,
+                    self.outcome,
+                    document,
+                    reason,
+                    refused=False,
+                    external_id=halo_id,
+                    code=TOTAL_DIFFERS,
+                )
                 return
-            if attempt == CREATE_ATTEMPTS:
-                with transaction(db) as connection:
-                    record_failure(connection, outcome, document, str(error), refused=False)
-                raise
-            logger.warning(
-                "halopsa portal %s: creating %s: %s; not there, trying again",
-                document.portal_id,
-                document.label,
-                error.outcome,
+            record_outcome(
+                connection,
+                self.outcome,
+                document,
+                external_id=halo_id,
+                external_number=str(row.get("invoicenumber") or "") or None,
+                external_type=halo_kind(document),
+                created=created,
             )
-            continue
-        if after_create is not None:
-            after_create(document, created)
-        _record(db, document, created, outcome, created=True)
-        return
+
+    def create(self, document: InvoiceDocument) -> None:
+        payload = invoice_payload(
+            document, sign=halo_sign(document.total, self.credit_note_amounts)
+        )
+        create = (
+            self.client.create_credit_note if document.is_credit else self.client.create_invoice
+        )
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                created = create(payload)
+            except (BadRequestError, NotFoundError) as error:
+                # HaloPSA refused it: nothing was created. Record why; go on.
+                reason = f"HaloPSA refused {document.label}: {error.message}"
+                self._fail(document, reason, refused=True, error=error)
+                return
+            except RateLimitedError as error:
+                # Refused before it was processed; the run fails and is retried later.
+                self._fail(document, str(error), refused=False, error=error)
+                raise
+            except (ServerError, TransportError) as error:
+                # Unknown outcome: it may exist. Look before trying again.
+                found = find_existing(self.client, [document], client_id=document.customer_id)
+                if document.id in found:
+                    self.record_found(document, found[document.id])
+                    return
+                if attempt == CREATE_ATTEMPTS:
+                    self._fail(document, str(error), refused=False, error=error)
+                    raise
+                logger.warning(
+                    "halopsa portal %s: creating %s: %s; not there, trying again",
+                    document.portal_id,
+                    document.label,
+                    error.outcome,
+                )
+                continue
+            if self.after_create is not None:
+                self.after_create(document, created)
+            self.record(document, created, created=True)
+            return
+
+    def _fail(
+        self, document: InvoiceDocument, reason: str, *, refused: bool, error: ApiError
+    ) -> None:
+        code = f"HTTP {error.status}" if error.status else None
+        with transaction(self.db) as connection:
+            record_failure(connection, self.outcome, document, reason, refused=refused, code=code)

@@ -3,9 +3,12 @@
 The row is written (status `pending`, with its `request_id`) and committed before the
 first request for that invoice is sent, and the outcome right after the answer:
 
-    pending ──> exported (external_id, external_number)
-       │  └──> failed (last_error, attempts) ──> exported on a later run
+    pending ──> exported (external_id, external_number, external_type)
+       │  └──> failed (last_error, error_code, failed_since, attempts) ──> exported later
        └────────────────────────────────────────┘
+
+A failed export stays failed — and counted wherever failures show — until a later run
+exports it: nothing is ever dropped or marked done by hand.
 
 The `request_id` is chosen once per (invoice, target) and reused by every retry and re-run,
 so QBO replays a create it already executed instead of executing it twice. It changes only
@@ -19,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from datagate_pipelines.exporting.documents import InvoiceDocument
 from datagate_pipelines.qbo.request_ids import request_id_for
@@ -59,6 +62,9 @@ class ExportRow:
     request_id: str
     attempts: int
     last_error: str | None
+    error_code: str | None = None
+    failed_since: datetime | None = None
+    external_type: str | None = None
 
 
 def _row(r) -> ExportRow:  # type: ignore[no-untyped-def]
@@ -71,6 +77,9 @@ def _row(r) -> ExportRow:  # type: ignore[no-untyped-def]
         r.request_id,
         r.attempts,
         r.last_error,
+        r.error_code,
+        r.failed_since,
+        r.external_type,
     )
 
 
@@ -124,8 +133,9 @@ def record_exported(
     *,
     external_id: str,
     external_number: str | None,
+    external_type: str | None = None,
 ) -> None:
-    """The target has the invoice: remember its id and number there."""
+    """The target has the invoice: remember its id, number and record type there."""
     now = datetime.now(UTC)
     connection.execute(
         update(exports)
@@ -134,7 +144,10 @@ def record_exported(
             status="exported",
             external_id=str(external_id),
             external_number=external_number,
+            external_type=external_type,
             last_error=None,
+            error_code=None,
+            failed_since=None,
             updated_at=now,
             exported_at=now,
         )
@@ -149,11 +162,14 @@ def record_failed(
     *,
     refused: bool,
     external_id: str | None = None,
+    code: str | None = None,
 ) -> None:
     """An attempt failed. `refused`: the target answered that it did not create anything,
     so the next attempt gets a new request id; otherwise (no answer, 5xx) the outcome is
     unknown and the request id is kept, so a replay can tell. `external_id` records a
-    record that exists but is wrong (e.g. its total differs from ours)."""
+    record that exists but is wrong (e.g. its total differs from ours); `code` is the
+    target's own error code when it gave one (QBO's fault code, HaloPSA's HTTP status)."""
+    now = datetime.now(UTC)
     request_id, portal_id = connection.execute(
         select(exports.c.request_id, invoices.c.portal_id)
         .join(invoices, invoices.c.id == exports.c.invoice_id)
@@ -163,7 +179,9 @@ def record_failed(
         "status": "failed",
         "attempts": exports.c.attempts + 1,
         "last_error": reason[:MAX_ERROR_LENGTH],
-        "updated_at": datetime.now(UTC),
+        "error_code": code,
+        "failed_since": func.coalesce(exports.c.failed_since, now),
+        "updated_at": now,
     }
     if refused:
         values["request_id"] = next_request_id(portal_id, request_id)

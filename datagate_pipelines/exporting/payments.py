@@ -64,7 +64,8 @@ class PaymentOutcome:
 def read_payments(
     db: Database, client: QBOClient, portal: PortalSettings, period: date
 ) -> PaymentOutcome:
-    """Read the Balance of the period's invoices exported to QBO and record their status."""
+    """Read the Balance of the period's invoices exported to QBO and record their status
+    (credits, exported as credit memos, owe nothing and are left out)."""
     outcome = PaymentOutcome()
     with transaction(db) as connection:
         exported = connection.execute(
@@ -82,6 +83,8 @@ def read_payments(
                 invoices.c.period == period,
                 exports.c.target == QBO,
                 exports.c.status == "exported",
+                # Credits went out as credit memos: there is no balance owed to read.
+                invoices.c.total >= 0,
             )
             .order_by(invoices.c.id)
         ).all()

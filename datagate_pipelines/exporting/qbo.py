@@ -8,7 +8,14 @@ Two guards make a create safe to repeat, whatever killed the previous run:
 2. creates carry a requestid (a batch's is derived from its invoices' ids in `exports`):
    a batch QBO executed but whose answer was lost is replayed, not executed again.
 Creates go in batches of the portal's batch size (30), each item's bId mapped back to our
-invoice id; the outcomes of a batch are recorded in one transaction right after it.
+invoice id; the outcomes of a batch are recorded in one transaction right after it. A
+refusal is recorded per invoice with QBO's fault code and message (exports.error_code,
+last_error) and the invoice stays to be retried.
+
+A final invoice with a negative total is a credit (docs/billing.md): it goes to QBO as a
+CreditMemo — the same DocNumber, customer and lines with every sign flipped, TotalAmt our
+total negated — left unapplied as the customer's credit. QBO keeps one DocNumber space for
+invoices and credit memos, so the look-up asks for both.
 
 The QBO invoice (docs/qbo-api.md §3.4):
 - `DocNumber` from our numbering, `TxnDate` = invoice date, `DueDate`, `SalesTermRef` (the
@@ -81,8 +88,32 @@ LOOKUP_CHUNK = 100
 AfterBatch = Callable[[Sequence[InvoiceDocument], dict[str, Any]], None]
 
 
+#: QBO's code for a DocNumber already used (docs/qbo-api.md §7.3), also recorded when our
+#: lookup finds the number taken before QBO is asked.
+DOC_NUMBER_TAKEN = "6140"
+#: Our code for a record that exists in the target but not as we billed it.
+TOTAL_DIFFERS = "total-differs"
+
+
+def error_code(error: BaseException) -> str | None:
+    """The code an operator looks up: QBO's fault code, else the HTTP status."""
+    code = getattr(error, "code", None)
+    if code:
+        return str(code)
+    status = getattr(error, "status", None)
+    return f"HTTP {status}" if status else None
+
+
+#: The QBO transaction types a final invoice becomes: a negative total is a credit memo.
+INVOICE, CREDIT_MEMO = "Invoice", "CreditMemo"
+
+
+def qbo_entity(document: InvoiceDocument) -> str:
+    return CREDIT_MEMO if document.is_credit else INVOICE
+
+
 def private_note_marker(document: InvoiceDocument) -> str:
-    """The text in PrivateNote that marks a QBO invoice as the export of `document`."""
+    """The text in PrivateNote that marks a QBO record as the export of `document`."""
     return f"[datagate {document.portal_id}:{document.invoice_key}]"
 
 
@@ -91,19 +122,19 @@ def tax_code(line: DocumentLine) -> str:
     return "TAX" if line.tax else "NON"
 
 
-def _sales_line(line: DocumentLine, item_id: str) -> dict[str, Any]:
+def _sales_line(line: DocumentLine, item_id: str, sign: int) -> dict[str, Any]:
     how = priced(line)
     detail: dict[str, Any] = {
         "ItemRef": {"value": item_id},
         "Qty": how.qty,
-        "UnitPrice": how.unit_price,
+        "UnitPrice": sign * how.unit_price,
         "TaxCodeRef": {"value": tax_code(line)},
     }
     if line.service_date is not None:
         detail["ServiceDate"] = line.service_date.isoformat()
     return {
         "DetailType": "SalesItemLineDetail",
-        "Amount": line.amount,
+        "Amount": sign * line.amount,
         "Description": how.description[:4000],
         "SalesItemLineDetail": detail,
     }
@@ -113,10 +144,13 @@ def _description_line(text: str) -> dict[str, Any]:
     return {"DetailType": "DescriptionOnly", "Description": text, "DescriptionLineDetail": {}}
 
 
-def invoice_payload(
+def document_payload(
     document: InvoiceDocument, *, customer_id: str, item_ids: dict[str, str], term_id: str
 ) -> dict[str, Any]:
-    """The QBO Invoice body for one of our invoices (QBO ids already resolved)."""
+    """The QBO body for one of our invoices (QBO ids already resolved): an Invoice, or for a
+    negative total a CreditMemo with every amount's sign flipped (no term, no due date),
+    whose TotalAmt is our total negated and which stays unapplied as the customer's credit."""
+    sign = document.sign
     lines: list[dict[str, Any]] = []
     groups = document.site_groups()
     with_sites = any(group.site_id is not None for group in groups)
@@ -125,19 +159,22 @@ def invoice_payload(
         if with_sites:
             lines.append(_description_line(f"{name}:"))
         for line in group.lines:
-            lines.append(_sales_line(line, item_ids[item_key(line.item_id, line.kind)]))
+            lines.append(_sales_line(line, item_ids[item_key(line.item_id, line.kind)], sign))
         if with_sites:
-            lines.append(_description_line(f"Subtotal {name}: {group.subtotal}"))
-    return {
+            lines.append(_description_line(f"Subtotal {name}: {sign * group.subtotal}"))
+    kind = "credit" if document.is_credit else "invoice"
+    body: dict[str, Any] = {
         "DocNumber": document.doc_number,
         "TxnDate": document.invoice_date.isoformat(),
-        "DueDate": document.due_date.isoformat(),
         "CustomerRef": {"value": customer_id},
-        "SalesTermRef": {"value": term_id},
-        "PrivateNote": f"Datagate invoice {document.doc_number} {private_note_marker(document)}",
+        "PrivateNote": f"Datagate {kind} {document.doc_number} {private_note_marker(document)}",
         "Line": lines,
-        "TxnTaxDetail": {"TotalTax": document.tax},
+        "TxnTaxDetail": {"TotalTax": sign * document.tax},
     }
+    if not document.is_credit:
+        body["DueDate"] = document.due_date.isoformat()
+        body["SalesTermRef"] = {"value": term_id}
+    return body
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -148,17 +185,19 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def check_recorded(document: InvoiceDocument, record: dict[str, Any]) -> str | None:
-    """Why a QBO invoice does not match ours (None when it does): its number and total."""
+    """Why a QBO record does not match ours (None when it does): its number and total."""
+    entity = qbo_entity(document)
     if str(record.get("DocNumber") or "") != document.doc_number:
         return (
-            f"QBO invoice {record.get('Id')} for {document.label} has DocNumber "
+            f"QBO {entity} {record.get('Id')} for {document.label} has DocNumber "
             f"{record.get('DocNumber')!r}, ours is {document.doc_number!r}"
         )
     total = _decimal(record.get("TotalAmt"))
-    if total != document.total:
+    expected = document.sign * document.total
+    if total != expected:
         return (
-            f"QBO invoice {record.get('Id')} for {document.label} totals {total}, "
-            f"ours {document.total} (QBO recomputed the tax or an amount)"
+            f"QBO {entity} {record.get('Id')} for {document.label} totals {total}, "
+            f"ours {expected} (QBO recomputed the tax or an amount)"
         )
     return None
 
@@ -191,7 +230,7 @@ class _References:
         )
         if absent:
             problems.append(f"items {', '.join(absent)} have no QBO item")
-        if self.term is None:
+        if self.term is None and not document.is_credit:
             problems.append(f"no QBO term Net {self.portal.invoicing.payment_terms_days}")
         if not problems:
             return None
@@ -201,36 +240,58 @@ class _References:
         )
 
     def payload(self, document: InvoiceDocument) -> dict[str, Any]:
-        assert self.term is not None
-        return invoice_payload(
+        return document_payload(
             document,
             customer_id=self.customers[str(document.customer_id)],
             item_ids=self.items,
-            term_id=self.term,
+            term_id=self.term or "",
         )
 
 
 def find_existing(
-    client: QBOClient, documents: Iterable[InvoiceDocument], *, chunk: int = LOOKUP_CHUNK
+    client: QBOClient,
+    documents: Iterable[InvoiceDocument],
+    *,
+    chunk: int = LOOKUP_CHUNK,
+    every_type: bool = False,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """QBO invoices carrying the DocNumbers of `documents`: (ours, someone else's), by our
-    invoice id. Ours carry our marker in PrivateNote; when several do, the oldest wins."""
+    """QBO records carrying the DocNumbers of `documents`: (ours, someone else's), by our
+    invoice id. Ours are of the document's own type (Invoice, or CreditMemo for a credit)
+    and carry our marker in PrivateNote; when several do, the oldest wins. A record of the
+    other type, or without our marker, is someone else's (its type is in `_type`).
+
+    Credit memos are looked up when a document is a credit, or with `every_type` (QBO keeps
+    one DocNumber space for both types: an invoice colliding with someone's credit memo
+    is refused with 6140, and the look-up after that refusal names the memo)."""
     documents = list(documents)
+    entities = (
+        (INVOICE, CREDIT_MEMO) if every_type or any(d.is_credit for d in documents) else (INVOICE,)
+    )
     by_number = {d.doc_number: d for d in documents}
     ours: dict[int, dict[str, Any]] = {}
     theirs: dict[int, dict[str, Any]] = {}
     numbers = sorted(by_number)
-    for start in range(0, len(numbers), chunk):
-        rows = client.select("Invoice", DocNumber=numbers[start : start + chunk])
-        for row in sorted(rows, key=lambda r: int(r.get("Id") or 0)):
-            document = by_number.get(str(row.get("DocNumber") or ""))
-            if document is None:
-                continue
-            if private_note_marker(document) in str(row.get("PrivateNote") or ""):
-                ours.setdefault(document.id, row)
-            else:
-                theirs.setdefault(document.id, row)
+    for entity in entities:
+        for start in range(0, len(numbers), chunk):
+            rows = client.select(entity, DocNumber=numbers[start : start + chunk])
+            for row in sorted(rows, key=lambda r: int(r.get("Id") or 0)):
+                document = by_number.get(str(row.get("DocNumber") or ""))
+                if document is None:
+                    continue
+                marked = private_note_marker(document) in str(row.get("PrivateNote") or "")
+                if marked and entity == qbo_entity(document):
+                    ours.setdefault(document.id, row)
+                else:
+                    theirs.setdefault(document.id, {**row, "_type": entity})
     return ours, theirs
+
+
+def _taken_by(document: InvoiceDocument, other: dict[str, Any]) -> str:
+    kind = "credit memo" if other.get("_type") == CREDIT_MEMO else "invoice"
+    return (
+        f"DocNumber {document.doc_number} of {document.label} is used in QBO by {kind} "
+        f"{other.get('Id', '?')}, which Datagate did not create"
+    )
 
 
 def export_to_qbo(
@@ -260,7 +321,7 @@ def export_to_qbo(
             for start in range(0, len(to_create.documents), client.batch_size)
         ]
         items = [
-            [BatchItem.create(d.id, "Invoice", references.payload(d)) for d in chunk]
+            [BatchItem.create(d.id, qbo_entity(d), references.payload(d)) for d in chunk]
             for chunk in chunks
         ]
         request_ids = [
@@ -304,15 +365,14 @@ def _resolve(
             if document.id in ours:
                 _record(connection, document, ours[document.id], outcome, created=False)
             elif document.id in theirs:
-                other = theirs[document.id]
                 record_failure(
                     connection,
                     outcome,
                     document,
-                    f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
-                    f"invoice {other.get('Id')}, which Datagate did not create; it is not "
-                    "exported (renumbering a final invoice is not allowed)",
+                    f"{_taken_by(document, theirs[document.id])}; it is not exported "
+                    "(renumbering a final invoice is not allowed)",
                     refused=False,
+                    code=DOC_NUMBER_TAKEN,
                 )
             elif (reason := references.missing(document)) is not None:
                 record_failure(connection, outcome, document, reason, refused=False)
@@ -332,12 +392,16 @@ def _stop_after(
         # next run looks these invoices up first.
         with transaction(db) as connection:
             for document in chunk:
-                record_failure(connection, outcome, document, str(error), refused=False)
+                record_failure(
+                    connection, outcome, document, str(error), refused=False, code=error_code(error)
+                )
         return True
     # Refused as a whole (nothing was created): record it and go on with the others.
     with transaction(db) as connection:
         for document in chunk:
-            record_failure(connection, outcome, document, str(error), refused=True)
+            record_failure(
+                connection, outcome, document, str(error), refused=True, code=error_code(error)
+            )
     return False
 
 
@@ -364,28 +428,33 @@ def _record_batch(
                     document,
                     f"QBO refused {document.label}: {result.message}",
                     refused=True,
+                    code=error_code(result),
                 )
             else:
                 reason = result.message if isinstance(result, QBOError) else "no result"
                 record_failure(
-                    connection, outcome, document, f"{document.label}: {reason}", refused=False
+                    connection,
+                    outcome,
+                    document,
+                    f"{document.label}: {reason}",
+                    refused=False,
+                    code=None if result is None else error_code(result),
                 )
     if not retry_lookup:
         return
-    ours, theirs = find_existing(client, retry_lookup)
+    ours, theirs = find_existing(client, retry_lookup, every_type=True)
     with transaction(db) as connection:
         for document in retry_lookup:
             if document.id in ours:
                 _record(connection, document, ours[document.id], outcome, created=False)
             else:
-                other = theirs.get(document.id, {})
                 record_failure(
                     connection,
                     outcome,
                     document,
-                    f"DocNumber {document.doc_number} of {document.label} is used in QBO "
-                    f"by invoice {other.get('Id', '?')}, which Datagate did not create",
+                    _taken_by(document, theirs.get(document.id, {})),
                     refused=True,
+                    code=DOC_NUMBER_TAKEN,
                 )
 
 
@@ -401,7 +470,13 @@ def _record(
     if problem is not None:
         # It exists (and must never be created again), but it is not what we billed.
         record_failure(
-            connection, outcome, document, problem, refused=False, external_id=str(record["Id"])
+            connection,
+            outcome,
+            document,
+            problem,
+            refused=False,
+            external_id=str(record["Id"]),
+            code=TOTAL_DIFFERS,
         )
         return
     record_outcome(
@@ -410,5 +485,6 @@ def _record(
         document,
         external_id=str(record["Id"]),
         external_number=str(record.get("DocNumber") or ""),
+        external_type=qbo_entity(document),
         created=created,
     )

@@ -85,15 +85,17 @@ def record_outcome(
     *,
     external_id: str,
     external_number: str | None,
+    external_type: str,
     created: bool,
 ) -> None:
-    """The target has the invoice (we created it, or found it there): record it."""
+    """The target has the document (we created it, or found it there): record it."""
     record_exported(
         connection,
         document.id,
         outcome.target,
         external_id=external_id,
         external_number=external_number,
+        external_type=external_type,
     )
     (outcome.created if created else outcome.found).append(document.invoice_key)
 
@@ -106,9 +108,10 @@ def record_failure(
     *,
     refused: bool,
     external_id: str | None = None,
+    code: str | None = None,
 ) -> None:
-    """The invoice is not exported, and why (`ledger.record_failed` says what `refused`
-    and `external_id` mean)."""
+    """The invoice is not exported, and why (`ledger.record_failed` says what `refused`,
+    `external_id` and `code` mean)."""
     record_failed(
         connection,
         document.id,
@@ -116,5 +119,6 @@ def record_failure(
         reason,
         refused=refused,
         external_id=external_id,
+        code=code,
     )
     outcome.failed[document.invoice_key] = reason

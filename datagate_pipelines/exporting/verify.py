@@ -12,8 +12,9 @@ from sqlalchemy import and_, select
 
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.halopsa import find_existing_by_id
+from datagate_pipelines.exporting.halopsa import find_existing_by_id, halo_sign
 from datagate_pipelines.exporting.ledger import HALOPSA, QBO
+from datagate_pipelines.exporting.qbo import CREDIT_MEMO, INVOICE
 from datagate_pipelines.halopsa.client import HaloPSAClient
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.warehouse.models import exports, invoices
@@ -95,29 +96,37 @@ def _split(rows: list[_Exported], outcome: Verification) -> list[_Exported]:
 def verify_qbo(
     db: Database, client: QBOClient, portal: PortalSettings, period: date
 ) -> Verification:
-    """Each exported invoice is in QBO under its recorded id, with our DocNumber and total."""
+    """Each exported invoice is in QBO under its recorded id — an Invoice, or a CreditMemo
+    for a negative total — with our DocNumber and total (a credit memo's negated)."""
     outcome = Verification(QBO)
     exported = _split(_rows(db, portal.id, period, QBO), outcome)
-    ids = [row.external_id for row in exported if row.external_id]
-    records: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), READ_CHUNK):
-        for record in client.select("Invoice", Id=ids[start : start + READ_CHUNK]):
-            records[str(record["Id"])] = record
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for entity in (INVOICE, CREDIT_MEMO):
+        ids = [r.external_id for r in exported if r.external_id and _qbo_type(r) == entity]
+        for start in range(0, len(ids), READ_CHUNK):
+            for record in client.select(entity, Id=ids[start : start + READ_CHUNK]):
+                records[(entity, str(record["Id"]))] = record
     for row in exported:
-        record = records.get(str(row.external_id))
+        entity = _qbo_type(row)
+        record = records.get((entity, str(row.external_id)))
         label = f"{row.doc_number} ({row.invoice_key})"
+        expected = -row.total if entity == CREDIT_MEMO else row.total
         if record is None:
-            outcome.mismatched.append(f"{label}: QBO invoice {row.external_id} is gone")
+            outcome.mismatched.append(f"{label}: QBO {entity} {row.external_id} is gone")
         elif row.external_number != row.doc_number or record.get("DocNumber") != row.doc_number:
             outcome.mismatched.append(
                 f"{label}: number changed (ours {row.doc_number}, recorded "
                 f"{row.external_number}, QBO {record.get('DocNumber')})"
             )
-        elif Decimal(str(record.get("TotalAmt"))) != row.total:
+        elif Decimal(str(record.get("TotalAmt"))) != expected:
             outcome.mismatched.append(
-                f"{label}: QBO total {record.get('TotalAmt')} ≠ ours {row.total}"
+                f"{label}: QBO total {record.get('TotalAmt')} ≠ ours {expected}"
             )
     return outcome
+
+
+def _qbo_type(row: _Exported) -> str:
+    return CREDIT_MEMO if row.total < 0 else INVOICE
 
 
 def verify_halopsa(
@@ -126,6 +135,7 @@ def verify_halopsa(
     """Each exported invoice is in HaloPSA under its recorded id, live, with our DocNumber
     as its third-party number and our total."""
     outcome = Verification(HALOPSA)
+    amounts = portal.halopsa.credit_note_amounts
     exported = _split(_rows(db, portal.id, period, HALOPSA), outcome)
     records = find_existing_by_id(client, {row.invoice_date for row in exported})
     for row in exported:
@@ -140,8 +150,10 @@ def verify_halopsa(
                 f"{label}: HaloPSA third-party number is "
                 f"{record.get('thirdpartyinvoicenumber')!r}, ours {row.doc_number}"
             )
-        elif Decimal(str(record.get("total"))).quantize(Decimal("0.01")) != row.total:
+        elif Decimal(str(record.get("total"))).quantize(Decimal("0.01")) != (
+            expected := halo_sign(row.total, amounts) * row.total
+        ):
             outcome.mismatched.append(
-                f"{label}: HaloPSA total {record.get('total')} ≠ ours {row.total}"
+                f"{label}: HaloPSA total {record.get('total')} ≠ ours {expected}"
             )
     return outcome

@@ -56,6 +56,10 @@ MAX_PAGE_SIZE = 100
 CLIENT_FIELD_USAGE = 2
 #: `FieldInfo.type` of a checkbox. [C] CFB README
 CHECKBOX_FIELD_TYPE = 6
+#: Written on a new Invoice record to make it a credit note. [I] docs/halopsa-api.md §A4:
+#: the field exists (SPEC24) but what Halo does with it is not documented; how a credit's
+#: amounts are signed is a portal setting (`halopsa.credit_note_amounts`).
+CREDIT_NOTE_FLAG = "_create_credit_note"
 #: The list key of the wrapper object, per resource (lower-case path). [C] §3.2
 WRAPPER_KEYS = {
     "client": "clients",
@@ -600,6 +604,11 @@ class HaloPSAClient(ApiClientBase):
         )
         return body[0] if isinstance(body, list) and body else body
 
+    def create_credit_note(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Create one credit note: an Invoice record written with the credit flag
+        (docs/halopsa-api.md §A4). Like `create_invoice`, never retried blindly."""
+        return self.create_invoice({**payload, CREDIT_NOTE_FLAG: True})
+
     def find_invoices(
         self,
         *,
@@ -609,9 +618,11 @@ class HaloPSAClient(ApiClientBase):
         start_date: str | None = None,
         end_date: str | None = None,
         include_lines: bool = False,
+        include_credits: bool = False,
         params: Mapping[str, Any] | None = None,
     ) -> Listing:
-        """Invoices matching the filters (dates filter on the invoice date)."""
+        """Invoices matching the filters (dates filter on the invoice date); with
+        `include_credits`, credit notes too."""
         query = {
             "client_id": client_id,
             "contract_id": contract_id,
@@ -620,6 +631,7 @@ class HaloPSAClient(ApiClientBase):
             "end_date": end_date,
             "datesearch": "invoice_date" if start_date or end_date else None,
             "includelines": include_lines or None,
+            "includecredits": include_credits or None,
             **(params or {}),
         }
         return self.list("Invoice", params=query)

@@ -78,6 +78,7 @@ def invoice_documents(
                 "portal": portal_id,
                 "period": period_label(period),
                 "number": inv.doc_number,
+                "invoice_key": inv.invoice_key,
                 "status": display_status(
                     inv.status, inv.payment_status, set(exported[inv.id]), targets
                 ),

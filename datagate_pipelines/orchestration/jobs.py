@@ -9,6 +9,21 @@ from datagate_pipelines.orchestration.partitions import portal_partitions, porta
 # get it from whoever launches them.
 PORTAL_TAG = "dagster/partition/portal"
 
+#: Metadata of the failure an export step ends with when invoices failed to export: how
+#: many. `launch` tells such a run ("finished with failed exports") from one that broke.
+FAILED_EXPORTS = "datagate/failed_exports"
+
+#: The export steps of the billing job (the `exports` group), which the nightly schedule
+#: runs alone for periods whose exports failed.
+EXPORT_ASSETS = (
+    "qbo_customers",
+    "qbo_items",
+    "qbo_terms",
+    "halo_invoice_export",
+    "qbo_invoice_export",
+    "invoice_payments",
+)
+
 portal_sync = dg.define_asset_job(
     "portal_sync",
     selection=dg.AssetSelection.groups("halopsa", "catalog"),

@@ -18,12 +18,20 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.periods import period_label
-from datagate_pipelines.orchestration.jobs import PORTAL_TAG
+from datagate_pipelines.orchestration.jobs import FAILED_EXPORTS, PORTAL_TAG
 from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
 
 
 class RunFailedError(DatagateError):
-    """A Dagster run ended in failure; the message names the run and the failing step."""
+    """A Dagster run ended in failure; the message names the run and the failing step.
+
+    `failed_exports` is set when the run did its work but some invoices failed to export
+    (a run that "finished with failed exports", exit status 3 for the CLI)."""
+
+    def __init__(self, message: str, *, run_id: str, failed_exports: int | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.failed_exports = failed_exports
 
 
 # The code location, named as workspace.yaml names it. Runs are rebuilt from this pointer
@@ -67,16 +75,32 @@ def _execute(
         job, instance=instance, run_config=config, tags={"dagster/partition": partition, **tags}
     )
     if not result.success:
+        failed_steps = [event for event in result.all_events if event.is_step_failure]
         failures = [
             f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
-            for event in result.all_events
-            if event.is_step_failure
-            and event.event_specific_data
-            and event.event_specific_data.error
+            for event in failed_steps
+            if event.event_specific_data and event.event_specific_data.error
         ]
         detail = failures[0] if failures else "see the run in the Dagster UI"
-        raise RunFailedError(f"{job_name} run {result.run_id} for {partition} failed: {detail}")
+        raise RunFailedError(
+            f"{job_name} run {result.run_id} for {partition} failed: {detail}",
+            run_id=result.run_id,
+            failed_exports=_failed_exports(failed_steps),
+        )
     return RunOutcome(result.run_id, job_name, partition)
+
+
+def _failed_exports(failed_steps: list[Any]) -> int | None:
+    """How many invoices failed to export, when that is all that failed: every failed step
+    is an export step that ended with FAILED_EXPORTS (assets/exports.py); else None."""
+    total = 0
+    for event in failed_steps:
+        data = event.event_specific_data.user_failure_data if event.event_specific_data else None
+        count = (data.metadata or {}).get(FAILED_EXPORTS) if data is not None else None
+        if count is None:
+            return None
+        total += int(count.value)
+    return total or None
 
 
 def run_sync(

@@ -7,7 +7,8 @@ import dagster as dg
 from sqlalchemy import select
 
 from datagate_pipelines.billing.periods import add_months, period_label
-from datagate_pipelines.orchestration.jobs import PORTAL_TAG
+from datagate_pipelines.exporting.status import periods_to_export
+from datagate_pipelines.orchestration.jobs import EXPORT_ASSETS, PORTAL_TAG
 from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
@@ -45,12 +46,31 @@ def billing_run_requests(
     today: date,
     closed_periods: dict[str, set[date]],
     billing_starts: dict[str, date],
+    unexported: dict[str, list[date]] | None = None,
 ) -> list[dg.RunRequest]:
-    """Per portal: close last month once (finalize + export), and refresh this month's drafts."""
+    """Per portal: close last month once (finalize + export), refresh this month's drafts,
+    and export again every period (of any age) with a final invoice whose export failed or
+    is missing — only the export steps of the billing job, until nothing is left open."""
     open_period = today.replace(day=1)
     last_period = add_months(open_period, -1)
     requests = []
     for portal_id in portal_ids:
+        closing = last_period not in closed_periods.get(portal_id, set())
+        for period in (unexported or {}).get(portal_id, []):
+            if closing and period == last_period:
+                continue  # tonight's closing run exports it anyway
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"export:{portal_id}:{period_label(period)}:{today}",
+                    partition_key=billing_partition(portal_id, period),
+                    asset_selection=[dg.AssetKey(name) for name in EXPORT_ASSETS],
+                    tags={
+                        PORTAL_TAG: portal_id,
+                        "datagate/period": period_label(period),
+                        "datagate/kind": "exports",
+                    },
+                )
+            )
         start = billing_starts.get(portal_id)
         if start is None:
             continue
@@ -78,7 +98,8 @@ def billing_run_requests(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly billing (DATAGATE_BILLING_CRON, default 04:00 UTC): finalize and export the "
-    "period that just closed — once; later nights find it closed — and refresh the open period's drafts.",
+    "period that just closed — once; later nights find it closed —, refresh the open period's "
+    "drafts, and retry the exports of every period with a failed or missing export.",
 )
 def nightly_billing(
     context: dg.ScheduleEvaluationContext, portals: PortalsResource, warehouse: WarehouseResource
@@ -94,6 +115,8 @@ def nightly_billing(
             )
         ):
             closed.setdefault(row.portal_id, set()).add(row.period)
+        targets = {p: registry.get(p).settings.export_targets for p in portal_ids}
+        unexported = periods_to_export(connection, targets)
     starts = {p: registry.get(p).settings.billing_start for p in portal_ids}
-    requests = billing_run_requests(portal_ids, today, closed, starts)
+    requests = billing_run_requests(portal_ids, today, closed, starts, unexported)
     return requests or dg.SkipReason("no portals to bill")

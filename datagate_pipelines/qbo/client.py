@@ -97,6 +97,9 @@ MAX_PAGE_SIZE = 1000
 NAME_LISTS = frozenset(
     {"Account", "Customer", "Item", "Term", "TaxCode", "TaxRate", "TaxAgency", "Vendor", "Class"}
 )
+#: Transaction types sharing one DocNumber space in QBO's duplicate check (docs/billing.md,
+#: Numbering): our invoices go out as invoices, or as credit memos when negative.
+NUMBERED_TYPES = ("Invoice", "CreditMemo")
 # A guard against a server that never stops paging: 10 million rows.
 _MAX_PAGES = 10_000
 # Doc numbers per `IN (…)` query: keeps the GET URL short.
@@ -713,8 +716,34 @@ class QBOClient(ApiClientBase):
                     entity="batch",
                     request_id=chunk_id,
                 )
-            results.update(read_batch_answers(chunk, by_bid, body, self._batch_error))
+            answers = read_batch_answers(chunk, by_bid, body, self._batch_error)
+            self._log_item_failures(by_bid, answers)
+            results.update(answers)
         return results
+
+    def _log_item_failures(
+        self, by_bid: Mapping[str, BatchItem], answers: Mapping[str, Any]
+    ) -> None:
+        """Each refused item of an answered batch, in the request log with its bId and
+        DocNumber: the batch request itself succeeded (HTTP 200)."""
+        for bid, item in by_bid.items():
+            error = answers.get(item.our_id)
+            if not isinstance(error, QBOError):
+                continue
+            params = {"bId": bid, "entity": item.entity or "Query", "our_id": item.our_id}
+            doc_number = (item.body or {}).get("DocNumber")
+            if doc_number:
+                params["DocNumber"] = str(doc_number)
+            # The message starts with QBO's fault code ("6000 A business validation …").
+            self.record_part_failure(
+                "POST",
+                f"/{self._path('batch')}",
+                params,
+                200,
+                f"batch item bId {bid} ({params['entity']}"
+                + (f" DocNumber {doc_number}" if doc_number else "")
+                + f"): {error.message}",
+            )
 
     def _batch_error(
         self,
@@ -762,26 +791,29 @@ class QBOClient(ApiClientBase):
         return (exact or rows or [None])[0]
 
     def doc_number_exists(self, doc_number: str) -> bool:
-        """Whether an invoice with this DocNumber exists in the company."""
+        """Whether an invoice or credit memo with this DocNumber exists in the company."""
         return bool(self.existing_doc_numbers([doc_number]))
 
     def existing_doc_numbers(self, candidates: Iterable[str]) -> set[str]:
-        """The candidates that are DocNumbers of invoices in the company already
-        (queried in chunks with `DocNumber IN (…)`)."""
+        """The candidates that are DocNumbers of invoices or credit memos in the company
+        already (queried in chunks with `DocNumber IN (…)`): QBO reports a DocNumber
+        collision across these types, so numbering must skip both."""
         wanted = sorted({str(c) for c in candidates if str(c)})
         found: set[str] = set()
-        for start in range(0, len(wanted), _DOC_NUMBER_CHUNK):
-            chunk = wanted[start : start + _DOC_NUMBER_CHUNK]
-            for row in self.select("Invoice", DocNumber=chunk):
-                if row.get("DocNumber") in chunk:
-                    found.add(row["DocNumber"])
+        for entity in NUMBERED_TYPES:
+            for start in range(0, len(wanted), _DOC_NUMBER_CHUNK):
+                chunk = wanted[start : start + _DOC_NUMBER_CHUNK]
+                for row in self.select(entity, DocNumber=chunk):
+                    if row.get("DocNumber") in chunk:
+                        found.add(row["DocNumber"])
         return found
 
     def doc_number_lookup(self, *, prefetch: int = 50) -> Callable[[str], bool]:
         """`is_taken(doc_number) -> bool` for finalization numbering: whether the company
-        has an invoice with that DocNumber. The first question about a number also asks
-        about the `prefetch - 1` numbers after it (`INV-1001` → `INV-1002` …) in the same
-        query, since numbering asks about consecutive numbers; answers are kept."""
+        has an invoice or credit memo with that DocNumber. The first question about a
+        number also asks about the `prefetch - 1` numbers after it (`INV-1001` →
+        `INV-1002` …) in the same queries, since numbering asks about consecutive numbers;
+        answers are kept."""
         known: dict[str, bool] = {}
         lock = threading.Lock()
 

@@ -121,7 +121,7 @@ class QBOResource(dg.ConfigurableResource):
         prefetch: int = 50,
     ) -> Callable[[str], bool]:
         """`is_taken(doc_number)` for `finalize_period`: whether the portal's QBO company
-        has an invoice with that DocNumber already.
+        has an invoice or credit memo with that DocNumber already.
 
         The access token is made valid here, before the caller opens its finalization
         transaction: a token refresh inside it would wait for SQLite's write lock.

@@ -418,9 +418,16 @@ exports = Table(
     # Sent with every create so a retried or re-run create replays instead of duplicating.
     Column("request_id", String(64), nullable=False),
     Column("attempts", Integer, nullable=False),
+    # Why the last attempt failed: the message, the target's own code (QBO's fault code,
+    # HaloPSA's HTTP status) and since when the export has been failing (kept across
+    # retries, cleared once it is exported).
     Column("last_error", Text),
+    Column("error_code", String(32)),
+    Column("failed_since", UTCDateTime()),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("exported_at", UTCDateTime()),
+    # What the target holds: QBO "Invoice" | "CreditMemo", HaloPSA "invoice" | "credit_note".
+    Column("external_type", String(16)),
     UniqueConstraint("invoice_id", "target"),
     CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),

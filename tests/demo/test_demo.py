@@ -6,9 +6,8 @@ import os
 import subprocess
 import sys
 
+import psutil
 import pytest
-
-from datagate_pipelines.demo.processes import REALM_ID
 
 
 @pytest.mark.e2e
@@ -37,7 +36,20 @@ def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
     for line in env_file.splitlines():
         if "SECRET" in line or "TOKEN" in line:
             assert line.split("=", 1)[1].strip("'") not in out + result.stderr
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [
-        line for line in ps.splitlines() if "--realm " + REALM_ID in line
-    ] and "datagate_simulators" not in ps.replace(str(tmp_path), "")
+    assert simulators_of(env["DATAGATE_DEMO_DIR"]) == []
+
+
+def simulators_of(demo_dir: str) -> list[str]:
+    """Simulator processes this demo started that are still alive (other demos and tests
+    may run on the same machine: theirs have another demo folder in their environment)."""
+    alive = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if "datagate_simulators" not in command:
+            continue
+        try:
+            if process.environ().get("DATAGATE_DEMO_DIR") == demo_dir:
+                alive.append(command)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return alive

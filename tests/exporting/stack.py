@@ -236,3 +236,31 @@ def qbo_client(sim: QBOSim, *, tokens=None, **kwargs) -> QBOClient:
         retry=retry,
         **kwargs,
     )
+
+
+def finalized_with_a_credit(engine: Engine, sim: HaloSim, portal: Portal) -> tuple[list, Any]:
+    """Like `finalized_invoices`, after giving one billed customer a discount larger than
+    its charges in HaloPSA (a recurring line at -999.99): its invoice totals below zero,
+    a credit. Returns the final invoices and the credit among them."""
+    with halo_client(sim) as client:
+        ingest(engine, portal, client)
+    sync(engine, portal)
+    with engine.connect() as c:
+        customer_id = c.execute(
+            select(m.products.c.customer_id).order_by(m.products.c.customer_id)
+        ).first()[0]
+    header = min(
+        (
+            r
+            for r in sim.backend.table("RecurringInvoice").values()
+            if r["client_id"] == customer_id
+        ),
+        key=lambda r: r["id"],
+    )
+    lines = [dict(line) for line in header["lines"]]
+    lines[0]["unit_price"] = -999.99
+    sim.backend.upsert("RecurringInvoice", [{"id": header["id"], "lines": lines}])
+    finals = finalized_invoices(engine, sim, portal)
+    credit = next(f for f in finals if f.customer_id == customer_id)
+    assert credit.total < 0, credit.total
+    return finals, credit

@@ -13,7 +13,7 @@ from datagate_pipelines.exporting.documents import (
     number_text,
     priced,
 )
-from datagate_pipelines.exporting.qbo import invoice_payload
+from datagate_pipelines.exporting.qbo import document_payload
 
 
 def line(qty, price, amount, *, site=None, site_name=None, month=date(2026, 8, 1), tax="0.00"):
@@ -105,7 +105,7 @@ def test_qbo_lines_show_a_subtotal_per_site_in_description_lines():
             line("1", "9.99", "3.22", site=10, site_name="Main", tax="0.23"),
         ]
     )
-    body = invoice_payload(doc, customer_id="5", item_ids={"item:52": "9"}, term_id="3")
+    body = document_payload(doc, customer_id="5", item_ids={"item:52": "9"}, term_id="3")
     kinds = [(x["DetailType"], x.get("Description"), x.get("Amount")) for x in body["Line"]]
     assert kinds == [
         ("DescriptionOnly", "Main:", None),
@@ -128,7 +128,7 @@ def test_qbo_lines_show_a_subtotal_per_site_in_description_lines():
 
 
 def test_an_invoice_without_sites_has_no_subtotal_lines():
-    body = invoice_payload(
+    body = document_payload(
         document([line("10", "24.95", "249.50")]),
         customer_id="5",
         item_ids={"item:52": "9"},

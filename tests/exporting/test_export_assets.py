@@ -136,3 +136,56 @@ def test_a_portal_without_qbo_skips_the_qbo_assets(engine, served, halo, qbo, in
     ]
     assert logs
     assert qbo.invoices() == []
+
+
+def test_a_refused_invoice_fails_the_step_and_its_partitions_check(
+    engine, served, halo, qbo, instance
+):
+    served.portals_file.write_text(
+        PORTAL_YAML.format(
+            halo=served.halo_url,
+            qbo=QBO_YAML.format(realm=REALM, qbo=served.qbo_url, income_accounts="{}"),
+        )
+    )
+    finals = finalized_invoices(engine, halo, portal_config(qbo_url=served.qbo_url))
+    victim = finals[0]
+    customer = qbo.company.create("Customer", {"DisplayName": "Someone Else"})
+    item = qbo.company.create("Item", {"Name": "Their Item", "IncomeAccountRef": {"value": "1"}})
+    qbo.company.create(  # someone's invoice holds our number: QBO answers 6140 in the batch
+        "Invoice",
+        {
+            "DocNumber": victim.doc_number,
+            "CustomerRef": {"value": customer["Id"]},
+            "Line": [
+                {
+                    "DetailType": "SalesItemLineDetail",
+                    "Amount": 1,
+                    "SalesItemLineDetail": {"ItemRef": {"value": item["Id"]}},
+                }
+            ],
+        },
+    )
+    instance.add_dynamic_partitions("portal", ["acme"])
+    result = dg.materialize(
+        ASSETS,
+        partition_key=str(PARTITION),
+        instance=instance,
+        resources={
+            "portals": PortalsResource(),
+            "warehouse": WarehouseResource(),
+            "halopsa": HaloPSAResource(),
+            "qbo": QBOResource(),
+        },
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "qbo_invoice_export"
+    description = failure.step_failure_data.user_failure_data.description
+    assert f"1 invoice(s) not exported to qbo: {victim.doc_number}" in description
+    assert "did not create" in description
+    check = checks(result)["qbo_exports_match"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.partition == str(PARTITION) and victim.doc_number in check.description
+    assert metadata(result, "qbo_invoice_export")["failed"] == 1  # materialized, then failed
+    assert checks(result)["halo_exports_match"].passed  # HaloPSA took every invoice

@@ -141,6 +141,7 @@ def test_a_refused_invoice_is_recorded_with_the_reason_and_the_others_go_on(
     assert outcome.exported == len(finals) - len(outcome.failed)
     row = exports(engine)[finals[0].id]
     assert row.status == "failed" and row.attempts == 1 and "does not exist" in row.last_error
+    assert row.error_code == "HTTP 400" and row.failed_since is not None
     with halo_client(halo) as client:
         check = verify_halopsa(engine, client, portal.settings, JULY)
     assert (
@@ -150,6 +151,8 @@ def test_a_refused_invoice_is_recorded_with_the_reason_and_the_others_go_on(
     halo.backend.table("Item").put(item)  # fixed in HaloPSA
     again = export(engine, halo, portal)
     assert sorted(again.created) == sorted(outcome.failed) and not again.failed
+    fixed = exports(engine)[finals[0].id]
+    assert fixed.status == "exported" and fixed.error_code is None and fixed.failed_since is None
     assert_once_each(halo, finals)
 
 

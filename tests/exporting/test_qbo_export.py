@@ -239,6 +239,7 @@ def test_a_refused_invoice_fails_alone_and_is_sent_again_once_fixed(engine, qbo,
     row = export_rows(engine)[victim.id]
     # Refused: nothing was created, so the next attempt must not replay the refusal.
     assert row.status == "failed" and row.attempts == 1 and row.request_id != first_request_id
+    assert row.error_code == "2500" and row.failed_since is not None  # QBO's invalid reference
 
     with engine.begin() as c:  # fixed: the stale link is dropped and found again by name
         c.execute(m.qbo_entities.delete().where(m.qbo_entities.c.qbo_id == "99999"))

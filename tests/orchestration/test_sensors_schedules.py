@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 import dagster as dg
 from sqlalchemy import select
 
+from datagate_pipelines.definitions import defs
+from datagate_pipelines.orchestration.jobs import EXPORT_ASSETS
 from datagate_pipelines.orchestration.schedules import billing_run_requests, nightly_sync
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
@@ -125,6 +127,29 @@ def test_nightly_billing_closes_last_month_once_and_refreshes_the_open_one():
     later = billing_run_requests(["acme"], date(2026, 9, 3), {"acme": {date(2026, 8, 1)}}, starts)
     assert [r.partition_key for r in later] == ["2026-09-01|acme"]
     assert billing_run_requests(["acme"], date(2026, 6, 2), {}, starts) == []
+
+
+def test_nightly_billing_retries_the_exports_of_any_period_until_none_is_open():
+    starts = {"acme": date(2025, 1, 1)}
+    closed = {"acme": {date(2026, 8, 1)}}
+    unexported = {"acme": [date(2025, 3, 1), date(2026, 8, 1)]}
+    requests = billing_run_requests(["acme"], date(2026, 9, 3), closed, starts, unexported)
+    retries = [r for r in requests if r.tags.get("datagate/kind") == "exports"]
+    assert [r.partition_key for r in retries] == ["2025-03-01|acme", "2026-08-01|acme"]
+    for request in retries:
+        assert request.tags["dagster/partition/portal"] == "acme" and not request.run_config
+        assert {key.to_user_string() for key in request.asset_selection} == set(EXPORT_ASSETS)
+    # The period closed tonight exports in its closing run: no second run for it.
+    tonight = billing_run_requests(["acme"], date(2026, 9, 2), {}, starts, unexported)
+    assert [r.partition_key for r in tonight if r.tags.get("datagate/kind") == "exports"] == [
+        "2025-03-01|acme"
+    ]
+
+
+def test_the_export_steps_are_the_exports_group():
+    graph = defs.resolve_asset_graph()
+    group = dg.AssetSelection.groups("exports").resolve(graph)
+    assert {key.to_user_string() for key in group} == set(EXPORT_ASSETS)
 
 
 def test_nightly_sync_requests_every_portal_with_the_portal_tag(instance):

@@ -618,16 +618,19 @@ def test_doc_number_lookups(sim, client):
     customer = client.create("Customer", {"DisplayName": "Numbers Co"}, request_id=None)
     for number in ("INV-0998", "INV-1000", "1001"):
         client.create("Invoice", invoice_body(sim, customer["Id"], number), request_id=None)
+    # A credit memo's number is taken too: QBO checks DocNumbers across both types.
+    client.create("CreditMemo", invoice_body(sim, customer["Id"], "INV-1001"), request_id=None)
     assert client.doc_number_exists("INV-1000") and not client.doc_number_exists("INV-0999")
-    candidates = [f"INV-{n:04d}" for n in range(900, 1020)]  # 120: three IN queries
+    assert client.doc_number_exists("INV-1001")
+    candidates = [f"INV-{n:04d}" for n in range(900, 1020)]  # 120: three IN queries a type
     before = len(sim.api_records("/query"))
-    assert client.existing_doc_numbers(candidates) == {"INV-0998", "INV-1000"}
-    assert len(sim.api_records("/query")) - before == 3
+    assert client.existing_doc_numbers(candidates) == {"INV-0998", "INV-1000", "INV-1001"}
+    assert len(sim.api_records("/query")) - before == 6
     is_taken = client.doc_number_lookup(prefetch=10)
     before = len(sim.api_records("/query"))
     answers = [is_taken(f"INV-{n:04d}") for n in range(995, 1003)]
-    assert answers == [False, False, False, True, False, True, False, False]
-    assert len(sim.api_records("/query")) - before == 1  # the prefetch answered the rest
+    assert answers == [False, False, False, True, False, True, True, False]
+    assert len(sim.api_records("/query")) - before == 2  # the prefetch answered the rest
     assert following_doc_numbers("INV-0099", 2) == ["INV-0100", "INV-0101"]
 
 
