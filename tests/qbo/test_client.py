@@ -428,8 +428,14 @@ def test_batch_maps_results_by_our_ids_in_chunks_whatever_the_answer_order(sim):
     assert (fault.code, fault.entity, fault.our_id) == ("6240", "Customer", "customer:dup")
     assert "customer:dup" in str(fault) and "6240" in str(fault)
     assert len(results["terms"]["Term"]) == 4
-    batches = sim.api_records("/batch")
+    records = sim.api_records("/batch")
+    refused = [r for r in records if (r.error or "").startswith("batch item")]
+    batches = [r for r in records if r not in refused]
     assert len(batches) == 2 and sim.backend.stats.get(REALM, "batches") == 2
+    # The refused item has its own line in the request log, though its batch got a 200.
+    (line,) = refused
+    assert line.status == 200 and line.params["our_id"] == "customer:dup"
+    assert "6240" in line.error and line.params["bId"]
 
 
 def test_batch_updates_voids_deletes_and_per_item_faults(sim, client):
