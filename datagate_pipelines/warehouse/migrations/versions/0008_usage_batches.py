@@ -90,6 +90,7 @@ def _batch_earlier_charges() -> None:
         *(
             sa.column(name)
             for name in (
+                "id",
                 "portal_id",
                 "period",
                 "fingerprint",
@@ -113,18 +114,22 @@ def _batch_earlier_charges() -> None:
     ).all()
     for portal_id, period, source, rows, cents, imported_at in groups:
         key = f"{portal_id}\x1f{period}\x1f{source}"
-        batch_id = connection.execute(
+        fingerprint = "legacy:" + hashlib.sha256(key.encode()).hexdigest()[:57]
+        connection.execute(
             sa.insert(batches).values(
                 portal_id=portal_id,
                 period=period,
-                fingerprint="legacy:" + hashlib.sha256(key.encode()).hexdigest()[:57],
+                fingerprint=fingerprint,
                 source=source or "(unknown file)",
                 row_count=rows,
                 total=int(cents or 0),
                 imported_by="(before import batches)",
                 imported_at=imported_at or datetime.now(UTC),
             )
-        ).inserted_primary_key[0]
+        )
+        batch_id = connection.execute(
+            sa.select(batches.c.id).where(batches.c.fingerprint == fingerprint)
+        ).scalar_one()
         same_source = charges.c.source.is_(None) if source is None else charges.c.source == source
         connection.execute(
             sa.update(charges)
