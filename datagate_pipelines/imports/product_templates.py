@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select
 
 from datagate_pipelines.billing.codes import normalize_tax_code
 from datagate_pipelines.imports.csv_files import RowCheck, RowProblem, read_csv
-from datagate_pipelines.imports.report import ImportReport
+from datagate_pipelines.imports.report import ImportReport, take_once
 from datagate_pipelines.warehouse.models import items, product_templates
 from datagate_pipelines.warehouse.upsert import upsert
 
@@ -53,7 +53,8 @@ def import_product_templates(
     for item_id, name in known.items():
         by_name.setdefault(name.strip().casefold(), []).append(item_id)
 
-    rows: dict[int, tuple[int, str | None, Template]] = {}  # item → (line, name, template)
+    rows: dict[int, tuple[int, Template]] = {}  # item → (first line, template)
+    names: dict[int, str] = {}
     for row in csv_file.rows:
         check = RowCheck(row)
         item_id = _item(check, portal_id, known, by_name)
@@ -64,22 +65,8 @@ def import_product_templates(
         if item_id is None or not check.ok:
             continue
         template = (normalize_tax_code(code), account)
-        if item_id not in rows:
-            rows[item_id] = (row.line, item_name or known[item_id], template)
-        elif rows[item_id][2] != template:
-            first_line, _name, first = rows[item_id]
-            report.bad.append(
-                RowProblem(
-                    row.line,
-                    "tax_code" if first[0] != template[0] else "income_account",
-                    f"item {item_id} is also on line {first_line} with another template "
-                    f"({_describe(first)} there, {_describe(template)} here)",
-                )
-            )
-        else:
-            report.warnings.append(
-                RowProblem(row.line, None, f"repeats line {rows[item_id][0]}; taken once")
-            )
+        names.setdefault(item_id, item_name or known[item_id])
+        take_once(report, rows, item_id, row.line, template, _conflict)
     report.refuse_if_bad()
 
     stored: dict[int, Template] = {
@@ -97,7 +84,7 @@ def import_product_templates(
     updated = [
         item
         for item in rows
-        if item in stored and existing == "update" and stored[item] != rows[item][2]
+        if item in stored and existing == "update" and stored[item] != rows[item][1]
     ]
     report.counts = {
         "new": len(new),
@@ -116,9 +103,9 @@ def import_product_templates(
                 {
                     "portal_id": portal_id,
                     "item_id": item,
-                    "item_name": rows[item][1],
-                    "tax_code": rows[item][2][0],
-                    "income_account": rows[item][2][1],
+                    "item_name": names[item],
+                    "tax_code": rows[item][1][0],
+                    "income_account": rows[item][1][1],
                     "imported_at": now,
                 }
                 for item in new + updated
@@ -158,6 +145,17 @@ def _item(
         f"{', '.join(map(str, sorted(matches)))}): give item_id",
     )
     return None
+
+
+def _conflict(
+    item_id: int, line: int, template: Template, first_line: int, first: Template
+) -> RowProblem:
+    return RowProblem(
+        line,
+        "tax_code" if first[0] != template[0] else "income_account",
+        f"item {item_id} is also on line {first_line} with another template "
+        f"({_describe(first)} there, {_describe(template)} here)",
+    )
 
 
 def _describe(template: Template) -> str:

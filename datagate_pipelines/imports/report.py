@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.imports.csv_files import RowProblem
@@ -48,3 +50,22 @@ class ImportRefused(DatagateError):
         self.report = report
         rows = len({problem.line for problem in report.bad})
         super().__init__(f"{report.source}: {plural(rows, 'bad row')}, nothing imported{hint}")
+
+
+def take_once(
+    report: ImportReport,
+    first: dict[Any, tuple[int, Any]],
+    key: Hashable,
+    line: int,
+    value: Any,
+    conflict: Callable[[Any, int, Any, int, Any], RowProblem],
+) -> None:
+    """Keep the first row of each key. A later row that says the same is taken once, with a
+    warning; one that says otherwise is a bad row: `conflict(key, line, value, first line,
+    first value)`."""
+    if key not in first:
+        first[key] = (line, value)
+    elif first[key][1] == value:
+        report.warnings.append(RowProblem(line, None, f"repeats line {first[key][0]}; taken once"))
+    else:
+        report.bad.append(conflict(key, line, value, *first[key]))

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select
 
 from datagate_pipelines.billing.codes import normalize_tax_code, normalize_zip
 from datagate_pipelines.imports.csv_files import RowCheck, RowProblem, read_csv
-from datagate_pipelines.imports.report import ImportReport
+from datagate_pipelines.imports.report import ImportReport, take_once
 from datagate_pipelines.warehouse.models import tax_rates
 from datagate_pipelines.warehouse.upsert import upsert
 
@@ -29,31 +29,25 @@ def import_tax_rates(
     sum. Raises ImportRefused (nothing written) when any row is bad."""
     csv_file = read_csv(source, TAX_RATE_COLUMNS)
     report = ImportReport("tax rates", csv_file.name, dry_run=dry_run, bad=list(csv_file.bad))
-    rates: dict[RateKey, tuple[int, Decimal, str]] = {}  # key → (first line, rate, as written)
+    rates: dict[RateKey, tuple[int, Decimal]] = {}  # key → (first line, rate)
+    written = {row.line: row.values.get("rate", "") for row in csv_file.rows}
+
+    def conflict(
+        key: RateKey, line: int, _rate: Decimal, first_line: int, _first: Decimal
+    ) -> RowProblem:
+        return RowProblem(
+            line,
+            "rate",
+            f"{written[line]} conflicts with line {first_line} ({written[first_line]}) "
+            f"for zip {key[0]}, tax code {key[1]}, jurisdiction {key[2]}",
+        )
+
     for row in csv_file.rows:
         check = RowCheck(row)
         parsed = _parse(check)
         report.bad += check.problems
-        if parsed is None:
-            continue
-        key, rate = parsed
-        if key not in rates:
-            rates[key] = (row.line, rate, row.values["rate"])
-        elif rates[key][1] != rate:
-            first_line, _rate, first_written = rates[key]
-            report.bad.append(
-                RowProblem(
-                    row.line,
-                    "rate",
-                    f"{row.values['rate']} conflicts with line {first_line} "
-                    f"({first_written}) "
-                    f"for zip {key[0]}, tax code {key[1]}, jurisdiction {key[2]}",
-                )
-            )
-        else:
-            report.warnings.append(
-                RowProblem(row.line, None, f"repeats line {rates[key][0]}; taken once")
-            )
+        if parsed is not None:
+            take_once(report, rates, parsed[0], row.line, parsed[1], conflict)
     report.refuse_if_bad()
 
     stored = {
@@ -64,7 +58,7 @@ def import_tax_rates(
             )
         )
     }
-    changed = [key for key, (_line, rate, _written) in rates.items() if stored.get(key) != rate]
+    changed = [key for key, (_line, rate) in rates.items() if stored.get(key) != rate]
     new = sum(1 for key in changed if key not in stored)
     report.counts = {
         "new": new,

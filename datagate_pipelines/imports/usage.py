@@ -45,6 +45,15 @@ USAGE_COLUMNS = (
 OPTIONAL_USAGE_COLUMNS = ("contract_id",)
 
 # What makes two charges the same: every stored field but where it came from.
+CHARGE_FIELDS = (
+    "customer_id",
+    "site_id",
+    "contract_id",
+    "description",
+    "amount",
+    "tax_code",
+    "usage_date",
+)
 ChargeKey = tuple[int, int | None, int | None, str, Decimal, str | None, date]
 
 
@@ -157,7 +166,14 @@ def import_usage(
     batch = "as a new batch"
     if not dry_run:
         batch_id = _write(
-            connection, portal_id, period, csv_file.file_name, fingerprint, charges, imported_by
+            connection,
+            portal_id,
+            period,
+            charges,
+            source=csv_file.file_name,
+            fingerprint=fingerprint,
+            total=total,
+            imported_by=imported_by,
         )
         batch = f"as batch {batch_id}"
         report.wrote = True
@@ -240,13 +256,7 @@ def _identical_to_earlier(
     earlier: dict[ChargeKey, tuple[int, str, int | None]] = {}
     for r in connection.execute(
         select(
-            c.customer_id,
-            c.site_id,
-            c.contract_id,
-            c.description,
-            c.amount,
-            c.tax_code,
-            c.usage_date,
+            *(c[name] for name in CHARGE_FIELDS),
             c.batch_id,
             usage_batches.c.source,
             c.source_line,
@@ -255,7 +265,8 @@ def _identical_to_earlier(
         .where(c.portal_id == portal_id, c.period == period)
         .order_by(c.batch_id, c.source_line)
     ):
-        earlier.setdefault(tuple(r[:7]), (r.batch_id, r.source, r.source_line))  # type: ignore[arg-type]
+        key: ChargeKey = tuple(r[: len(CHARGE_FIELDS)])  # type: ignore[assignment]
+        earlier.setdefault(key, (r.batch_id, r.source, r.source_line))
     problems = []
     for charge in charges:
         if charge.key in earlier:
@@ -292,33 +303,16 @@ def _write(
     connection: Connection,
     portal_id: str,
     period: date,
-    file_name: str,
-    fingerprint: str,
     charges: list[UsageCharge],
-    imported_by: str,
+    **batch: object,
 ) -> int:
+    """The batch (source, fingerprint, total, imported_by), then one row per charge."""
     now = datetime.now(UTC)
     batch_id = connection.execute(
         insert(usage_batches).values(
-            portal_id=portal_id,
-            period=period,
-            fingerprint=fingerprint,
-            source=file_name,
-            row_count=len(charges),
-            total=sum((c.amount for c in charges), start=Decimal("0.00")),
-            imported_by=imported_by,
-            imported_at=now,
+            portal_id=portal_id, period=period, row_count=len(charges), imported_at=now, **batch
         )
     ).inserted_primary_key[0]
-    fields = (
-        "customer_id",
-        "site_id",
-        "contract_id",
-        "description",
-        "amount",
-        "tax_code",
-        "usage_date",
-    )
     connection.execute(
         insert(usage_charges),
         [
@@ -329,7 +323,7 @@ def _write(
                 "period": period,
                 "batch_id": batch_id,
                 "source_line": charge.line,
-                **dict(zip(fields, charge.key, strict=True)),
+                **dict(zip(CHARGE_FIELDS, charge.key, strict=True)),
                 "imported_at": now,
             }
             for charge in charges

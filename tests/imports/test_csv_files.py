@@ -83,7 +83,7 @@ def test_a_file_that_is_not_utf8_or_not_there_is_refused(tmp_path):
     path.write_bytes("zip,tax_code,rate\n94107,TÉL,0.06\n".encode("latin-1"))
     with pytest.raises(ImportFileError, match="not UTF-8 text"):
         read_csv(path, COLUMNS)
-    with pytest.raises(ImportFileError, match="missing.csv: no such file"):
+    with pytest.raises(ImportFileError, match=r"missing\.csv: no such file"):
         read_csv(tmp_path / "missing.csv", COLUMNS)
 
 

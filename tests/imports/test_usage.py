@@ -241,7 +241,7 @@ def test_identical_rows_in_one_file_are_two_charges_billed_with_a_warning(
 def test_a_batch_is_taken_back_and_its_content_can_be_imported_again(engine, bayside, tmp_path):
     import_file(engine, tmp_path, "usage.csv", HEADER + CALLS + FAX)
     import_file(engine, tmp_path, "sms.csv", HEADER + SMS)
-    wrong, sms = batches(engine)
+    wrong, _sms = batches(engine)
     _invoice, lines = bill_july(engine, bayside)
     assert len(lines) == 3
     with engine.begin() as c:
