@@ -343,7 +343,7 @@ usage_charges = Table(
     Column("usage_id", String(64), nullable=False),
     Column("period", Date, nullable=False),
     Column("batch_id", Integer, ForeignKey("usage_batches.id"), nullable=False),
-    Column("source_line", Integer),
+    Column("source_line", Integer),  # its line in the batch's file (none before batches)
     Column("customer_id", BigInteger, nullable=False),
     Column("site_id", BigInteger),
     Column("contract_id", BigInteger),
