@@ -208,7 +208,6 @@ def fill_warehouse(engine, portal, *, invoices: int, customers: int, items: int)
                         "description": f"service line {line_no}",
                         "qty": qty,
                         "unit_price": price,
-                        "tax_code": "TEL" if taxed else "NONTAXABLE",
                         "start_date": date(2026, 1, 1),
                         "billing_cycle": "monthly",
                         "created_at": now,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from datagate_pipelines.commands import demo, imports, portals, qbo, reports, runs
+from datagate_pipelines.commands import demo, imports, portals, qbo, reports, runs, usage
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +21,7 @@ main.add_command(runs.sync)
 main.add_command(runs.bill)
 main.add_command(runs.force_sync)
 main.add_command(imports.import_)
+main.add_command(usage.usage)
 main.add_command(reports.invoices)
 main.add_command(reports.requests)
 main.add_command(reports.prune_requests)

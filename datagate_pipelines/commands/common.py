@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -37,6 +39,11 @@ def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_ERROR)
 
     return wrapper
+
+
+def operator_name() -> str:
+    """Who runs the command, for the records that keep it: DATAGATE_OPERATOR, else the login."""
+    return os.environ.get("DATAGATE_OPERATOR") or getpass.getuser()
 
 
 def engine() -> Any:

@@ -1,52 +1,106 @@
-"""`datagate import products|tax-rates|usage`: CSV imports, reported row by row."""
+"""`datagate import products|tax-rates|usage`: CSV imports, taken whole or refused whole.
+
+A file with any bad row writes nothing: every bad row is listed (line, column, reason) on
+stderr, then one `error:` line, exit status 1. `--dry-run` checks the same and reports the
+same, writing nothing. An import that wrote something shows in the Dagster UI as a
+materialization of its asset.
+"""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy import select
 
 from datagate_pipelines import DatagateError
-from datagate_pipelines.commands.common import PERIOD, engine, expected_errors, portal_option
+from datagate_pipelines.commands.common import (
+    PERIOD,
+    engine,
+    expected_errors,
+    operator_name,
+    portal_option,
+)
 from datagate_pipelines.config import load_portals
-from datagate_pipelines.imports.csv_files import ImportReport
 from datagate_pipelines.imports.product_templates import (
+    EXISTING_CHOICES,
     PRODUCT_TEMPLATE_COLUMNS,
+    Existing,
     import_product_templates,
 )
+from datagate_pipelines.imports.report import ImportRefused, ImportReport
 from datagate_pipelines.imports.tax_rates import import_tax_rates
 from datagate_pipelines.imports.usage import import_usage
-from datagate_pipelines.orchestration.instance import instance
-from datagate_pipelines.orchestration.launch import ensure_portal_partition
-from datagate_pipelines.orchestration.partitions import billing_partition
 from datagate_pipelines.warehouse.models import items, product_templates, recurring_invoice_lines
 from datagate_pipelines.warehouse.portals import register_portal
-from datagate_pipelines.warehouse.rejects import record_rejects
+
+DRY_RUN = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the file and report what the import would do; write nothing.",
+)
 
 
 @click.group("import")
 def import_() -> None:
-    """Import CSV files: product templates, tax rates, usage charges."""
+    """Import CSV files: product templates, tax rates, usage charges (a file with a bad row
+    is refused whole)."""
 
 
-def _report(
-    report: ImportReport, portal_id: str | None, asset: str, partition: str | None = None
-) -> None:
-    for bad in report.bad:
-        click.echo(f"  bad row: {bad}")
-    click.echo(report.summary())
-    if report.dry_run:
-        return
-    if portal_id:
+def run_import(
+    do: Callable[[Any], ImportReport],
+    *,
+    asset: str,
+    portal_id: str | None = None,
+    period: date | None = None,
+) -> ImportReport:
+    """`do(connection)` in one transaction; its warnings and summary printed, or its bad rows
+    (and nothing kept) when it refuses the file."""
+    try:
         with engine().begin() as connection:
-            record_rejects(
-                connection, portal_id, f"import:{asset}:{Path(report.source).name}", report.bad
-            )
-    # The import shows in the Dagster UI as a materialization of its asset.
+            report = do(connection)
+    except ImportRefused as refused:
+        print_problems(refused.report)
+        raise
+    print_problems(report)
+    click.echo(report.summary())
+    if report.wrote:
+        report_materialization(
+            asset,
+            portal_id,
+            period,
+            description=report.summary(),
+            metadata={"source": report.source, **report.counts, "warnings": len(report.warnings)},
+        )
+    return report
+
+
+def print_problems(report: ImportReport) -> None:
+    for warning in report.warnings:
+        click.echo(f"warning: {report.source} {warning}", err=True)
+    for bad in report.bad:
+        click.echo(f"{report.source} {bad}", err=True)
+
+
+def report_materialization(
+    asset: str,
+    portal_id: str | None,
+    period: date | None,
+    *,
+    description: str,
+    metadata: dict[str, Any],
+) -> None:
+    """A change made outside a run shows in the Dagster UI as a materialization of its asset
+    (of the portal's period partition for usage)."""
     import dagster as dg
+
+    from datagate_pipelines.orchestration.instance import instance
+    from datagate_pipelines.orchestration.launch import ensure_portal_partition
+    from datagate_pipelines.orchestration.partitions import billing_partition
 
     dagster = instance()
     if portal_id:
@@ -54,14 +108,9 @@ def _report(
     dagster.report_runless_asset_event(
         dg.AssetMaterialization(
             asset,
-            partition=partition,
-            metadata={
-                "source": report.source,
-                "new": report.new,
-                "changed": report.changed,
-                "unchanged": report.unchanged,
-                "bad_rows": len(report.bad),
-            },
+            partition=billing_partition(portal_id, period) if portal_id and period else None,
+            description=description,
+            metadata=metadata,
         )
     )
 
@@ -75,10 +124,20 @@ def _report(
     type=click.Path(path_type=Path),
     help="Write the template CSV to fill in instead.",
 )
-@click.option("--dry-run", is_flag=True, help="Show what the import would change, write nothing.")
+@click.option(
+    "--existing",
+    type=click.Choice(EXISTING_CHOICES),
+    default="update",
+    show_default=True,
+    help="Rows for items that already have a template: replace it, or leave it as it is.",
+)
+@DRY_RUN
 @expected_errors
-def products(file: Path | None, portal_id: str, template: Path | None, dry_run: bool) -> None:
-    """Product templates: HaloPSA item → tax code (+ optional income account)."""
+def products(
+    file: Path | None, portal_id: str, template: Path | None, existing: Existing, dry_run: bool
+) -> None:
+    """Product templates: HaloPSA item → tax code (+ optional income account). They count
+    from the next billing run."""
     portal = load_portals().get(portal_id)
     if template is not None:
         count = write_product_template(portal_id, template)
@@ -88,10 +147,15 @@ def products(file: Path | None, portal_id: str, template: Path | None, dry_run: 
         return
     if file is None:
         raise click.UsageError("give FILE to import, or --template FILE to download the template")
-    with engine().begin() as connection:
-        register_portal(connection, portal)
-        report = import_product_templates(connection, portal_id, file, dry_run=dry_run)
-    _report(report, portal_id, "product_templates")
+
+    def do(connection: Any) -> ImportReport:
+        if not dry_run:
+            register_portal(connection, portal)
+        return import_product_templates(
+            connection, portal_id, file, existing=existing, dry_run=dry_run
+        )
+
+    run_import(do, asset="product_templates", portal_id=portal_id)
 
 
 def write_product_template(portal_id: str, path: Path) -> int:
@@ -138,25 +202,40 @@ def write_product_template(portal_id: str, path: Path) -> int:
 
 @import_.command("tax-rates")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Show what the import would change, write nothing.")
+@DRY_RUN
 @expected_errors
 def tax_rates(file: Path, dry_run: bool) -> None:
     """Tax rates: zip,tax_code,jurisdiction,rate (rate as a fraction, e.g. 0.0725)."""
-    with engine().begin() as connection:
-        report = import_tax_rates(connection, file, dry_run=dry_run)
-    _report(report, None, "tax_rates")
+    run_import(lambda c: import_tax_rates(c, file, dry_run=dry_run), asset="tax_rates")
 
 
 @import_.command("usage")
 @click.argument("file", type=click.Path(path_type=Path))
 @portal_option()
 @click.option("--period", type=PERIOD, required=True, help="The billing period, YYYY-MM.")
-@click.option("--dry-run", is_flag=True, help="Show what the import would change, write nothing.")
+@click.option(
+    "--allow-duplicates",
+    is_flag=True,
+    help="Import rows identical to charges already imported for the period (new charges that look the same).",
+)
+@DRY_RUN
 @expected_errors
-def usage(file: Path, portal_id: str, period: date, dry_run: bool) -> None:
-    """Usage charges for a period: customer_id,customer_name,site_id,description,amount,tax_code,usage_date."""
+def usage(file: Path, portal_id: str, period: date, allow_duplicates: bool, dry_run: bool) -> None:
+    """Usage charges for a period, as one batch (`datagate usage list` shows them):
+    customer_id,customer_name,site_id,description,amount,tax_code,usage_date[,contract_id]."""
     portal = load_portals().get(portal_id)
-    with engine().begin() as connection:
-        register_portal(connection, portal)
-        report = import_usage(connection, portal_id, period, file, dry_run=dry_run)
-    _report(report, portal_id, "usage_charges", billing_partition(portal_id, period))
+
+    def do(connection: Any) -> ImportReport:
+        if not dry_run:
+            register_portal(connection, portal)
+        return import_usage(
+            connection,
+            portal_id,
+            period,
+            file,
+            imported_by=operator_name(),
+            allow_duplicates=allow_duplicates,
+            dry_run=dry_run,
+        )
+
+    run_import(do, asset="usage_charges", portal_id=portal_id, period=period)

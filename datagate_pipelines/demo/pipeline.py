@@ -210,9 +210,13 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
     with engine.begin() as connection:
         import_product_templates(connection, PORTAL_ID, templates)
         import_tax_rates(connection, folder / "tax-rates.csv")
-        import_usage(connection, PORTAL_ID, period, folder / f"usage-{period:%Y-%m}.csv")
-    say("sync again, so products carry their tax codes …")
-    run_sync(dagster, PORTAL_ID)
+        import_usage(
+            connection,
+            PORTAL_ID,
+            period,
+            folder / f"usage-{period:%Y-%m}.csv",
+            imported_by="datagate demo",
+        )
     say(f"bill {period_label(period)}: finalize, number and export …")
     try:
         run_billing(dagster, PORTAL_ID, period, finalize=True)

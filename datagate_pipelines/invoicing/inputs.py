@@ -11,6 +11,7 @@ from datagate_pipelines.warehouse.models import (
     billing_ledger,
     customers,
     invoices,
+    product_templates,
     products,
     sites,
     tax_rates,
@@ -62,13 +63,22 @@ def load_billing_inputs(
             products.c.description,
             _stored_integer(products.c.qty, "qty_e4"),
             _stored_integer(products.c.unit_price, "unit_price_e4"),
-            products.c.tax_code,
+            # The item's template gives the tax code at billing time, so a template
+            # imported after the sync counts at the next run (imports/product_templates.py).
+            product_templates.c.tax_code,
             products.c.start_date,
             products.c.end_date,
             products.c.billing_cycle,
             products.c.ended_reason.is_not(None),
             # product_id is "line:<source_line_id>": one key per product.
             products.c.source_line_id,
+        )
+        .outerjoin(
+            product_templates,
+            and_(
+                product_templates.c.portal_id == products.c.portal_id,
+                product_templates.c.item_id == products.c.item_id,
+            ),
         )
         .where(products.c.portal_id == portal_id)
         # The engine's fast paths expect ids in order (billing/ids.py).

@@ -18,7 +18,6 @@ products = pa.DataFrameSchema(
         "description": text(nullable=False),
         "qty": quantity(),
         "unit_price": quantity(),
-        "tax_code": text(),
         "start_date": day(nullable=False),
         "end_date": day(),
         "billing_cycle": text(nullable=False),

@@ -27,7 +27,6 @@ from datagate_pipelines.warehouse.models import (
     item_groups,
     items,
     product_sites,
-    product_templates,
     products,
     recurring_invoice_lines,
     sites,
@@ -162,14 +161,6 @@ def sync_products(connection: Connection, portal: PortalSettings, *, as_of: date
             select(item_groups.c.halo_id, item_groups.c.name).where(item_groups.c.portal_id == pid)
         )
     }
-    tax_codes = {
-        r.item_id: r.tax_code
-        for r in connection.execute(
-            select(product_templates.c.item_id, product_templates.c.tax_code).where(
-                product_templates.c.portal_id == pid
-            )
-        )
-    }
     lines = [
         r._asdict()
         for r in connection.execute(
@@ -182,7 +173,6 @@ def sync_products(connection: Connection, portal: PortalSettings, *, as_of: date
         contracts=contract_rows,
         items=item_rows,
         item_groups=group_names,
-        tax_codes=tax_codes,
         settings=portal.sync,
         billing_start=portal.billing_start,
         as_of=as_of,

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from datagate_pipelines.warehouse.types import Money, Quantity, Rate, UTCDateTime
@@ -246,7 +247,8 @@ products = Table(
     Column("description", String(1000), nullable=False),
     Column("qty", Quantity(), nullable=False),
     Column("unit_price", Quantity(), nullable=False),
-    Column("tax_code", String(64)),
+    # No tax code here: billing reads it from the item's product template, so a template
+    # import takes effect on the next billing run (invoicing/inputs.py).
     Column("start_date", Date, nullable=False),
     Column("end_date", Date),
     Column("billing_cycle", String(32), nullable=False),
@@ -306,12 +308,42 @@ product_templates = Table(
     PrimaryKeyConstraint("portal_id", "item_id"),
 )
 
+usage_batches = Table(
+    "usage_batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("period", Date, nullable=False),
+    # Of the batch's normalised rows, whatever the file was called (imports/usage.py).
+    Column("fingerprint", String(64), nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Column("total", Money(), nullable=False),
+    Column("imported_by", String(200), nullable=False),
+    Column("imported_at", UTCDateTime(), nullable=False),
+    # A removed batch stays listed; its charges are deleted.
+    Column("removed_by", String(200)),
+    Column("removed_at", UTCDateTime()),
+    # The same charges are imported once per portal and period (until that batch is removed).
+    Index(
+        None,
+        "portal_id",
+        "period",
+        "fingerprint",
+        unique=True,
+        sqlite_where=text("removed_at IS NULL"),
+        postgresql_where=text("removed_at IS NULL"),
+    ),
+)
+
 usage_charges = Table(
     "usage_charges",
     metadata,
     _portal(),
     Column("usage_id", String(64), nullable=False),
     Column("period", Date, nullable=False),
+    Column("batch_id", Integer, ForeignKey("usage_batches.id"), nullable=False),
+    Column("source_line", Integer),  # its line in the batch's file (none before batches)
     Column("customer_id", BigInteger, nullable=False),
     Column("site_id", BigInteger),
     Column("contract_id", BigInteger),
@@ -319,9 +351,9 @@ usage_charges = Table(
     Column("amount", Money(), nullable=False),
     Column("tax_code", String(64)),
     Column("usage_date", Date, nullable=False),
-    Column("source", String(500)),
     Column("imported_at", UTCDateTime(), nullable=False),
     PrimaryKeyConstraint("portal_id", "usage_id"),
+    Index(None, "batch_id"),
 )
 
 invoices = Table(

@@ -168,7 +168,6 @@ def finalized_invoices(
         ingest(engine, portal, client)
     sync(engine, portal)
     import_reference_data(engine, portal, skip_zips=skip_zips)
-    sync(engine, portal)  # products pick up their tax codes from the templates
     with engine.begin() as c:
         compute_drafts(c, portal.settings, JULY)
         finalize_period(c, portal.settings, JULY, today=AFTER_JULY)

@@ -6,12 +6,20 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from datagate_pipelines.warehouse.db import current_revision, head_revision, make_engine, migrate
+from datagate_pipelines.warehouse.db import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+)
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     exports,
@@ -20,6 +28,8 @@ from datagate_pipelines.warehouse.models import (
     metadata,
     portals,
     tax_rates,
+    usage_batches,
+    usage_charges,
 )
 
 NOW = datetime(2026, 8, 1, tzinfo=UTC)
@@ -188,3 +198,76 @@ def test_unreachable_database_is_one_clear_error():
         migrate(engine)
     assert "cannot reach the warehouse" in str(info.value)
     assert "secret" not in str(info.value)
+
+
+def _insert_rows(connection, table: str, *rows: dict) -> None:
+    """Rows into a table as an older revision defines it (the models describe the newest)."""
+    columns = list(rows[0])
+    connection.execute(
+        sa.text(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(':' + c for c in columns)})"
+        ),
+        list(rows),
+    )
+
+
+def test_usage_imported_before_batches_gets_one_batch_per_file_and_back(database_url):
+    """Migration 0008 on a warehouse with data: charges imported before batches existed get
+    one batch per (portal, period, file); products' tax codes live in the templates alone.
+    The downgrade puts both back."""
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0003")
+    july, now = date(2026, 7, 1), datetime(2026, 8, 2, 9, 30, tzinfo=UTC)
+    with engine.begin() as c:
+        _insert_rows(
+            c,
+            "portals",
+            dict(id="acme", name="Acme", currency="USD", registered_at=now, next_invoice_number=1),
+        )
+        charge = dict(
+            portal_id="acme", period=july, customer_id=1, description="calls", usage_date=july,
+            imported_at=now,
+        )  # fmt: skip
+        _insert_rows(
+            c,
+            "usage_charges",
+            {**charge, "usage_id": "u:0", "amount": 1234, "source": "a.csv"},
+            {**charge, "usage_id": "u:1", "amount": 500, "source": "a.csv"},
+            {**charge, "usage_id": "u:2", "amount": 1234, "source": "copy-of-a.csv"},
+        )
+        _insert_rows(
+            c,
+            "products",
+            dict(
+                portal_id="acme", product_id="line:1", source_line_id=1, customer_id=1,
+                item_id=50, description="seat", qty=10000, unit_price=249500, tax_code="TEL",
+                start_date=july, billing_cycle="monthly", created_at=now, updated_at=now,
+            ),
+        )  # fmt: skip
+        _insert_rows(
+            c,
+            "product_templates",
+            dict(portal_id="acme", item_id=50, tax_code="TEL", imported_at=now),
+        )
+    migrate(engine)
+    with engine.connect() as c:
+        batches = {
+            b.source: b for b in c.execute(select(usage_batches).order_by(usage_batches.c.id))
+        }
+        charges = dict(c.execute(select(usage_charges.c.usage_id, usage_charges.c.batch_id)).all())
+        columns = {column["name"] for column in sa.inspect(c).get_columns("products")}
+    assert {s: (b.row_count, b.total, b.imported_at) for s, b in batches.items()} == {
+        "a.csv": (2, Decimal("17.34"), now),
+        "copy-of-a.csv": (1, Decimal("12.34"), now),
+    }
+    a, copy = batches["a.csv"].id, batches["copy-of-a.csv"].id
+    assert charges == {"u:0": a, "u:1": a, "u:2": copy}
+    assert "tax_code" not in columns
+    command.downgrade(config, "0003")
+    with engine.connect() as c:
+        sources = c.execute(sa.text("SELECT usage_id, source FROM usage_charges")).all()
+        assert dict(sources) == {"u:0": "a.csv", "u:1": "a.csv", "u:2": "copy-of-a.csv"}
+        assert c.execute(sa.text("SELECT tax_code FROM products")).scalar_one() == "TEL"
+    migrate(engine)

@@ -59,8 +59,7 @@ def bayside(warehouse, tmp_path):
     with engine.begin() as c:
         import_tax_rates(c, TAX_RATES)
         import_product_templates(c, "acme", TEMPLATES)
-        import_usage(c, "acme", JULY, usage)
-    sync_all(engine, p)
+        import_usage(c, "acme", JULY, usage, imported_by="test")
     with engine.begin() as c:
         compute_drafts(c, p.settings, JULY)
         finalize_period(c, p.settings, JULY, today=date(2026, 9, 2))
