@@ -284,6 +284,8 @@ class Resource:
     name: ClassVar[str]
     #: Wrapper key of list responses; None = the list is a plain JSON array.
     list_key: ClassVar[str | None] = None
+    #: Without ``pageinate`` the list is a plain JSON array even though it has a key.
+    bare_unless_paged: ClassVar[bool] = False
     #: 1 = ids 1, 2, 3 …; -1 = ids -1, -2, … (recurring invoices). [C] REAL-RI
     id_sign: ClassVar[int] = 1
     #: Scope area for read:/edit: scopes; None = needs "all" or "admin".

@@ -144,6 +144,9 @@ HEADER_KINDS: dict[str, str] = {
     "lastcreated": "datetime",
     "nextcreationdate": "datetime",
     "date_created": "datetime",
+    # A supplier invoice is an invoice tied to a purchase order (§A2). [I] for the meaning
+    "purchaseorder_id": "ref",
+    "supplier_id": "ref",
 }
 HEADER_READONLY = frozenset(
     {"total", "tax_total", "revenue", "amountdue", "is_recurring_invoice", "last_modified",
@@ -160,6 +163,8 @@ class _InvoiceBase(Resource):
         "client_id": "Client",
         "sitenumber": "Site",
         "contract_id": "ClientContract",
+        "purchaseorder_id": "PurchaseOrder",
+        "supplier_id": "Supplier",
     }
     required = ("client_id",)
     readonly = HEADER_READONLY
@@ -411,6 +416,8 @@ class Invoice(_InvoiceBase):
     """
 
     name = "Invoice"
+    # A client invoice needs its client, a supplier invoice its supplier (checked below).
+    required = ()
 
     def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         today = now[:10] + "T00:00:00"
@@ -428,6 +435,10 @@ class Invoice(_InvoiceBase):
         }
 
     def finish_header(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
+        if existing is None and all(
+            record.get(key) in (None, "", UNSET, 0) for key in ("client_id", "supplier_id")
+        ):
+            errors.add(f"{path}.client_id", "The client_id field is required.")
         if not record.get("invoicenumber"):
             record["invoicenumber"] = str(backend.next_sequence("invoice_number"))
         if not record.get("duedate") or (existing is None and "duedate" not in item):
@@ -446,6 +457,15 @@ class Invoice(_InvoiceBase):
             return False
         statuses = query.get_int_list("paymentstatuses")
         if statuses is not None and record.get("paymentstatus") not in statuses:
+            return False
+        # Supplier invoices (tied to a PO) list only when asked for: the parameters
+        # purchaseorder_id and includepoinvoices exist (§A2); that they are left out
+        # otherwise is [I].
+        po_id = query.get_int("purchaseorder_id")
+        if po_id not in (None, UNSET) and record.get("purchaseorder_id") != po_id:
+            return False
+        supplier_invoice = record.get("purchaseorder_id") not in (None, UNSET, 0)
+        if supplier_invoice and po_id is None and not query.get_bool("includepoinvoices"):
             return False
         recurring_id = query.get_int("recurringinvoice_id")
         if recurring_id is not None and record.get("recurring_invoice_id") != recurring_id:
