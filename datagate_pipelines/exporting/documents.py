@@ -46,6 +46,8 @@ class DocumentLine:
     amount: Decimal
     tax_code: str | None
     tax: Decimal
+    tax_zip: str | None = None  # where the line was taxed, and at what (summed) rate
+    tax_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,11 @@ class InvoiceDocument:
     tax: Decimal
     total: Decimal
     lines: tuple[DocumentLine, ...]
+
+    @property
+    def key(self) -> str:
+        """What names the invoice in export outcomes: its invoice key."""
+        return self.invoice_key
 
     @property
     def label(self) -> str:
@@ -262,6 +269,8 @@ def _lines(
                     amount=r.amount,
                     tax_code=r.tax_code,
                     tax=r.tax,
+                    tax_zip=r.tax_zip,
+                    tax_rate=r.tax_rate,
                 )
             )
     return out
@@ -269,13 +278,16 @@ def _lines(
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """A HaloPSA item as the QBO export sees it: its name, group and template account."""
+    """A HaloPSA item as the QBO export sees it: its name, group, template account, and its
+    nominal (GL) codes for sales and purchases (the item's own, else its group's)."""
 
     item_id: int
     name: str
     group_id: int | None
     group_name: str | None
     template_income_account: str | None
+    nominal_code: str | None = None
+    purchase_nominal_code: str | None = None
 
 
 def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> dict[int, ItemInfo]:
@@ -288,7 +300,11 @@ def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> d
                 items.c.halo_id,
                 items.c.name,
                 items.c.item_group_id,
+                items.c.nominal_code,
+                items.c.purchase_nominal_code,
                 item_groups.c.name.label("group_name"),
+                item_groups.c.nominal_code.label("group_nominal_code"),
+                item_groups.c.purchase_nominal_code.label("group_purchase_nominal_code"),
                 product_templates.c.income_account,
                 product_templates.c.item_name,
             )
@@ -316,6 +332,10 @@ def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> d
                 group_id=r.item_group_id,
                 group_name=r.group_name,
                 template_income_account=r.income_account or None,
+                nominal_code=r.nominal_code or r.group_nominal_code or None,
+                purchase_nominal_code=(
+                    r.purchase_nominal_code or r.group_purchase_nominal_code or None
+                ),
             )
     # Templates may name items the mirror does not have (yet): still exportable by name.
     missing = [i for i in item_ids if i not in out]

@@ -24,17 +24,19 @@ The QBO invoice (docs/qbo-api.md §3.4):
   lines in a request are not reliably kept (the simulator drops them, as QBO recomputes
   subtotals), so they are not used.
 
-Tax — US companies (the supported case): each line's `TaxCodeRef` is `TAX` when we taxed
-it and `NON` otherwise, and `TxnTaxDetail.TotalTax` is our computed tax, so QBO never
-computes its own (an explicit TotalTax is honoured, also by Automated Sales Tax). QBO's
-`TotalAmt` must then equal our total; an invoice where it does not is recorded as failed
-(with its QBO id, so it is never created again) and the others go on.
-
-Non-US companies (not supported in this version): QBO computes tax itself from a real
-TaxCode id on every line (`TAX`/`NON` do not exist there) and ignores a sent TotalTax.
-Exporting there needs a mapping from our tax codes to the company's TaxCode ids (and a
-check that QBO's computed tax equals ours, which it will not where rates differ);
-`GlobalTaxCalculation` would be `TaxExcluded`.
+Tax (`qbo.tax_mode`):
+- `us_automated` (US companies, with or without Automated Sales Tax): each line's
+  `TaxCodeRef` is `TAX` when we taxed it and `NON` otherwise, and `TxnTaxDetail.TotalTax`
+  is our computed tax, so QBO never computes its own (an explicit TotalTax is honoured, also
+  by Automated Sales Tax). QBO's `TotalAmt` must then equal our total; an invoice where it
+  does not is recorded as failed (with its QBO id, so it is never created again) and the
+  others go on.
+- `tax_codes` (companies outside the US): each line names the QBO tax code of its (tax
+  code, zip), linked by `datagate qbo tax-codes` (exporting/qbo_tax.py), lines we did not
+  tax the exempt code; `GlobalTaxCalculation` is `TaxExcluded` and `TxnTaxDetail` carries
+  our tax per rate. QBO may round per rate where we round per line: the amount before tax
+  must be ours, and QBO's total and tax are kept on the export record and shown (not a
+  failure). A line whose tax code is not linked fails its invoice with that reason.
 """
 
 from __future__ import annotations
@@ -47,10 +49,21 @@ from typing import Any
 
 from datagate_pipelines.apiclient.errors import RateLimitedError, ServerError, TransportError
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.exporting.accounts import Chart, income_account, unmapped
 from datagate_pipelines.exporting.batches import PARALLEL_BATCHES, send_batches
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.documents import DocumentLine, InvoiceDocument, priced
-from datagate_pipelines.exporting.ledger import QBO, ExportOutcome, combined_request_id
+from datagate_pipelines.exporting.documents import (
+    DocumentLine,
+    InvoiceDocument,
+    load_items,
+    priced,
+)
+from datagate_pipelines.exporting.ledger import (
+    QBO,
+    Exportable,
+    ExportOutcome,
+    combined_request_id,
+)
 from datagate_pipelines.exporting.qbo_references import (
     CUSTOMER,
     ITEM,
@@ -58,6 +71,7 @@ from datagate_pipelines.exporting.qbo_references import (
     item_key,
     load_links,
 )
+from datagate_pipelines.exporting.qbo_tax import InvoiceTaxCodes
 from datagate_pipelines.exporting.runner import (
     PendingExports,
     record_failure,
@@ -81,9 +95,9 @@ LOOKUP_CHUNK = 100
 AfterBatch = Callable[[Sequence[InvoiceDocument], dict[str, Any]], None]
 
 
-def private_note_marker(document: InvoiceDocument) -> str:
-    """The text in PrivateNote that marks a QBO invoice as the export of `document`."""
-    return f"[datagate {document.portal_id}:{document.invoice_key}]"
+def private_note_marker(document: Exportable) -> str:
+    """The text in PrivateNote that marks a QBO transaction as the export of `document`."""
+    return f"[datagate {document.portal_id}:{document.key}]"
 
 
 def tax_code(line: DocumentLine) -> str:
@@ -91,13 +105,13 @@ def tax_code(line: DocumentLine) -> str:
     return "TAX" if line.tax else "NON"
 
 
-def _sales_line(line: DocumentLine, item_id: str) -> dict[str, Any]:
+def _sales_line(line: DocumentLine, item_id: str, line_tax_code: str) -> dict[str, Any]:
     how = priced(line)
     detail: dict[str, Any] = {
         "ItemRef": {"value": item_id},
         "Qty": how.qty,
         "UnitPrice": how.unit_price,
-        "TaxCodeRef": {"value": tax_code(line)},
+        "TaxCodeRef": {"value": line_tax_code},
     }
     if line.service_date is not None:
         detail["ServiceDate"] = line.service_date.isoformat()
@@ -114,9 +128,17 @@ def _description_line(text: str) -> dict[str, Any]:
 
 
 def invoice_payload(
-    document: InvoiceDocument, *, customer_id: str, item_ids: dict[str, str], term_id: str
+    document: InvoiceDocument,
+    *,
+    customer_id: str,
+    item_ids: dict[str, str],
+    term_id: str,
+    tax_codes: InvoiceTaxCodes | None = None,
 ) -> dict[str, Any]:
-    """The QBO Invoice body for one of our invoices (QBO ids already resolved)."""
+    """The QBO Invoice body for one of our invoices (QBO ids already resolved). With
+    `tax_codes` (tax_codes mode) each line names its QBO tax code and the tax goes per rate;
+    otherwise TAX/NON per line and our tax as TotalTax."""
+    line_code = tax_codes.line_code if tax_codes is not None else tax_code
     lines: list[dict[str, Any]] = []
     groups = document.site_groups()
     with_sites = any(group.site_id is not None for group in groups)
@@ -125,10 +147,11 @@ def invoice_payload(
         if with_sites:
             lines.append(_description_line(f"{name}:"))
         for line in group.lines:
-            lines.append(_sales_line(line, item_ids[item_key(line.item_id, line.kind)]))
+            item_id = item_ids[item_key(line.item_id, line.kind)]
+            lines.append(_sales_line(line, item_id, line_code(line)))
         if with_sites:
             lines.append(_description_line(f"Subtotal {name}: {group.subtotal}"))
-    return {
+    body = {
         "DocNumber": document.doc_number,
         "TxnDate": document.invoice_date.isoformat(),
         "DueDate": document.due_date.isoformat(),
@@ -138,6 +161,10 @@ def invoice_payload(
         "Line": lines,
         "TxnTaxDetail": {"TotalTax": document.tax},
     }
+    if tax_codes is not None:
+        body["GlobalTaxCalculation"] = "TaxExcluded"
+        body["TxnTaxDetail"] = tax_codes.detail(document)
+    return body
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -147,14 +174,27 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def check_recorded(document: InvoiceDocument, record: dict[str, Any]) -> str | None:
-    """Why a QBO invoice does not match ours (None when it does): its number and total."""
+def check_recorded(
+    document: InvoiceDocument, record: dict[str, Any], *, own_tax: bool = False
+) -> str | None:
+    """Why a QBO invoice does not match ours (None when it does): its number and total.
+    With `own_tax` (tax_codes mode) QBO's tax may differ from ours by its rounding: then
+    only the amount before tax must be ours (`qbo_figures` keeps QBO's)."""
     if str(record.get("DocNumber") or "") != document.doc_number:
         return (
             f"QBO invoice {record.get('Id')} for {document.label} has DocNumber "
             f"{record.get('DocNumber')!r}, ours is {document.doc_number!r}"
         )
     total = _decimal(record.get("TotalAmt"))
+    if own_tax:
+        tax = _decimal((record.get("TxnTaxDetail") or {}).get("TotalTax", 0))
+        if total is None or tax is None or total - tax != document.subtotal:
+            return (
+                f"QBO invoice {record.get('Id')} for {document.label} totals {total} with tax "
+                f"{tax}: {None if total is None or tax is None else total - tax} before tax, "
+                f"ours {document.subtotal} (QBO recomputed an amount)"
+            )
+        return None
     if total != document.total:
         return (
             f"QBO invoice {record.get('Id')} for {document.label} totals {total}, "
@@ -163,17 +203,29 @@ def check_recorded(document: InvoiceDocument, record: dict[str, Any]) -> str | N
     return None
 
 
+def qbo_figures(document: InvoiceDocument, record: dict[str, Any]) -> dict[str, Any]:
+    """QBO's own total and tax, for the export record (tax_codes mode): shown where they
+    differ from ours."""
+    return {
+        "external_total": _decimal(record.get("TotalAmt")),
+        "external_tax": _decimal((record.get("TxnTaxDetail") or {}).get("TotalTax", 0)),
+    }
+
+
 class _References:
     """The QBO ids an invoice refers to, and why an invoice cannot be sent yet."""
 
-    def __init__(self, db: Database, portal: PortalSettings):
+    def __init__(self, db: Database, client: QBOClient, portal: PortalSettings):
         with transaction(db) as connection:
             self.customers = load_links(connection, portal.id, CUSTOMER)
             self.items = load_links(connection, portal.id, ITEM)
             self.term = load_links(connection, portal.id, TERM).get(
                 str(portal.invoicing.payment_terms_days)
             )
-        self.portal = portal
+        self.db, self.client, self.portal = db, client, portal
+        assert portal.qbo is not None
+        self.tax_codes = InvoiceTaxCodes(db, portal) if portal.qbo.tax_mode == "tax_codes" else None
+        self._chart: Chart | None = None
 
     def missing(self, document: InvoiceDocument) -> str | None:
         problems = []
@@ -191,14 +243,44 @@ class _References:
         )
         if absent:
             problems.append(f"items {', '.join(absent)} have no QBO item")
+            problems.extend(self._account_problems(document, absent))
         if self.term is None:
             problems.append(f"no QBO term Net {self.portal.invoicing.payment_terms_days}")
+        if self.tax_codes is not None:
+            problems.extend(self.tax_codes.problems(document))
         if not problems:
             return None
         return (
             f"{document.label}: {'; '.join(problems)} "
             "(see qbo_customers / qbo_items / qbo_terms and their rejects)"
         )
+
+    def _account_problems(self, document: InvoiceDocument, absent: list[str]) -> list[str]:
+        """Why items have no QBO item when it is their account (an unmapped nominal code):
+        the reason an operator acts on."""
+        item_ids = [
+            line.item_id
+            for line in document.lines
+            if line.item_id is not None and item_key(line.item_id) in absent
+        ]
+        if not item_ids:
+            return []
+        with transaction(self.db) as connection:
+            infos = load_items(connection, self.portal.id, sorted(set(item_ids)))
+        if self._chart is None:
+            self._chart = Chart.read(self.client)
+        by_code: dict[str, list[str]] = {}
+        problems = []
+        for item_id in sorted(infos):
+            choice = income_account(self.portal, self._chart, infos[item_id])
+            if choice.problem is not None and choice.code is not None:
+                by_code.setdefault(choice.code, []).append(repr(infos[item_id].name))
+            elif choice.problem is not None:
+                problems.append(choice.problem)
+        for code, names in sorted(by_code.items()):
+            used_by = f"HaloPSA item{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            problems.append(unmapped(self.portal, code, used_by))
+        return problems
 
     def payload(self, document: InvoiceDocument) -> dict[str, Any]:
         assert self.term is not None
@@ -207,29 +289,45 @@ class _References:
             customer_id=self.customers[str(document.customer_id)],
             item_ids=self.items,
             term_id=self.term,
+            tax_codes=self.tax_codes,
         )
+
+    def check(self, document: InvoiceDocument, record: dict[str, Any]) -> str | None:
+        return check_recorded(document, record, own_tax=self.tax_codes is not None)
+
+    def extra(self, document: InvoiceDocument, record: dict[str, Any]) -> dict[str, Any]:
+        return qbo_figures(document, record) if self.tax_codes is not None else {}
+
+    def transaction(self) -> QBOTransaction:
+        return QBOTransaction("Invoice", self.payload, self.check, self.extra)
 
 
 def find_existing(
-    client: QBOClient, documents: Iterable[InvoiceDocument], *, chunk: int = LOOKUP_CHUNK
+    client: QBOClient,
+    documents: Iterable[Exportable],
+    *,
+    chunk: int = LOOKUP_CHUNK,
+    entity: str = "Invoice",
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """QBO invoices carrying the DocNumbers of `documents`: (ours, someone else's), by our
-    invoice id. Ours carry our marker in PrivateNote; when several do, the oldest wins."""
+    """QBO transactions (`entity`) carrying the DocNumbers of `documents`: (ours, someone
+    else's), by our document id. Ours carry our marker in PrivateNote; when several do, the
+    oldest wins. Documents may share a DocNumber (bills of different suppliers)."""
     documents = list(documents)
-    by_number = {d.doc_number: d for d in documents}
+    by_number: dict[str, list[Exportable]] = {}
+    for d in documents:
+        by_number.setdefault(d.doc_number, []).append(d)
     ours: dict[int, dict[str, Any]] = {}
     theirs: dict[int, dict[str, Any]] = {}
     numbers = sorted(by_number)
     for start in range(0, len(numbers), chunk):
-        rows = client.select("Invoice", DocNumber=numbers[start : start + chunk])
+        rows = client.select(entity, DocNumber=numbers[start : start + chunk])
         for row in sorted(rows, key=lambda r: int(r.get("Id") or 0)):
-            document = by_number.get(str(row.get("DocNumber") or ""))
-            if document is None:
-                continue
-            if private_note_marker(document) in str(row.get("PrivateNote") or ""):
-                ours.setdefault(document.id, row)
-            else:
-                theirs.setdefault(document.id, row)
+            note = str(row.get("PrivateNote") or "")
+            for document in by_number.get(str(row.get("DocNumber") or ""), []):
+                if private_note_marker(document) in note:
+                    ours.setdefault(document.id, row)
+                else:
+                    theirs.setdefault(document.id, row)
     return ours, theirs
 
 
@@ -255,30 +353,67 @@ def export_to_qbo(
     def send(pending: PendingExports, outcome: ExportOutcome) -> None:
         to_create = _resolve(db, client, portal, pending.documents, outcome)
         references = to_create.references
-        chunks = [
-            to_create.documents[start : start + client.batch_size]
-            for start in range(0, len(to_create.documents), client.batch_size)
-        ]
-        items = [
-            [BatchItem.create(d.id, "Invoice", references.payload(d)) for d in chunk]
-            for chunk in chunks
-        ]
-        request_ids = [
-            combined_request_id(portal.id, (pending.rows[d.id].request_id for d in chunk))
-            for chunk in chunks
-        ]
-        for index, answer in send_batches(client, items, request_ids, parallel=parallel):
-            chunk = chunks[index]
-            if isinstance(answer, BaseException):
-                if _stop_after(db, chunk, answer, outcome):
-                    # What is in flight finishes unrecorded: the next run finds it by lookup.
-                    raise answer
-                continue
-            if after_batch is not None:
-                after_batch(chunk, answer)
-            _record_batch(db, client, chunk, answer, outcome)
+        create_in_batches(
+            db,
+            client,
+            references.transaction(),
+            to_create.documents,
+            pending,
+            outcome,
+            after_batch=after_batch,
+            parallel=parallel,
+        )
 
     return run_export(db, QBO, portal.id, period, send)
+
+
+@dataclass(frozen=True)
+class QBOTransaction:
+    """How our documents become one QBO transaction type: the entity, its body, and what
+    makes a record QBO has ours (`check` says why not; `extra` what to keep from it)."""
+
+    entity: str
+    payload: Callable[[Any], dict[str, Any]]
+    check: Callable[[Any, dict[str, Any]], str | None]
+    extra: Callable[[Any, dict[str, Any]], dict[str, Any]] = lambda _d, _r: {}
+
+
+def create_in_batches(
+    db: Database,
+    client: QBOClient,
+    kind: QBOTransaction,
+    documents: Sequence[Exportable],
+    pending: PendingExports,
+    outcome: ExportOutcome,
+    *,
+    after_batch: AfterBatch | None = None,
+    parallel: int = PARALLEL_BATCHES,
+) -> None:
+    """Create `documents` (looked up already) in batches of the client's batch size, a few
+    in flight; each batch's request id combines its documents' ones, and its outcomes are
+    recorded in one transaction as its answer arrives."""
+    documents = list(documents)
+    chunks = [
+        documents[start : start + client.batch_size]
+        for start in range(0, len(documents), client.batch_size)
+    ]
+    items = [
+        [BatchItem.create(d.id, kind.entity, kind.payload(d)) for d in chunk] for chunk in chunks
+    ]
+    request_ids = [
+        combined_request_id(chunk[0].portal_id, (pending.rows[d.id].request_id for d in chunk))
+        for chunk in chunks
+    ]
+    for index, answer in send_batches(client, items, request_ids, parallel=parallel):
+        chunk = chunks[index]
+        if isinstance(answer, BaseException):
+            if _stop_after(db, chunk, answer, outcome):
+                # What is in flight finishes unrecorded: the next run finds it by lookup.
+                raise answer
+            continue
+        if after_batch is not None:
+            after_batch(chunk, answer)
+        _record_batch(db, client, kind, chunk, answer, outcome)
 
 
 @dataclass(frozen=True)
@@ -297,12 +432,15 @@ def _resolve(
     """Look the invoices up in QBO first: record ours, refuse numbers someone else uses
     and invoices whose references are missing; the rest are to be created."""
     ours, theirs = find_existing(client, documents)
-    references = _References(db, portal)
+    references = _References(db, client, portal)
     to_create: list[InvoiceDocument] = []
     with transaction(db) as connection:
         for document in documents:
             if document.id in ours:
-                _record(connection, document, ours[document.id], outcome, created=False)
+                kind = QBOTransaction(
+                    "Invoice", references.payload, references.check, references.extra
+                )
+                _record(connection, kind, document, ours[document.id], outcome, created=False)
             elif document.id in theirs:
                 other = theirs[document.id]
                 record_failure(
@@ -322,7 +460,7 @@ def _resolve(
 
 
 def _stop_after(
-    db: Database, chunk: list[InvoiceDocument], error: BaseException, outcome: ExportOutcome
+    db: Database, chunk: list[Any], error: BaseException, outcome: ExportOutcome
 ) -> bool:
     """Record a batch request that failed as a whole; whether the export must stop."""
     if isinstance(error, QBOAuthError) or not isinstance(error, QBOError):
@@ -344,17 +482,18 @@ def _stop_after(
 def _record_batch(
     db: Database,
     client: QBOClient,
-    chunk: list[InvoiceDocument],
+    kind: QBOTransaction,
+    chunk: list[Any],
     results: dict[str, Any],
     outcome: ExportOutcome,
 ) -> None:
-    """Record what QBO answered for each invoice of one batch, in one transaction."""
-    retry_lookup: list[InvoiceDocument] = []
+    """Record what QBO answered for each document of one batch, in one transaction."""
+    retry_lookup: list[Any] = []
     with transaction(db) as connection:
         for document in chunk:
             result = results.get(str(document.id))
             if isinstance(result, dict):
-                _record(connection, document, result, outcome, created=True)
+                _record(connection, kind, document, result, outcome, created=True)
             elif isinstance(result, QBODuplicateDocNumberError):
                 retry_lookup.append(document)  # ours after all? (a lost answer, no replay)
             elif isinstance(result, QBOFaultError):
@@ -372,11 +511,11 @@ def _record_batch(
                 )
     if not retry_lookup:
         return
-    ours, theirs = find_existing(client, retry_lookup)
+    ours, theirs = find_existing(client, retry_lookup, entity=kind.entity)
     with transaction(db) as connection:
         for document in retry_lookup:
             if document.id in ours:
-                _record(connection, document, ours[document.id], outcome, created=False)
+                _record(connection, kind, document, ours[document.id], outcome, created=False)
             else:
                 other = theirs.get(document.id, {})
                 record_failure(
@@ -384,22 +523,23 @@ def _record_batch(
                     outcome,
                     document,
                     f"DocNumber {document.doc_number} of {document.label} is used in QBO "
-                    f"by invoice {other.get('Id', '?')}, which Datagate did not create",
+                    f"by {kind.entity} {other.get('Id', '?')}, which Datagate did not create",
                     refused=True,
                 )
 
 
 def _record(
     connection: Any,
-    document: InvoiceDocument,
+    kind: QBOTransaction,
+    document: Any,
     record: dict[str, Any],
     outcome: ExportOutcome,
     *,
     created: bool,
 ) -> None:
-    problem = check_recorded(document, record)
+    problem = kind.check(document, record)
     if problem is not None:
-        # It exists (and must never be created again), but it is not what we billed.
+        # It exists (and must never be created again), but it is not what we sent.
         record_failure(
             connection, outcome, document, problem, refused=False, external_id=str(record["Id"])
         )
@@ -411,4 +551,5 @@ def _record(
         external_id=str(record["Id"]),
         external_number=str(record.get("DocNumber") or ""),
         created=created,
+        **kind.extra(document, record),
     )
