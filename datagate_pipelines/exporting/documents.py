@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -129,7 +130,27 @@ def number_text(value: Decimal) -> str:
     return text or "0"
 
 
-def priced(line: DocumentLine) -> Priced:
+class PricedLine(Protocol):
+    """What `priced` reads: an invoice line, or a purchase-order line (its unit cost as
+    `unit_price`)."""
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def service_month(self) -> date | None: ...
+
+    @property
+    def qty(self) -> Decimal | None: ...
+
+    @property
+    def unit_price(self) -> Decimal | None: ...
+
+    @property
+    def amount(self) -> Decimal: ...
+
+
+def priced(line: PricedLine) -> Priced:
     """How a line is sent: its own qty and unit price when they give its amount exactly;
     otherwise (pro rata, or a price with more decimals than cents) qty 1 at the amount, with
     the real qty × price and the service month in the description, so the amount is never

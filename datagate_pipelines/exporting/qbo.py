@@ -440,7 +440,9 @@ def _resolve(
                 kind = QBOTransaction(
                     "Invoice", references.payload, references.check, references.extra
                 )
-                _record(connection, kind, document, ours[document.id], outcome, created=False)
+                record_transaction(
+                    connection, kind, document, ours[document.id], outcome, created=False
+                )
             elif document.id in theirs:
                 other = theirs[document.id]
                 record_failure(
@@ -493,7 +495,7 @@ def _record_batch(
         for document in chunk:
             result = results.get(str(document.id))
             if isinstance(result, dict):
-                _record(connection, kind, document, result, outcome, created=True)
+                record_transaction(connection, kind, document, result, outcome, created=True)
             elif isinstance(result, QBODuplicateDocNumberError):
                 retry_lookup.append(document)  # ours after all? (a lost answer, no replay)
             elif isinstance(result, QBOFaultError):
@@ -515,7 +517,9 @@ def _record_batch(
     with transaction(db) as connection:
         for document in retry_lookup:
             if document.id in ours:
-                _record(connection, kind, document, ours[document.id], outcome, created=False)
+                record_transaction(
+                    connection, kind, document, ours[document.id], outcome, created=False
+                )
             else:
                 other = theirs.get(document.id, {})
                 record_failure(
@@ -528,7 +532,7 @@ def _record_batch(
                 )
 
 
-def _record(
+def record_transaction(
     connection: Any,
     kind: QBOTransaction,
     document: Any,
@@ -537,6 +541,8 @@ def _record(
     *,
     created: bool,
 ) -> None:
+    """QBO has the document (we created it, or found it): record it, or — when it is not
+    what we sent — record the failure with its QBO id, so it is never created again."""
     problem = kind.check(document, record)
     if problem is not None:
         # It exists (and must never be created again), but it is not what we sent.

@@ -136,6 +136,7 @@ purchase_orders = pa.DataFrameSchema(
         "currency_code": ident(nullable=True),
         "total": money(nullable=True),
         "supplier_invoice": text(),
+        "supplier_invoice_date": day(),
     },
     name="halo_purchase_orders",
 )

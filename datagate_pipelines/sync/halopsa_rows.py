@@ -421,16 +421,19 @@ def decode_suppliers(records: Iterable[Mapping[str, Any]]) -> Decoded:
     return decoded
 
 
-def _supplier_invoice(invoices: Any) -> str | None:
-    """The number of the first live supplier invoice linked to a PO (§A2: `invoices`)."""
+def _supplier_invoice(invoices: Any) -> tuple[str | None, date | None]:
+    """The number and date of the first live supplier invoice linked to a PO (§A2:
+    `invoices`)."""
     for invoice in invoices if isinstance(invoices, list) else []:
         if isinstance(invoice, Mapping) and not invoice.get("voided"):
             number = invoice.get("thirdpartyinvoicenumber") or invoice.get("invoicenumber")
-            return str(number or invoice.get("id"))[:100]
-    return None
+            day = halo_date("invoices.invoice_date")(invoice.get("invoice_date"))
+            return str(number or invoice.get("id"))[:100], day
+    return None, None
 
 
 def _purchase_order(r: Mapping[str, Any]) -> dict[str, Any]:
+    supplier_invoice, supplier_invoice_date = _supplier_invoice(r.get("invoices"))
     return {
         "po_ref": text("po_ref", max_length=100)(r.get("po_ref")),
         "supplier_id": required_id("supplier_id")(
@@ -444,7 +447,8 @@ def _purchase_order(r: Mapping[str, Any]) -> dict[str, Any]:
         "due_date": halo_date("duedate")(r.get("duedate")),
         "currency_code": optional_id("currency_code", zero_is_none=False)(r.get("currency_code")),
         "total": decimal_places("total", 2, optional=True)(r.get("total")),
-        "supplier_invoice": _supplier_invoice(r.get("invoices")),
+        "supplier_invoice": supplier_invoice,
+        "supplier_invoice_date": supplier_invoice_date,
     }
 
 

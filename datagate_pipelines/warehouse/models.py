@@ -235,8 +235,9 @@ halo_purchase_orders = Table(
     Column("due_date", Date),
     Column("currency_code", Integer),
     Column("total", Money()),
-    # The supplier invoice linked to the PO in HaloPSA (its number), if any.
+    # The supplier invoice linked to the PO in HaloPSA (its number and date), if any.
     Column("supplier_invoice", String(100)),
+    Column("supplier_invoice_date", Date),
     *_seen(),
     PrimaryKeyConstraint("portal_id", "halo_id"),
 )

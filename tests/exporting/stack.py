@@ -55,7 +55,7 @@ portals:
       authorization_server: {halo}/auth
       resource_server: {halo}/api
     invoicing: {{number_prefix: "INV-", next_number: 1001, payment_terms_days: 30}}
-{qbo}
+{qbo}{purchasing}
 """
 QBO_YAML = """    qbo:
       realm_id: "{realm}"
@@ -67,7 +67,7 @@ QBO_YAML = """    qbo:
       revoke_url: {qbo}/v2/oauth2/tokens/revoke
       income_account: Services
       income_accounts: {income_accounts}
-"""
+{qbo_extra}"""
 
 
 def portal_config(
@@ -76,13 +76,23 @@ def portal_config(
     *,
     realm: str = REALM,
     income_accounts: str = "{}",
+    qbo_extra: str = "",
+    purchasing: str | None = None,
 ) -> Portal:
+    """The test portal; `qbo_extra` adds lines to its qbo section (six spaces in),
+    `purchasing` is its purchasing section's body (six spaces in; "" for the defaults)."""
     qbo = (
-        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts)
+        QBO_YAML.format(
+            realm=realm, qbo=qbo_url, income_accounts=income_accounts, qbo_extra=qbo_extra
+        )
         if qbo_url
         else ""
     )
-    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo))
+    section = "" if purchasing is None else f"    purchasing:\n{purchasing or '      {}'}\n"
+    section = section.replace("purchasing:\n      {}", "purchasing: {}")
+    registry = parse_portals(
+        PORTAL_YAML.format(halo=halo_url, qbo=qbo, purchasing=section)
+    )
     assert not registry.errors, registry.errors
     return registry.get("acme")
 
@@ -236,3 +246,33 @@ def qbo_client(sim: QBOSim, *, tokens=None, **kwargs) -> QBOClient:
         retry=retry,
         **kwargs,
     )
+
+
+# --- purchasing ------------------------------------------------------------------------
+
+
+def ingest_purchasing(engine: Engine, portal: Portal, client: HaloPSAClient, *, seen=SEEN):
+    """The purchasing ingest's steps, without Dagster: suppliers (details for new or
+    changed rows) and purchase orders, decoded and mirrored; (suppliers' detail reads,
+    rejects) returned."""
+    from datagate_pipelines.sync.halopsa_rows import decode_purchase_orders, decode_suppliers
+    from datagate_pipelines.sync.purchasing import with_purchase_order_lines, with_supplier_details
+
+    settings = portal.settings.purchasing
+    with engine.begin() as c:
+        register_portal(c, portal)
+        raw, reads = with_supplier_details(client, c, portal.id, list(client.suppliers()), now=seen)
+        suppliers = decode_suppliers(raw)
+        orders, _ = with_purchase_order_lines(client, list(client.purchase_orders()))
+        headers, lines = decode_purchase_orders(
+            orders, quantity_field=settings.quantity_field, unit_cost_field=settings.unit_cost_field
+        )
+        for table, decoded in (
+            (m.halo_suppliers, suppliers),
+            (m.halo_purchase_orders, headers),
+            (m.halo_purchase_order_lines, lines),
+        ):
+            mirror_snapshot(
+                c, table, portal.id, decoded.rows, seen_ids=decoded.seen_ids, seen_at=seen
+            )
+    return reads, [*suppliers.rejects, *headers.rejects, *lines.rejects]

@@ -8,7 +8,6 @@ Create Date: 2026-12-06 16:15:47.233825
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0006"
 down_revision = "0003"
 branch_labels = None
@@ -53,6 +52,7 @@ def upgrade() -> None:
         sa.Column("currency_code", sa.Integer(), nullable=True),
         sa.Column("total", sa.BigInteger(), nullable=True),
         sa.Column("supplier_invoice", sa.String(length=100), nullable=True),
+        sa.Column("supplier_invoice_date", sa.Date(), nullable=True),
         sa.Column("raw", sa.JSON(), nullable=False),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
