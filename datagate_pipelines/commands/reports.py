@@ -56,6 +56,11 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
         ]
         if any(ids):
             click.echo(f"    exported: {', '.join(i for i in ids if i)}")
+        if doc.get("qbo_tax_difference"):
+            click.echo(
+                f"    QBO's tax differs from ours by {doc['qbo_tax_difference']} "
+                "(it rounds per tax rate): QBO's figure is kept there"
+            )
     total = sum((Decimal(d["total"]) for d in documents), start=Decimal(0))
     click.echo(f"{len(documents)} invoice(s), total {total:.2f}")
 

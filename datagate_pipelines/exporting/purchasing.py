@@ -352,7 +352,9 @@ class _Purchases:
             problems.append(why)
         problems += [line for line in self._lines(document) if isinstance(line, str)]
         if document.document == BILL and document.id not in self.qbo_purchase_orders:
-            problems.append("its purchase order is not in QBO yet")
+            problems.append(
+                "its PurchaseOrder, recorded as exported, is gone from QBO (deleted there?)"
+            )
         if not problems:
             return None
         return f"{document.label}: {'; '.join(problems)}"
@@ -486,9 +488,14 @@ def export_purchases(
         sender("PurchaseOrder"),
         label=f"{portal.id} purchase orders",
     )
-    references.qbo_purchase_orders = _exported_purchase_orders(db, client, portal, selection.bills)
+    # A bill waits for its purchase order to be in QBO.
+    exported, references.qbo_purchase_orders = _exported_purchase_orders(
+        db, client, portal, selection.bills
+    )
+    ready = [d for d in selection.bills if d.id in exported]
+    selection.waiting += len(selection.bills) - len(ready)
     bills = export_documents(
-        db, QBO, BILLS, loader(selection.bills), sender("Bill"), label=f"{portal.id} bills"
+        db, QBO, BILLS, loader(ready), sender("Bill"), label=f"{portal.id} bills"
     )
     outcome = PurchasingOutcome(orders, bills, selection)
     outcome.warnings += [
@@ -538,35 +545,33 @@ def _resolve(
 
 def _exported_purchase_orders(
     db: Database, client: QBOClient, portal: PortalSettings, bills: list[PurchaseDocument]
-) -> dict[int, dict[str, Any]]:
-    """The QBO PurchaseOrders (their line ids) of the orders to bill, by HaloPSA id."""
+) -> tuple[set[int], dict[int, dict[str, Any]]]:
+    """Of the orders to bill: those whose PurchaseOrder is exported, and the QBO records
+    (their line ids) of those not billed yet, by HaloPSA id."""
     wanted = [d.id for d in bills]
     if not wanted:
-        return {}
+        return set(), {}
+    table = purchasing_exports.c
     with transaction(db) as connection:
-        rows = connection.execute(
-            select(purchasing_exports.c.halo_po_id, purchasing_exports.c.external_id).where(
-                purchasing_exports.c.portal_id == portal.id,
-                purchasing_exports.c.document == PURCHASE_ORDER,
-                purchasing_exports.c.status == "exported",
-                purchasing_exports.c.halo_po_id.in_(wanted),
+        exported = connection.execute(
+            select(table.document, table.halo_po_id, table.external_id).where(
+                table.portal_id == portal.id,
+                table.status == "exported",
+                table.halo_po_id.in_(wanted),
             )
         ).all()
-        billed = connection.execute(
-            select(purchasing_exports.c.halo_po_id).where(
-                purchasing_exports.c.portal_id == portal.id,
-                purchasing_exports.c.document == BILL,
-                purchasing_exports.c.status == "exported",
-            )
-        ).scalars()
-        done = set(billed)
-    by_qbo_id = {str(external): po_id for po_id, external in rows if po_id not in done}
+    done = {po_id for document, po_id, _ in exported if document == BILL}
+    by_qbo_id = {
+        str(external): po_id
+        for document, po_id, external in exported
+        if document == PURCHASE_ORDER and po_id not in done
+    }
     out: dict[int, dict[str, Any]] = {}
     ids = sorted(by_qbo_id)
     for start in range(0, len(ids), READ_CHUNK):
         for record in client.select("PurchaseOrder", Id=ids[start : start + READ_CHUNK]):
             out[by_qbo_id[str(record["Id"])]] = record
-    return out
+    return done | set(by_qbo_id.values()), out
 
 
 def _cancelled_after_export(

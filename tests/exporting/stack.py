@@ -90,9 +90,7 @@ def portal_config(
     )
     section = "" if purchasing is None else f"    purchasing:\n{purchasing or '      {}'}\n"
     section = section.replace("purchasing:\n      {}", "purchasing: {}")
-    registry = parse_portals(
-        PORTAL_YAML.format(halo=halo_url, qbo=qbo, purchasing=section)
-    )
+    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo, purchasing=section))
     assert not registry.errors, registry.errors
     return registry.get("acme")
 

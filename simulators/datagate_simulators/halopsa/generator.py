@@ -780,7 +780,7 @@ def generate_purchasing(
     """Suppliers and purchase orders, deterministic for a given seed (drawn from their own
     ``random.Random``, so a tenant's customers do not change when purchasing is added).
 
-    ~3% of suppliers carry the name of an existing client (a QBO DisplayName clash, 6240),
+    Every 33rd supplier carries the name of an existing client (a QBO DisplayName clash, 6240),
     ~5% are inactive, some have no email or address. POs (about ``lines_per_order`` lines,
     mostly catalogue items at cost, some sundries with their own nominal code) spread over
     every status; received and closed ones have their goods in, and closed ones a linked
@@ -796,7 +796,7 @@ def generate_purchasing(
         used: set[str] = set()
         rows = []
         for number in range(1, suppliers + 1):
-            if client_names and rng.random() < 0.03:
+            if client_names and number % 33 == 0:  # every 33rd: a client's name
                 name = rng.choice(client_names)
             else:
                 name = f"{rng.choice(SUPPLIER_FIRST)} {rng.choice(SUPPLIER_SECOND)}"
