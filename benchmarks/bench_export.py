@@ -293,6 +293,31 @@ def qbo_simulator(window: float):
         process.wait(timeout=30)
 
 
+def bench_client(base_url: str, calls: Calls, window: float) -> QBOClient:
+    """A client of the simulated company with QBO's limits on the bench's window, every
+    attempt recorded in `calls`."""
+    retry = RetryPolicy()
+    oauth = QBOAuthClient(
+        "bench",
+        client_id="bench-client",
+        client_secret="bench-secret",
+        token_url=f"{base_url}/oauth2/v1/tokens/bearer",
+        recorder=calls,
+        retry=retry,
+    )
+    return QBOClient(
+        "bench",
+        realm_id=REALM,
+        tokens=RefreshingTokens(oauth, "bench-RT-1"),
+        base_url=base_url,
+        rate_limit=(LIMIT, window),
+        batch_rate_limit=(BATCH_LIMIT, window),
+        max_concurrent=CONCURRENT,
+        recorder=calls,
+        retry=retry,
+    )
+
+
 def simulator_stats(base_url: str) -> dict:
     with urllib.request.urlopen(f"{base_url}/_sim/qbo/stats") as response:
         return json.loads(response.read())["realms"][REALM]
@@ -309,27 +334,7 @@ def run(args) -> dict:
         filled = fill_warehouse(
             engine, portal, invoices=args.invoices, customers=args.customers, items=args.items
         )
-        retry = RetryPolicy()
-        oauth = QBOAuthClient(
-            "bench",
-            client_id="bench-client",
-            client_secret="bench-secret",
-            token_url=portal.settings.qbo.token_url,
-            recorder=calls,
-            retry=retry,
-        )
-        client = QBOClient(
-            "bench",
-            realm_id=REALM,
-            tokens=RefreshingTokens(oauth, "bench-RT-1"),
-            base_url=base_url,
-            rate_limit=(LIMIT, window),
-            batch_rate_limit=(BATCH_LIMIT, window),
-            max_concurrent=CONCURRENT,
-            recorder=calls,
-            retry=retry,
-        )
-        with client:
+        with bench_client(base_url, calls, window) as client:
             # Setup, not measured: the income account the portal maps "Voice" items to.
             client.create(
                 "Account", {"Name": "Telecom Revenue", "AccountType": "Income"}, request_id=None
@@ -459,14 +464,15 @@ def markdown(args, r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str = SECTION) -> None:
+    """Put `text` in BENCHMARKS.md in place of its `section` (appended when absent)."""
     path = ROOT / "BENCHMARKS.md"
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
+    start = current.find(section)
     if start == -1:
         updated = current.rstrip("\n") + "\n\n" + text
     else:
-        end = current.find("\n## ", start + len(SECTION))
+        end = current.find("\n## ", start + len(section))
         updated = current[:start] + text + (current[end + 1 :] if end != -1 else "")
     path.write_text(updated.rstrip("\n") + "\n")
 

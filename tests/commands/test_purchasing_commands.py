@@ -42,12 +42,10 @@ def serve(engine_url, tmp_path, monkeypatch) -> Callable:
     @contextmanager
     def served(qbo, *, qbo_extra: str = "", purchasing: str = "") -> Iterator[None]:
         with serve_in_thread(qbo.app) as server:
-            section = QBO_YAML.format(
-                realm=REALM, qbo=server.base_url, income_accounts="{}", qbo_extra=qbo_extra
-            )
+            section = QBO_YAML.format(realm=REALM, qbo=server.base_url, income_accounts="{}")
             path = tmp_path / "portals.yaml"
             path.write_text(
-                PORTAL_YAML.format(halo=IN_PROCESS_URL, qbo=section, purchasing=purchasing)
+                PORTAL_YAML.format(halo=IN_PROCESS_URL, qbo=section + qbo_extra + purchasing)
             )
             for name, value in {
                 "DATAGATE_PORTALS_FILE": str(path),

@@ -55,7 +55,7 @@ portals:
       authorization_server: {halo}/auth
       resource_server: {halo}/api
     invoicing: {{number_prefix: "INV-", next_number: 1001, payment_terms_days: 30}}
-{qbo}{purchasing}
+{qbo}
 """
 QBO_YAML = """    qbo:
       realm_id: "{realm}"
@@ -67,7 +67,7 @@ QBO_YAML = """    qbo:
       revoke_url: {qbo}/v2/oauth2/tokens/revoke
       income_account: Services
       income_accounts: {income_accounts}
-{qbo_extra}"""
+"""
 
 
 def portal_config(
@@ -82,17 +82,20 @@ def portal_config(
     """The test portal; `qbo_extra` adds lines to its qbo section (six spaces in),
     `purchasing` is its purchasing section's body (six spaces in; "" for the defaults)."""
     qbo = (
-        QBO_YAML.format(
-            realm=realm, qbo=qbo_url, income_accounts=income_accounts, qbo_extra=qbo_extra
-        )
+        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts) + qbo_extra
         if qbo_url
         else ""
     )
-    section = "" if purchasing is None else f"    purchasing:\n{purchasing or '      {}'}\n"
-    section = section.replace("purchasing:\n      {}", "purchasing: {}")
-    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo, purchasing=section))
+    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo + sections(purchasing)))
     assert not registry.errors, registry.errors
     return registry.get("acme")
+
+
+def sections(purchasing: str | None) -> str:
+    """The portal's purchasing section: none, the defaults (""), or a body six spaces in."""
+    if purchasing is None:
+        return ""
+    return f"    purchasing:\n{purchasing}\n" if purchasing else "    purchasing: {}\n"
 
 
 def halo_sim(customers: int = 12, seed: int = 3) -> HaloSim:

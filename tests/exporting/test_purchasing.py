@@ -43,6 +43,7 @@ from tests.exporting.stack import (
     portal_config,
     qbo_client,
     qbo_sim,
+    sections,
 )
 
 #: The hardware items linked to QBO items (as an invoice export would have): their PO
@@ -232,12 +233,8 @@ def test_a_process_killed_with_sigkill_mid_export_loses_nothing_and_doubles_noth
     _halo, _made, portal = tenant(engine, orders=30)
     qbo = qbo_sim()
     with serve_in_thread(qbo.app) as server:
-        qbo_section = QBO_YAML.format(
-            realm=REALM, qbo=server.base_url, income_accounts="{}", qbo_extra=""
-        )
-        text = PORTAL_YAML.format(
-            halo=IN_PROCESS_URL, qbo=qbo_section, purchasing="    purchasing: {}\n"
-        )
+        qbo_section = QBO_YAML.format(realm=REALM, qbo=server.base_url, income_accounts="{}")
+        text = PORTAL_YAML.format(halo=IN_PROCESS_URL, qbo=qbo_section + sections(""))
         child = subprocess.run(
             [sys.executable, "-c", CHILD, engine_url, server.base_url, REALM, text],
             capture_output=True,

@@ -28,7 +28,7 @@ def test_suppliers_keep_their_list_hash_apart_from_what_halopsa_sent():
             },
             {"id": 2, "name": "  ", LIST_HASH: "def"},
             {"id": 3, LIST_HASH: "ghi"},
-        ]  # fmt: skip
+        ]
     )
     assert [r["halo_id"] for r in decoded.rows] == [1]
     row = decoded.rows[0]
