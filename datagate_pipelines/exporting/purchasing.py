@@ -49,16 +49,11 @@ from datagate_pipelines.exporting.qbo import (
     AfterBatch,
     QBOTransaction,
     create_in_batches,
-    find_existing,
+    look_up_first,
     private_note_marker,
-    record_transaction,
 )
 from datagate_pipelines.exporting.qbo_references import ITEM, item_key, load_links
-from datagate_pipelines.exporting.runner import (
-    PendingExports,
-    export_documents,
-    record_failure,
-)
+from datagate_pipelines.exporting.runner import PendingExports, export_documents
 from datagate_pipelines.exporting.vendors import VENDOR
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.warehouse.models import (
@@ -515,32 +510,20 @@ def _resolve(
     documents: Sequence[PurchaseDocument],
     outcome: ExportOutcome,
 ) -> list[PurchaseDocument]:
-    """Look the documents up in QBO first: record ours, refuse numbers someone else uses and
-    documents that cannot be sent (with why); the rest are to be created."""
-    ours, theirs = find_existing(client, documents, entity=kind.entity)
-    to_create = []
-    with transaction(db) as connection:
-        for document in documents:
-            if document.id in ours:
-                record_transaction(
-                    connection, kind, document, ours[document.id], outcome, created=False
-                )
-            elif document.id in theirs and document.document == PURCHASE_ORDER:
-                other = theirs[document.id]
-                record_failure(
-                    connection,
-                    outcome,
-                    document,
-                    f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
-                    f"PurchaseOrder {other.get('Id')}, which Datagate did not create; change "
-                    "the PO's reference in HaloPSA",
-                    refused=False,
-                )
-            elif (reason := references.missing(document)) is not None:
-                record_failure(connection, outcome, document, reason, refused=False)
-            else:
-                to_create.append(document)
-    return to_create
+    """Look the documents up in QBO first (exporting/qbo.py): record ours, refuse a PO
+    number someone else's PurchaseOrder has (bills of other vendors may share a supplier
+    invoice number) and documents that cannot be sent; the rest are to be created."""
+
+    def foreign(document: PurchaseDocument, other: dict[str, Any]) -> str | None:
+        if document.document != PURCHASE_ORDER:
+            return None
+        return (
+            f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
+            f"PurchaseOrder {other.get('Id')}, which Datagate did not create; change the PO's "
+            "reference in HaloPSA"
+        )
+
+    return look_up_first(db, client, kind, documents, outcome, references.missing, foreign)
 
 
 def _exported_purchase_orders(

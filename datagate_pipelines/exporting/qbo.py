@@ -431,34 +431,48 @@ def _resolve(
 ) -> _ToCreate:
     """Look the invoices up in QBO first: record ours, refuse numbers someone else uses
     and invoices whose references are missing; the rest are to be created."""
-    ours, theirs = find_existing(client, documents)
     references = _References(db, client, portal)
-    to_create: list[InvoiceDocument] = []
+
+    def foreign(document: InvoiceDocument, other: dict[str, Any]) -> str:
+        return (
+            f"DocNumber {document.doc_number} of {document.label} is used in QBO by invoice "
+            f"{other.get('Id')}, which Datagate did not create; it is not exported "
+            "(renumbering a final invoice is not allowed)"
+        )
+
+    to_create = look_up_first(
+        db, client, references.transaction(), documents, outcome, references.missing, foreign
+    )
+    return _ToCreate(to_create, references)
+
+
+def look_up_first(
+    db: Database,
+    client: QBOClient,
+    kind: QBOTransaction,
+    documents: Sequence[Any],
+    outcome: ExportOutcome,
+    missing: Callable[[Any], str | None],
+    foreign: Callable[[Any, dict[str, Any]], str | None],
+) -> list[Any]:
+    """Look documents up in QBO before creating any: record ours (found by DocNumber and
+    marker); refuse one whose DocNumber another record has (`foreign` says why; None when
+    that is no obstacle) or that cannot be sent (`missing` says why); the rest are to be
+    created, in order."""
+    ours, theirs = find_existing(client, documents, entity=kind.entity)
+    to_create = []
     with transaction(db) as connection:
         for document in documents:
+            reason = foreign(document, theirs[document.id]) if document.id in theirs else None
             if document.id in ours:
-                kind = QBOTransaction(
-                    "Invoice", references.payload, references.check, references.extra
-                )
                 record_transaction(
                     connection, kind, document, ours[document.id], outcome, created=False
                 )
-            elif document.id in theirs:
-                other = theirs[document.id]
-                record_failure(
-                    connection,
-                    outcome,
-                    document,
-                    f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
-                    f"invoice {other.get('Id')}, which Datagate did not create; it is not "
-                    "exported (renumbering a final invoice is not allowed)",
-                    refused=False,
-                )
-            elif (reason := references.missing(document)) is not None:
+            elif reason is not None or (reason := missing(document)) is not None:
                 record_failure(connection, outcome, document, reason, refused=False)
             else:
                 to_create.append(document)
-    return _ToCreate(to_create, references)
+    return to_create
 
 
 def _stop_after(

@@ -220,61 +220,89 @@ def _customer_body(customer: CustomerInfo, display_name: str) -> dict[str, Any]:
     return body
 
 
-def link_customers(
-    db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, CustomerInfo]
+@dataclass(frozen=True)
+class DisplayNames:
+    """How our records (customers, suppliers) become records of one QBO name list, named by
+    DisplayName — one namespace with the other two lists (Customer, Vendor, Employee: 6240)."""
+
+    entity: str  # Customer, Vendor
+    what: str  # customer, supplier: in messages
+    source: str  # HaloPSA client, HaloPSA supplier: in messages
+    body: Callable[[Any, str], dict[str, Any]]  # (our record, DisplayName) → the create body
+    distinct: Callable[[str, int], str]  # (name, our id) → the deterministic other name
+
+    def label(self, record: Any, our_id: int) -> str:
+        return f"{self.what} {record.name!r} ({self.source} {our_id})"
+
+
+def link_display_names(
+    db: Database,
+    client: QBOClient,
+    portal: PortalSettings,
+    names: DisplayNames,
+    wanted: Mapping[int, Any],
 ) -> ReferenceOutcome:
-    """Find or create a QBO customer for every customer in `wanted` (by HaloPSA client id)."""
-    outcome = ReferenceOutcome(CUSTOMER)
+    """Find or create a QBO record for every record in `wanted` (by our id; each has a
+    `name`): the stored link, else the record with its DisplayName (escaped, any case,
+    inactive ones too), else created in batches. A name another of ours, or someone else,
+    has takes the deterministic distinct name."""
+    outcome = ReferenceOutcome(names.entity)
     with transaction(db) as connection:
-        links = load_links(connection, portal.id, CUSTOMER)
-    missing = {cid: c for cid, c in wanted.items() if str(cid) not in links}
+        links = load_links(connection, portal.id, names.entity)
+    missing = {key: r for key, r in wanted.items() if str(key) not in links}
     outcome.linked = len(wanted) - len(missing)
     if not missing:
         return outcome
-    taken = set(links.values())  # QBO customers linked to another of our customers
+    taken = set(links.values())  # QBO records linked to another of our records
     existing = existing_by_name(
-        client,
-        CUSTOMER,
-        "DisplayName",
-        [qbo_name(c.name) for c in missing.values()],
+        client, names.entity, "DisplayName", [qbo_name(r.name) for r in missing.values()]
     )
     found: dict[str, tuple[str, str]] = {}
     to_create: dict[int, str] = {}
-    for cid, customer in missing.items():
-        name = qbo_name(customer.name)
+    for key, record in missing.items():
+        name = qbo_name(record.name)
         match = existing.get(name.casefold())
         if match is not None and str(match["Id"]) not in taken:
-            match = usable(client, CUSTOMER, match)
-            found[str(cid)] = (str(match["Id"]), match.get("DisplayName", name))
+            match = usable(client, names.entity, match)
+            found[str(key)] = (str(match["Id"]), match.get("DisplayName", name))
             taken.add(str(match["Id"]))
-            outcome.matched.append(str(cid))
+            outcome.matched.append(str(key))
         elif match is not None or name.casefold() in {n.casefold() for n in to_create.values()}:
-            # Another of our customers has this name already: keep them apart in QBO.
-            to_create[cid] = _distinct_name(name, cid)
+            # Another of our records has this name already: keep them apart in QBO.
+            to_create[key] = names.distinct(name, key)
         else:
-            to_create[cid] = name
+            to_create[key] = name
     with transaction(db) as connection:
-        save_links(connection, portal.id, CUSTOMER, found)
+        save_links(connection, portal.id, names.entity, found)
     if not to_create:
         return outcome
-    bodies = {cid: _customer_body(missing[cid], name) for cid, name in to_create.items()}
-    results = batch_create(client, portal, CUSTOMER, {str(k): v for k, v in bodies.items()})
+    bodies = {str(key): names.body(missing[key], name) for key, name in to_create.items()}
+    results = batch_create(client, portal, names.entity, bodies)
     created: dict[str, tuple[str, str]] = {}
     for key, result in results.items():
         if isinstance(result, dict):
             created[key] = (str(result["Id"]), result.get("DisplayName", to_create[int(key)]))
             taken.add(str(result["Id"]))
             outcome.created.append(key)
-    # Then the refusals, knowing every customer this run created.
+    # Then the refusals, knowing every record this run created.
     for key, result in results.items():
         if isinstance(result, dict):
             continue
-        cid = int(key)
+        record = missing[int(key)]
+        label = names.label(record, int(key))
         if isinstance(result, QBODuplicateNameError):
-            # 6240: the name is taken by a customer we did not see (a race, or a run killed
-            # after the create), a vendor or an employee. Match it, or make ours distinct.
-            linked = _resolve_duplicate_customer(
-                client, portal, missing[cid], to_create[cid], taken
+            # 6240: the name is taken by a record we did not see (a race, or a run killed
+            # after the create) or in another list. Match it, or make ours distinct.
+            linked = resolve_duplicate_name(
+                client,
+                portal,
+                names.entity,
+                int(key),
+                label,
+                to_create[int(key)],
+                names.distinct(to_create[int(key)], int(key)),
+                lambda display, record=record: names.body(record, display),
+                taken,
             )
             if isinstance(linked, str):
                 outcome.failed[key] = linked
@@ -283,12 +311,9 @@ def link_customers(
                 taken.add(linked[0])
                 outcome.matched.append(key)
         else:
-            outcome.failed[key] = (
-                f"portal {portal.id}: QBO refused customer {missing[cid].name!r} "
-                f"(HaloPSA client {cid}): {result.message}"
-            )
+            outcome.failed[key] = f"portal {portal.id}: QBO refused {label}: {result.message}"
     with transaction(db) as connection:
-        save_links(connection, portal.id, CUSTOMER, created)
+        save_links(connection, portal.id, names.entity, created)
     return outcome
 
 
@@ -297,25 +322,14 @@ def _distinct_name(name: str, halo_id: int) -> str:
     return name[: NAME_MAX - len(suffix)] + suffix
 
 
-def _resolve_duplicate_customer(
-    client: QBOClient,
-    portal: PortalSettings,
-    customer: CustomerInfo,
-    name: str,
-    taken: set[str],
-) -> tuple[str, str] | str:
-    """(QBO id, name) of the customer to use after a 6240, or the reason there is none."""
-    return resolve_duplicate_name(
-        client,
-        portal,
-        CUSTOMER,
-        customer.halo_id,
-        f"customer {customer.name!r} (HaloPSA client {customer.halo_id})",
-        name,
-        _distinct_name(name, customer.halo_id),
-        lambda display: _customer_body(customer, display),
-        taken,
-    )
+CUSTOMERS = DisplayNames(CUSTOMER, "customer", "HaloPSA client", _customer_body, _distinct_name)
+
+
+def link_customers(
+    db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, CustomerInfo]
+) -> ReferenceOutcome:
+    """Find or create a QBO customer for every customer in `wanted` (by HaloPSA client id)."""
+    return link_display_names(db, client, portal, CUSTOMERS, wanted)
 
 
 def resolve_duplicate_name(

@@ -25,19 +25,15 @@ from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.qbo_references import (
     NAME_MAX,
+    DisplayNames,
     ReferenceOutcome,
-    batch_create,
-    existing_by_name,
+    link_display_names,
     load_links,
     qbo_name,
-    resolve_duplicate_name,
-    save_links,
-    usable,
 )
 from datagate_pipelines.halopsa.client import HaloPSAClient
 from datagate_pipelines.halopsa.errors import HaloPSABadRequestError, HaloPSANotFoundError
 from datagate_pipelines.qbo.client import QBOClient
-from datagate_pipelines.qbo.errors import QBODuplicateNameError
 from datagate_pipelines.warehouse.models import halo_suppliers
 
 VENDOR = "Vendor"
@@ -92,81 +88,15 @@ def load_suppliers(
     return out
 
 
+SUPPLIERS = DisplayNames(VENDOR, "supplier", "HaloPSA supplier", vendor_body, supplier_name)
+
+
 def link_vendors(
     db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, SupplierInfo]
 ) -> ReferenceOutcome:
-    """Find or create a QBO vendor for every supplier in `wanted` (by HaloPSA supplier id)."""
-    outcome = ReferenceOutcome(VENDOR)
-    with transaction(db) as connection:
-        links = load_links(connection, portal.id, VENDOR)
-    missing = {sid: s for sid, s in wanted.items() if str(sid) not in links}
-    outcome.linked = len(wanted) - len(missing)
-    if not missing:
-        return outcome
-    taken = set(links.values())
-    existing = existing_by_name(
-        client, VENDOR, "DisplayName", [qbo_name(s.name) for s in missing.values()]
-    )
-    found: dict[str, tuple[str, str]] = {}
-    to_create: dict[int, str] = {}
-    planned: set[str] = set()
-    for sid, supplier in missing.items():
-        name = qbo_name(supplier.name)
-        match = existing.get(name.casefold())
-        if match is not None and str(match["Id"]) not in taken:
-            match = usable(client, VENDOR, match)
-            found[str(sid)] = (str(match["Id"]), match.get("DisplayName", name))
-            taken.add(str(match["Id"]))
-            outcome.matched.append(str(sid))
-        elif match is not None or name.casefold() in planned:
-            to_create[sid] = supplier_name(supplier.name, sid)  # another supplier has it
-        else:
-            to_create[sid] = name
-        planned.add(to_create.get(sid, name).casefold())
-    with transaction(db) as connection:
-        save_links(connection, portal.id, VENDOR, found)
-    if not to_create:
-        return outcome
-    bodies = {str(sid): vendor_body(missing[sid], name) for sid, name in to_create.items()}
-    results = batch_create(client, portal, VENDOR, bodies)
-    created: dict[str, tuple[str, str]] = {}
-    for key, result in results.items():
-        if isinstance(result, dict):
-            created[key] = (str(result["Id"]), result.get("DisplayName", to_create[int(key)]))
-            taken.add(str(result["Id"]))
-            outcome.created.append(key)
-    for key, result in results.items():
-        if isinstance(result, dict):
-            continue
-        sid = int(key)
-        supplier = missing[sid]
-        if isinstance(result, QBODuplicateNameError):
-            # 6240: a customer or an employee has the name (vendors were looked up first).
-            linked = resolve_duplicate_name(
-                client,
-                portal,
-                VENDOR,
-                sid,
-                f"supplier {supplier.name!r} (HaloPSA supplier {sid})",
-                to_create[sid],
-                supplier_name(supplier.name, sid),
-                lambda display, supplier=supplier: vendor_body(supplier, display),
-                taken,
-            )
-            if isinstance(linked, str):
-                outcome.failed[key] = linked
-            else:
-                created[key] = linked
-                taken.add(linked[0])
-                outcome.created.append(key)
-        else:
-            outcome.failed[key] = (
-                f"portal {portal.id}: QBO refused supplier {supplier.name!r} "
-                f"(HaloPSA supplier {sid}): {result.message}"
-            )
-    with transaction(db) as connection:
-        save_links(connection, portal.id, VENDOR, created)
-    return outcome
+    """Find or create a QBO vendor for every supplier in `wanted` (by HaloPSA supplier id),
+    as customers are (`qbo_references.link_display_names`)."""
+    return link_display_names(db, client, portal, SUPPLIERS, wanted)
 
 
 @dataclass

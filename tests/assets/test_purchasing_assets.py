@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select
 
 from datagate_pipelines.assets import halopsa, purchasing
-from datagate_pipelines.qbo.token_store import TokenCipher
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
@@ -19,16 +18,14 @@ from datagate_pipelines.warehouse import models as m
 from datagate_simulators.halopsa.generator import generate_purchasing
 from datagate_simulators.server import serve_in_thread
 from tests.exporting.stack import (
-    FIRST_REFRESH_TOKEN,
     JULY,
     PORTAL_YAML,
-    QBO_CLIENT_ID,
-    QBO_SECRET,
     QBO_YAML,
     REALM,
     halo_sim,
     qbo_sim,
     sections,
+    set_environment,
 )
 
 ASSETS = [
@@ -46,17 +43,7 @@ def stack(engine_url, tmp_path, monkeypatch) -> Iterator:
     qbo = qbo_sim()
     with halo.serve() as halo_server, serve_in_thread(qbo.app) as qbo_server:
         path = tmp_path / "portals.yaml"
-        for name, value in {
-            "DATAGATE_PORTALS_FILE": str(path),
-            "DATAGATE_DATABASE_URL": engine_url,
-            "ACME_HALO_CLIENT_ID": halo.client_id,
-            "ACME_HALO_CLIENT_SECRET": halo.client_secret,
-            "ACME_QBO_CLIENT_ID": QBO_CLIENT_ID,
-            "ACME_QBO_CLIENT_SECRET": QBO_SECRET,
-            "ACME_QBO_REFRESH_TOKEN": FIRST_REFRESH_TOKEN,
-            "DATAGATE_TOKEN_KEY": TokenCipher.generate_key(),
-        }.items():
-            monkeypatch.setenv(name, value)
+        set_environment(monkeypatch, engine_url, path, halo)
 
         def configure(purchasing: str | None = "      write_vendor_ids: true") -> None:
             qbo_section = QBO_YAML.format(
@@ -93,6 +80,7 @@ def metadata(result, asset):
     raise AssertionError(f"no materialization of {asset}")
 
 
+@pytest.mark.slow
 def test_suppliers_and_purchase_orders_flow_into_qbo_once(engine, stack, instance):
     halo, qbo, configure = stack
     configure()

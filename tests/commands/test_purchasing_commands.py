@@ -10,17 +10,13 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import update
 
-from datagate_pipelines.qbo.token_store import TokenCipher
 from datagate_pipelines.warehouse import models as m
 from datagate_simulators.halopsa.generator import generate_purchasing
 from datagate_simulators.server import serve_in_thread
 from tests.exporting.stack import (
-    FIRST_REFRESH_TOKEN,
     IN_PROCESS_URL,
     JULY,
     PORTAL_YAML,
-    QBO_CLIENT_ID,
-    QBO_SECRET,
     QBO_URL,
     QBO_YAML,
     REALM,
@@ -31,6 +27,7 @@ from tests.exporting.stack import (
     ingest_purchasing,
     portal_config,
     qbo_sim,
+    set_environment,
 )
 from tests.exporting.test_tax_codes import CODE_NAME, TAX_CODES, canadian
 
@@ -47,15 +44,7 @@ def serve(engine_url, tmp_path, monkeypatch) -> Callable:
             path.write_text(
                 PORTAL_YAML.format(halo=IN_PROCESS_URL, qbo=section + qbo_extra + purchasing)
             )
-            for name, value in {
-                "DATAGATE_PORTALS_FILE": str(path),
-                "DATAGATE_DATABASE_URL": engine_url,
-                "ACME_QBO_CLIENT_ID": QBO_CLIENT_ID,
-                "ACME_QBO_CLIENT_SECRET": QBO_SECRET,
-                "ACME_QBO_REFRESH_TOKEN": FIRST_REFRESH_TOKEN,
-                "DATAGATE_TOKEN_KEY": TokenCipher.generate_key(),
-            }.items():
-                monkeypatch.setenv(name, value)
+            set_environment(monkeypatch, engine_url, path)
             yield
 
     return served

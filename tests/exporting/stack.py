@@ -277,3 +277,24 @@ def ingest_purchasing(engine: Engine, portal: Portal, client: HaloPSAClient, *, 
                 c, table, portal.id, decoded.rows, seen_ids=decoded.seen_ids, seen_at=seen
             )
     return reads, [*suppliers.rejects, *headers.rejects, *lines.rejects]
+
+
+def set_environment(monkeypatch, engine_url: str, portals_file, halo: HaloSim | None = None):
+    """The environment a `datagate` command or a Dagster resource reads for the test
+    portal: portals.yaml, the warehouse, the QBO app's secrets and token key (and HaloPSA's)."""
+    from datagate_pipelines.qbo.token_store import TokenCipher
+
+    values = {
+        "DATAGATE_PORTALS_FILE": str(portals_file),
+        "DATAGATE_DATABASE_URL": engine_url,
+        "ACME_QBO_CLIENT_ID": QBO_CLIENT_ID,
+        "ACME_QBO_CLIENT_SECRET": QBO_SECRET,
+        "ACME_QBO_REFRESH_TOKEN": FIRST_REFRESH_TOKEN,
+        "DATAGATE_TOKEN_KEY": TokenCipher.generate_key(),
+    }
+    if halo is not None:
+        values.update(
+            ACME_HALO_CLIENT_ID=halo.client_id, ACME_HALO_CLIENT_SECRET=halo.client_secret
+        )
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)

@@ -170,6 +170,46 @@ def coerce_fields(
             errors.add(f"{path}.{key}", _KIND_MESSAGES[kind].format(v=value))
 
 
+#: Makes one new or changed child line: (the stored lines by id, the line sent, its
+#: sequence number, its error path).
+LineWriter = Callable[[Mapping[int, dict[str, Any]], Mapping[str, Any], int, str], dict[str, Any]]
+
+
+def write_child_lines(
+    record: Mapping[str, Any],
+    existing: Mapping[str, Any] | None,
+    item: Mapping[str, Any],
+    path: str,
+    errors: Errors,
+    write_line: LineWriter,
+) -> list[dict[str, Any]] | None:
+    """A record's `lines` after an upsert (§2): sent `lines` replace the stored ones (kept as
+    they are when not sent) and `add_lines` are added; None when either is not an array."""
+    old_lines = {line["id"]: line for line in (existing or {}).get("lines", [])}
+    sources: list[tuple[str, Any]] = []
+    if "lines" in item:
+        if not isinstance(item["lines"], list):
+            errors.add(f"{path}.lines", "The value is not a valid array.")
+            return None
+        sources += [(f"{path}.lines[{i}]", line) for i, line in enumerate(item["lines"])]
+    else:
+        sources += [("", line) for line in record.get("lines", [])]
+    if "add_lines" in item:
+        if not isinstance(item["add_lines"], list):
+            errors.add(f"{path}.add_lines", "The value is not a valid array.")
+            return None
+        sources += [(f"{path}.add_lines[{i}]", line) for i, line in enumerate(item["add_lines"])]
+    lines = []
+    for sequence, (where, line) in enumerate(sources, start=1):
+        if not where:
+            lines.append(line)  # kept as it was
+        elif not isinstance(line, dict):
+            errors.add(where, "The value is not a valid object.")
+        else:
+            lines.append(write_line(old_lines, line, sequence, where))
+    return lines
+
+
 @dataclass
 class ListQuery:
     """The list query string, keys lower-cased (ASP.NET binds them case-insensitively)."""

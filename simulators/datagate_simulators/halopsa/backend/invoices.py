@@ -21,6 +21,7 @@ from datagate_simulators.halopsa.backend.base import (
     Resource,
     Tenant,
     coerce_fields,
+    write_child_lines,
 )
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
@@ -235,34 +236,16 @@ class _InvoiceBase(Resource):
         path: str,
         errors: Errors,
     ) -> list[dict[str, Any]] | None:
-        old_lines = {line["id"]: line for line in (existing or {}).get("lines", [])}
-        sources: list[tuple[str, Any]] = []
-        if "lines" in item:
-            if not isinstance(item["lines"], list):
-                errors.add(f"{path}.lines", "The value is not a valid array.")
-                return None
-            sources += [(f"{path}.lines[{i}]", line) for i, line in enumerate(item["lines"])]
-        else:
-            sources += [("", line) for line in record.get("lines", [])]
-        if "add_lines" in item:
-            if not isinstance(item["add_lines"], list):
-                errors.add(f"{path}.add_lines", "The value is not a valid array.")
-                return None
-            sources += [
-                (f"{path}.add_lines[{i}]", line) for i, line in enumerate(item["add_lines"])
-            ]
-        lines = []
-        for sequence, (where, line) in enumerate(sources, start=1):
-            if not where:
-                lines.append(line)  # kept as it was
-                continue
-            if not isinstance(line, dict):
-                errors.add(where, "The value is not a valid object.")
-                continue
-            lines.append(
-                self._write_line(backend, record, old_lines, line, sequence, where, errors)
-            )
-        return lines
+        return write_child_lines(
+            record,
+            existing,
+            item,
+            path,
+            errors,
+            lambda old, line, sequence, where: self._write_line(
+                backend, record, old, line, sequence, where, errors
+            ),
+        )
 
     def _write_line(
         self,

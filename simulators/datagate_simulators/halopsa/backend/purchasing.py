@@ -25,6 +25,7 @@ from datagate_simulators.halopsa.backend.base import (
     Resource,
     Tenant,
     coerce_fields,
+    write_child_lines,
 )
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
@@ -278,26 +279,16 @@ class PurchaseOrder(Resource):
         path: str,
         errors: Errors,
     ) -> list[dict[str, Any]] | None:
-        old = {line["id"]: line for line in (existing or {}).get("lines", [])}
-        sources: list[tuple[str, Any]] = []
-        for key in ("lines", "add_lines"):
-            if key not in item:
-                if key == "lines":
-                    sources += [("", line) for line in record.get("lines", [])]
-                continue
-            if not isinstance(item[key], list):
-                errors.add(f"{path}.{key}", "The value is not a valid array.")
-                return None
-            sources += [(f"{path}.{key}[{i}]", line) for i, line in enumerate(item[key])]
-        lines = []
-        for sequence, (where, line) in enumerate(sources, start=1):
-            if not where:
-                lines.append(line)
-            elif not isinstance(line, dict):
-                errors.add(where, "The value is not a valid object.")
-            else:
-                lines.append(self._write_line(backend, record, old, line, sequence, where, errors))
-        return lines
+        return write_child_lines(
+            record,
+            existing,
+            item,
+            path,
+            errors,
+            lambda old, line, sequence, where: self._write_line(
+                backend, record, old, line, sequence, where, errors
+            ),
+        )
 
     def _write_line(
         self,
