@@ -170,9 +170,9 @@ def coerce_fields(
             errors.add(f"{path}.{key}", _KIND_MESSAGES[kind].format(v=value))
 
 
-#: Makes one new or changed child line: (the stored lines by id, the line sent, its
-#: sequence number, its error path).
-LineWriter = Callable[[Mapping[int, dict[str, Any]], Mapping[str, Any], int, str], dict[str, Any]]
+#: Makes one new or changed child line: (the stored line with the sent line's id, or None
+#: for a new line; the line sent; its sequence number; its error path).
+LineWriter = Callable[[dict[str, Any] | None, Mapping[str, Any], int, str], dict[str, Any]]
 
 
 def write_child_lines(
@@ -184,7 +184,8 @@ def write_child_lines(
     write_line: LineWriter,
 ) -> list[dict[str, Any]] | None:
     """A record's `lines` after an upsert (§2): sent `lines` replace the stored ones (kept as
-    they are when not sent) and `add_lines` are added; None when either is not an array."""
+    they are when not sent) and `add_lines` are added; a sent line with the id of a stored
+    one updates it. None when either is not an array."""
     old_lines = {line["id"]: line for line in (existing or {}).get("lines", [])}
     sources: list[tuple[str, Any]] = []
     if "lines" in item:
@@ -206,7 +207,12 @@ def write_child_lines(
         elif not isinstance(line, dict):
             errors.add(where, "The value is not a valid object.")
         else:
-            lines.append(write_line(old_lines, line, sequence, where))
+            try:
+                line_id = parse_int(line.get("id") or 0)
+            except ValueError:
+                errors.add(f"{where}.id", f"The value {line.get('id')!r} is not a valid integer.")
+                line_id = 0
+            lines.append(write_line(old_lines.get(line_id), line, sequence, where))
     return lines
 
 
@@ -423,6 +429,40 @@ class Resource:
             return
         record["__cf"] = backend.custom_fields.parse_values(
             self.custom_field_usage, values, path, errors
+        )
+
+    def write_line(
+        self,
+        backend: Tenant,
+        header: dict[str, Any],
+        base: dict[str, Any] | None,
+        line: Mapping[str, Any],
+        sequence: int,
+        where: str,
+        errors: Errors,
+    ) -> dict[str, Any]:
+        """One child line of a resource with `lines` (`base`: the stored line it updates)."""
+        raise NotImplementedError
+
+    def write_lines(
+        self,
+        backend: Tenant,
+        record: dict[str, Any],
+        existing: Mapping[str, Any] | None,
+        item: Mapping[str, Any],
+        path: str,
+        errors: Errors,
+    ) -> list[dict[str, Any]] | None:
+        """The record's `lines` after an upsert (`write_child_lines`, through `write_line`)."""
+        return write_child_lines(
+            record,
+            existing,
+            item,
+            path,
+            errors,
+            lambda base, line, sequence, where: self.write_line(
+                backend, record, base, line, sequence, where, errors
+            ),
         )
 
     def after_commit(

@@ -21,7 +21,6 @@ from datagate_simulators.halopsa.backend.base import (
     Resource,
     Tenant,
     coerce_fields,
-    write_child_lines,
 )
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
@@ -29,7 +28,6 @@ from datagate_simulators.halopsa.conventions import (
     add_days,
     money,
     parse_datetime,
-    parse_int,
     round_money,
 )
 from datagate_simulators.halopsa.errors import ValidationFailed
@@ -218,7 +216,7 @@ class _InvoiceBase(Resource):
     def finish(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
         record["last_modified"] = now
         if existing is None or "lines" in item or "add_lines" in item:
-            lines = self._write_lines(backend, record, existing, item, path, errors)
+            lines = self.write_lines(backend, record, existing, item, path, errors)
             if lines is not None:
                 record["lines"] = lines
         self._totals(record)
@@ -227,42 +225,16 @@ class _InvoiceBase(Resource):
     def finish_header(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[no-untyped-def]
         """Invoice / RecurringInvoice specifics."""
 
-    def _write_lines(
-        self,
-        backend: Tenant,
-        record: dict[str, Any],
-        existing: Mapping[str, Any] | None,
-        item: Mapping[str, Any],
-        path: str,
-        errors: Errors,
-    ) -> list[dict[str, Any]] | None:
-        return write_child_lines(
-            record,
-            existing,
-            item,
-            path,
-            errors,
-            lambda old, line, sequence, where: self._write_line(
-                backend, record, old, line, sequence, where, errors
-            ),
-        )
-
-    def _write_line(
+    def write_line(
         self,
         backend: Tenant,
         header: dict[str, Any],
-        old_lines: Mapping[int, dict[str, Any]],
+        base: dict[str, Any] | None,
         line: Mapping[str, Any],
         sequence: int,
         where: str,
         errors: Errors,
     ) -> dict[str, Any]:
-        try:
-            line_id = parse_int(line.get("id") or 0)
-        except ValueError:
-            errors.add(f"{where}.id", f"The value {line.get('id')!r} is not a valid integer.")
-            line_id = 0
-        base = old_lines.get(line_id)
         out = (
             dict(base)
             if base is not None

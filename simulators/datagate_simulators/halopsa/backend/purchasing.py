@@ -25,13 +25,11 @@ from datagate_simulators.halopsa.backend.base import (
     Resource,
     Tenant,
     coerce_fields,
-    write_child_lines,
 )
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
     UNSET,
     money,
-    parse_int,
     round_money,
 )
 
@@ -263,49 +261,23 @@ class PurchaseOrder(Resource):
     def finish(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
         record["last_update_time"] = now
         if existing is None or "lines" in item or "add_lines" in item:
-            lines = self._write_lines(backend, record, existing, item, path, errors)
+            lines = self.write_lines(backend, record, existing, item, path, errors)
             if lines is not None:
                 record["lines"] = lines
         if existing is None and not record.get("po_ref"):
             record["po_ref"] = f"PO{record['id']:05d}"
         self.totals(record)
 
-    def _write_lines(
-        self,
-        backend: Tenant,
-        record: dict[str, Any],
-        existing: Mapping[str, Any] | None,
-        item: Mapping[str, Any],
-        path: str,
-        errors: Errors,
-    ) -> list[dict[str, Any]] | None:
-        return write_child_lines(
-            record,
-            existing,
-            item,
-            path,
-            errors,
-            lambda old, line, sequence, where: self._write_line(
-                backend, record, old, line, sequence, where, errors
-            ),
-        )
-
-    def _write_line(
+    def write_line(
         self,
         backend: Tenant,
         header: dict[str, Any],
-        old: Mapping[int, dict[str, Any]],
+        base: dict[str, Any] | None,
         line: Mapping[str, Any],
         sequence: int,
         where: str,
         errors: Errors,
     ) -> dict[str, Any]:
-        try:
-            line_id = parse_int(line.get("id") or 0)
-        except ValueError:
-            errors.add(f"{where}.id", f"The value {line.get('id')!r} is not a valid integer.")
-            line_id = 0
-        base = old.get(line_id)
         out = (
             dict(base)
             if base is not None
