@@ -94,3 +94,18 @@ def test_a_supplier_without_a_name_is_rejected_and_a_deleted_one_marked(engine):
     assert rows[gone].deleted_at is not None
     # The rejected supplier keeps what was stored (still present upstream, not deleted).
     assert rows[nameless].deleted_at is None and rows[nameless].name
+
+
+def test_a_supplier_list_without_its_wrapper_is_read_whole(engine, monkeypatch):
+    """§A1 [I]: the supplier list may come as a bare array, even when paged."""
+    from datagate_simulators.halopsa.backend import RESOURCES
+
+    halo = halo_sim(customers=2)
+    made = generate_purchasing(halo.backend, suppliers=130, purchase_orders=0, seed=5, as_of=JULY)
+    monkeypatch.setattr(RESOURCES["Supplier"], "list_key", None)
+    portal = portal_config(IN_PROCESS_URL, purchasing="")
+    with halo_client(halo) as client:
+        assert isinstance(client._call("GET", "Supplier", params={"pageinate": "true"}), list)
+        reads, rejects = ingest_purchasing(engine, portal, client)
+    assert rejects == [] and reads.read == len(made.supplier_ids) == 130
+    assert count(engine, m.halo_suppliers) == 130
