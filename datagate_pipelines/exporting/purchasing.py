@@ -249,12 +249,22 @@ class _Purchases:
         with transaction(db) as connection:
             self.vendors = load_links(connection, portal.id, VENDOR)
             self.items = load_links(connection, portal.id, ITEM)
-        self.chart = Chart.read(client)
-        self.payable = self.chart.by_name_only(portal.qbo.ap_account)
+        self._chart: Chart | None = None
         self._db = db
         self._infos: dict[int, Any] = {}
         self._multi_currency: bool | None = None
         self.qbo_purchase_orders: dict[int, dict[str, Any]] = {}  # for bills: by HaloPSA id
+
+    @property
+    def chart(self) -> Chart:
+        """The company's accounts, read once, when a document is first looked at."""
+        if self._chart is None:
+            self._chart = Chart.read(self.client)
+        return self._chart
+
+    @property
+    def payable(self) -> dict[str, Any] | None:
+        return self.chart.by_name_only(self.portal.qbo.ap_account)  # type: ignore[union-attr]
 
     def load_items(self, documents: Iterable[PurchaseDocument]) -> None:
         wanted = sorted(
