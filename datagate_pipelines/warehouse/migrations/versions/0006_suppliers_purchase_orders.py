@@ -15,7 +15,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "halo_purchase_order_lines",
         sa.Column("portal_id", sa.String(length=64), nullable=False),
@@ -135,7 +134,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_column("purchase_nominal_code")
 
