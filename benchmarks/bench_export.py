@@ -293,6 +293,31 @@ def qbo_simulator(window: float):
         process.wait(timeout=30)
 
 
+def bench_client(base_url: str, calls: Calls, window: float) -> QBOClient:
+    """A client of the simulated company with QBO's limits on the bench's window, every
+    attempt recorded in `calls`."""
+    retry = RetryPolicy()
+    oauth = QBOAuthClient(
+        "bench",
+        client_id="bench-client",
+        client_secret="bench-secret",
+        token_url=f"{base_url}/oauth2/v1/tokens/bearer",
+        recorder=calls,
+        retry=retry,
+    )
+    return QBOClient(
+        "bench",
+        realm_id=REALM,
+        tokens=RefreshingTokens(oauth, "bench-RT-1"),
+        base_url=base_url,
+        rate_limit=(LIMIT, window),
+        batch_rate_limit=(BATCH_LIMIT, window),
+        max_concurrent=CONCURRENT,
+        recorder=calls,
+        retry=retry,
+    )
+
+
 def simulator_stats(base_url: str) -> dict:
     with urllib.request.urlopen(f"{base_url}/_sim/qbo/stats") as response:
         return json.loads(response.read())["realms"][REALM]
@@ -309,27 +334,7 @@ def run(args) -> dict:
         filled = fill_warehouse(
             engine, portal, invoices=args.invoices, customers=args.customers, items=args.items
         )
-        retry = RetryPolicy()
-        oauth = QBOAuthClient(
-            "bench",
-            client_id="bench-client",
-            client_secret="bench-secret",
-            token_url=portal.settings.qbo.token_url,
-            recorder=calls,
-            retry=retry,
-        )
-        client = QBOClient(
-            "bench",
-            realm_id=REALM,
-            tokens=RefreshingTokens(oauth, "bench-RT-1"),
-            base_url=base_url,
-            rate_limit=(LIMIT, window),
-            batch_rate_limit=(BATCH_LIMIT, window),
-            max_concurrent=CONCURRENT,
-            recorder=calls,
-            retry=retry,
-        )
-        with client:
+        with bench_client(base_url, calls, window) as client:
             # Setup, not measured: the income account the portal maps "Voice" items to.
             client.create(
                 "Account", {"Name": "Telecom Revenue", "AccountType": "Income"}, request_id=None

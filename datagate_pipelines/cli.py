@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import click
 
-from datagate_pipelines.commands import demo, imports, portals, qbo, reports, runs, usage
+from datagate_pipelines.commands import (
+    accounts,
+    demo,
+    imports,
+    portals,
+    qbo,
+    reports,
+    runs,
+    usage,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,6 +38,7 @@ main.add_command(demo.simulators)
 main.add_command(demo.demo)
 main.add_command(demo.ui)
 main.add_command(qbo.qbo)
+main.add_command(accounts.accounts)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,21 @@ class QBOSettings(_Strict):
     batch_rate_limit_requests: int = Field(40, gt=0)
     max_concurrent: int = Field(10, gt=0)
     batch_size: int = Field(30, gt=0, le=30)
+    # The chart of accounts (docs/operations.md, "Chart of accounts"): HaloPSA nominal codes
+    # map to QBO accounts by AcctNum or name, before the per-group and default accounts.
+    use_nominal_codes: bool = True
+    # Nominal code → QBO account (name or AcctNum), where the code itself matches nothing.
+    nominal_accounts: dict[str, str] = Field(default_factory=dict)
+    # Purchases: the expense account of PO and bill lines without a mapped nominal code,
+    # per item group (HaloPSA asset group id or name), and the payable account.
+    expense_account: str = "Cost of Goods Sold"
+    expense_accounts: dict[str, str] = Field(default_factory=dict)
+    ap_account: str = "Accounts Payable (A/P)"
+    # us_automated: TAX/NON per line and our tax as the total (US companies); tax_codes:
+    # our tax table's codes and rates created in QBO, a TaxCode per line (other countries).
+    tax_mode: Literal["us_automated", "tax_codes"] = "us_automated"
+    # tax_codes mode: the QBO tax code of lines we did not tax (it must exist in QBO).
+    exempt_tax_code: str = "Exempt"
 
     _check_envs = field_validator("client_id_env", "client_secret_env", "refresh_token_env")(
         _env_name
@@ -144,6 +159,42 @@ class QBOSettings(_Strict):
         return value
 
 
+#: What a HaloPSA purchase order status means to the export (docs/halopsa-api.md §A2: the
+#: integers are undocumented, so the mapping is a setting).
+PurchaseOrderMeaning = Literal[
+    "draft", "awaiting_approval", "approved", "sent", "received", "closed", "cancelled"
+]
+#: Our default reading of HaloPSA's PO `status` integers: unconfirmed, check it against a
+#: live tenant (docs/operations.md, "Purchase orders").
+DEFAULT_PO_STATUSES: dict[int, PurchaseOrderMeaning] = {
+    0: "draft",
+    1: "awaiting_approval",
+    2: "approved",
+    3: "sent",
+    4: "received",
+    5: "closed",
+    6: "cancelled",
+}
+
+
+class PurchasingSettings(_Strict):
+    """Suppliers and purchase orders into QBO; without this section they are not read."""
+
+    statuses: dict[int, PurchaseOrderMeaning] = Field(
+        default_factory=lambda: dict(DEFAULT_PO_STATUSES)
+    )
+    # `goodsin_status` values that mean every line was received (unconfirmed, §A2).
+    received_goodsin_statuses: list[int] = Field(default_factory=lambda: [2])
+    # PO line field names: HaloPSA's spec gives none for the ordered quantity and unit cost
+    # (§A2), so they are settings; the defaults are the simulator's choice.
+    quantity_field: str = "quantity"
+    unit_cost_field: str = "unit_cost"
+    # HaloPSA `currency_code` → ISO code; 1 and unset mean the portal's currency.
+    currencies: dict[int, str] = Field(default_factory=dict)
+    # Write each linked QBO vendor id back to the supplier's `accounts_id` in HaloPSA.
+    write_vendor_ids: bool = False
+
+
 class PortalSettings(_Strict):
     id: str
     name: str
@@ -153,6 +204,7 @@ class PortalSettings(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
     qbo: QBOSettings | None = None
+    purchasing: PurchasingSettings | None = None
 
     @property
     def export_targets(self) -> tuple[str, ...]:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from datagate_pipelines.assets import billing, catalog, exports, halopsa, sql
+from datagate_pipelines.assets import billing, catalog, exports, halopsa, purchasing, sql
 from datagate_pipelines.orchestration.jobs import billing as billing_job
 from datagate_pipelines.orchestration.jobs import exports as exports_job
 from datagate_pipelines.orchestration.jobs import portal_sync
@@ -16,7 +16,7 @@ from datagate_pipelines.sensors.portals import portal_registry
 
 defs = dg.Definitions(
     assets=[
-        *dg.load_assets_from_modules([halopsa, catalog, billing, exports]),
+        *dg.load_assets_from_modules([halopsa, purchasing, catalog, billing, exports]),
         # One asset per SQL model in dbt_like_sql/, its dependencies parsed from the SQL.
         *sql.sql_model_assets(),
         billing.tax_rates,

@@ -119,7 +119,7 @@ def export_step(
 SKIPPED = {"skipped": "no qbo section in portals.yaml"}
 
 
-def _failures_markdown(failed: dict[str, str]) -> dg.MetadataValue:
+def failures_markdown(failed: dict[str, str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(
         "\n".join(f"- `{key}`: {reason}" for key, reason in list(failed.items())[:50])
     )
@@ -138,7 +138,7 @@ def _exported(
         **{name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()},
     }
     if outcome.failed:
-        metadata["failures"] = _failures_markdown(outcome.failed)
+        metadata["failures"] = failures_markdown(outcome.failed)
     return dg.MaterializeResult(metadata={**metadata, **step.call_metadata(stats)})
 
 
@@ -299,7 +299,7 @@ def qbo_references(
                     name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()
                 }
                 if outcome.failed:
-                    metadata["failures"] = _failures_markdown(outcome.failed)
+                    metadata["failures"] = failures_markdown(outcome.failed)
                 delta = {k: after[k] - before.get(k, 0) for k in after}
                 metadata.update(step.call_metadata(delta))
                 metadata["duration_seconds"] = dg.MetadataValue.float(

@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 import pandera.pandas as pa
-from sqlalchemy import Table
+from sqlalchemy import Engine, Table
 
 from datagate_pipelines.assets.failures import api_retry_policy, fail_fast_unless_transient
 from datagate_pipelines.halopsa.client import HaloPSAClient
@@ -134,7 +134,7 @@ ENTITIES = [
 ]
 
 
-def _stats_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+def stats_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0) for k in after}
 
 
@@ -195,58 +195,74 @@ def _snapshot(
             started = time.monotonic()
             before = client.stats.as_dict()
             raw = list(entity.fetch(client, field_name))
-            metadata: dict[str, Any] = {}
-            rejected = 0
-            for index, mirrored in enumerate(entity.decode(raw, field_name)):
-                decoded = mirrored.decoded
-                frame, schema_rejects = gate(
-                    to_frame(decoded.rows, mirrored.schema),
-                    mirrored.schema,
-                    entity=decoded.entity,
-                    id_column="halo_id",
-                )
-                rejects = [*decoded.rejects, *schema_rejects]
-                with engine.begin() as connection:
-                    counts = mirror_snapshot(
-                        connection,
-                        mirrored.table,
-                        portal.id,
-                        records(frame),
-                        seen_ids=decoded.seen_ids,
-                        seen_at=data_as_of,
-                    )
-                    record_rejects(
-                        connection,
-                        portal.id,
-                        f"{entity.asset}:{mirrored.table.name}",
-                        rejects,
-                        run_id=context.run_id,
-                    )
-                rejected += len(rejects)
-                prefix = f"{mirrored.table.name}_" if index else ""
-                metadata.update(
-                    {
-                        f"{prefix}{name}": dg.MetadataValue.int(value)
-                        for name, value in counts.items()
-                    }
-                )
-                log_rejects(context, portal.id, rejects)
-            calls = _stats_delta(before, client.stats.as_dict())
-            metadata.update(
-                {
-                    "rejects": dg.MetadataValue.int(rejected),
-                    "pages": dg.MetadataValue.int(int(calls["pages"])),
-                    "api_calls": dg.MetadataValue.int(int(calls["calls"])),
-                    "rate_limited_429s": dg.MetadataValue.int(int(calls["rate_limited"])),
-                    "retries": dg.MetadataValue.int(int(calls["retries"])),
-                    "duration_seconds": dg.MetadataValue.float(
-                        round(time.monotonic() - started, 3)
-                    ),
-                    "data_as_of": dg.MetadataValue.timestamp(data_as_of),
-                }
+            metadata, rejected = mirror_entity(
+                context, engine, portal.id, entity.asset, entity.decode(raw, field_name), data_as_of
             )
+            calls = stats_delta(before, client.stats.as_dict())
+            metadata.update(read_metadata(calls, started, rejected, data_as_of))
             context.log.info(
                 f"portal {portal.id}: {entity.asset}: {len(raw)} record(s) in {int(calls['pages'])} page(s), "
                 f"{rejected} rejected, {time.monotonic() - started:.1f} s"
             )
             yield dg.MaterializeResult(asset_key=entity.asset, metadata=metadata)
+
+
+def mirror_entity(
+    context: dg.AssetExecutionContext,
+    engine: Engine,
+    portal_id: str,
+    asset: str,
+    mirrored_tables: list[Mirrored],
+    seen_at: datetime,
+) -> tuple[dict[str, Any], int]:
+    """Gate decoded records through their schemas and mirror them, each table in its own
+    transaction with its rejects; the counts as metadata, and how many were rejected."""
+    metadata: dict[str, Any] = {}
+    rejected = 0
+    for index, mirrored in enumerate(mirrored_tables):
+        decoded = mirrored.decoded
+        frame, schema_rejects = gate(
+            to_frame(decoded.rows, mirrored.schema),
+            mirrored.schema,
+            entity=decoded.entity,
+            id_column="halo_id",
+        )
+        rejects = [*decoded.rejects, *schema_rejects]
+        with engine.begin() as connection:
+            counts = mirror_snapshot(
+                connection,
+                mirrored.table,
+                portal_id,
+                records(frame),
+                seen_ids=decoded.seen_ids,
+                seen_at=seen_at,
+            )
+            record_rejects(
+                connection,
+                portal_id,
+                f"{asset}:{mirrored.table.name}",
+                rejects,
+                run_id=context.run_id,
+            )
+        rejected += len(rejects)
+        prefix = f"{mirrored.table.name}_" if index else ""
+        metadata.update(
+            {f"{prefix}{name}": dg.MetadataValue.int(value) for name, value in counts.items()}
+        )
+        log_rejects(context, portal_id, rejects)
+    return metadata, rejected
+
+
+def read_metadata(
+    calls: dict[str, float], started: float, rejected: int, data_as_of: datetime
+) -> dict[str, Any]:
+    """What every HaloPSA ingest asset reports about its reading: calls, pages, 429s."""
+    return {
+        "rejects": dg.MetadataValue.int(rejected),
+        "pages": dg.MetadataValue.int(int(calls["pages"])),
+        "api_calls": dg.MetadataValue.int(int(calls["calls"])),
+        "rate_limited_429s": dg.MetadataValue.int(int(calls["rate_limited"])),
+        "retries": dg.MetadataValue.int(int(calls["retries"])),
+        "duration_seconds": dg.MetadataValue.float(round(time.monotonic() - started, 3)),
+        "data_as_of": dg.MetadataValue.timestamp(data_as_of),
+    }

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from datagate_pipelines import DatagateError
 from datagate_pipelines.commands.common import engine, expected_errors, portal_option, print_json
 from datagate_pipelines.config import Portal, load_portals
-from datagate_pipelines.exporting.status import open_exports
+from datagate_pipelines.exporting.status import failed_purchasing, open_exports
 from datagate_pipelines.orchestration.instance import instance
 from datagate_pipelines.orchestration.jobs import PORTAL_TAG
 from datagate_pipelines.sync.access import check_halopsa_access
@@ -84,6 +84,7 @@ def status(as_json: bool) -> None:
         pending = open_requests_by_portal(connection)
         targets = {pid: registry.get(pid).settings.export_targets for pid in registry.ids}
         unexported = open_exports(connection, targets)
+        purchasing = failed_purchasing(connection)
         held = dict(
             connection.execute(
                 select(invoices.c.portal_id, func.count())
@@ -96,7 +97,10 @@ def status(as_json: bool) -> None:
     failing_for: dict[str, str | None] = {}
     for pid in sorted(set(registry.ids) | {e.portal_id for e in registry.errors if e.portal_id}):
         failed = [e for e in unexported if e.portal_id == pid and e.status == "failed"]
-        since = min((e.failing_since for e in failed if e.failing_since), default=None)
+        failed_orders = [e for e in purchasing if e.portal_id == pid]
+        since = min(
+            (e.failing_since for e in [*failed, *failed_orders] if e.failing_since), default=None
+        )
         runs = dagster.get_runs(filters=dg.RunsFilter(tags={PORTAL_TAG: pid}), limit=1)
         last = runs[0] if runs else None
         rows.append(
@@ -109,7 +113,8 @@ def status(as_json: bool) -> None:
                 else {"run_id": last.run_id, "job": last.job_name, "status": last.status.value},
                 "pending_force_syncs": pending.get(pid, 0),
                 "held_invoices": held.get(pid, 0),
-                "failed_exports": len(failed),
+                "failed_exports": len(failed) + len(failed_orders),
+                "failed_purchasing_exports": len(failed_orders),
                 "oldest_failed_export_since": since.isoformat() if since else None,
                 "not_yet_exported": sum(
                     1 for e in unexported if e.portal_id == pid and e.status != "failed"
@@ -123,6 +128,8 @@ def status(as_json: bool) -> None:
     for row in rows:
         run = row["last_run"]
         exports_text = f"{row['failed_exports']} failed export(s)"
+        if row["failed_purchasing_exports"]:
+            exports_text += f" ({row['failed_purchasing_exports']} purchase orders or bills)"
         if row["failed_exports"]:
             exports_text += f" (oldest failing for {failing_for[row['portal']]})"
         if row["not_yet_exported"]:

@@ -68,6 +68,12 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
     ]
     for line in failures[:MAX_LISTED]:
         click.echo(f"export failed {line}")
+    for doc in documents:
+        if doc.get("qbo_tax_difference"):
+            click.echo(
+                f"{doc['number']}: QBO's tax differs from ours by {doc['qbo_tax_difference']} "
+                "(it rounds per tax rate): QBO's figure is kept there"
+            )
     if len(failures) > MAX_LISTED:
         click.echo(f"and {len(failures) - MAX_LISTED} more failed export(s)")
 

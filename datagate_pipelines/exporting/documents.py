@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy import Connection, and_, func, select
 
@@ -46,6 +47,8 @@ class DocumentLine:
     amount: Decimal
     tax_code: str | None
     tax: Decimal
+    tax_zip: str | None = None  # where the line was taxed, and at what (summed) rate
+    tax_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,11 @@ class InvoiceDocument:
         return -1 if self.is_credit else 1
 
     @property
+    def key(self) -> str:
+        """What names the invoice in export outcomes: its invoice key."""
+        return self.invoice_key
+
+    @property
     def label(self) -> str:
         """`invoice 1001 (2026-07:customer:1, Bayside Dental)` — for messages."""
         kind = "credit" if self.is_credit else "invoice"
@@ -134,7 +142,27 @@ def number_text(value: Decimal) -> str:
     return text or "0"
 
 
-def priced(line: DocumentLine) -> Priced:
+class PricedLine(Protocol):
+    """What `priced` reads: an invoice line, or a purchase-order line (its unit cost as
+    `unit_price`)."""
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def service_month(self) -> date | None: ...
+
+    @property
+    def qty(self) -> Decimal | None: ...
+
+    @property
+    def unit_price(self) -> Decimal | None: ...
+
+    @property
+    def amount(self) -> Decimal: ...
+
+
+def priced(line: PricedLine) -> Priced:
     """How a line is sent: its own qty and unit price when they give its amount exactly;
     otherwise (pro rata, or a price with more decimals than cents) qty 1 at the amount, with
     the real qty × price and the service month in the description, so the amount is never
@@ -274,6 +302,8 @@ def _lines(
                     amount=r.amount,
                     tax_code=r.tax_code,
                     tax=r.tax,
+                    tax_zip=r.tax_zip,
+                    tax_rate=r.tax_rate,
                 )
             )
     return out
@@ -281,13 +311,16 @@ def _lines(
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """A HaloPSA item as the QBO export sees it: its name, group and template account."""
+    """A HaloPSA item as the QBO export sees it: its name, group, template account, and its
+    nominal (GL) codes for sales and purchases (the item's own, else its group's)."""
 
     item_id: int
     name: str
     group_id: int | None
     group_name: str | None
     template_income_account: str | None
+    nominal_code: str | None = None
+    purchase_nominal_code: str | None = None
 
 
 def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> dict[int, ItemInfo]:
@@ -300,7 +333,11 @@ def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> d
                 items.c.halo_id,
                 items.c.name,
                 items.c.item_group_id,
+                items.c.nominal_code,
+                items.c.purchase_nominal_code,
                 item_groups.c.name.label("group_name"),
+                item_groups.c.nominal_code.label("group_nominal_code"),
+                item_groups.c.purchase_nominal_code.label("group_purchase_nominal_code"),
                 product_templates.c.income_account,
                 product_templates.c.item_name,
             )
@@ -328,6 +365,10 @@ def load_items(connection: Connection, portal_id: str, item_ids: list[int]) -> d
                 group_id=r.item_group_id,
                 group_name=r.group_name,
                 template_income_account=r.income_account or None,
+                nominal_code=r.nominal_code or r.group_nominal_code or None,
+                purchase_nominal_code=(
+                    r.purchase_nominal_code or r.group_purchase_nominal_code or None
+                ),
             )
     # Templates may name items the mirror does not have (yet): still exportable by name.
     missing = [i for i in item_ids if i not in out]

@@ -1,4 +1,5 @@
-"""Export bookkeeping: one `exports` row per (invoice, target system).
+"""Export bookkeeping: one row per (document, target system) — `exports` for invoices,
+`purchasing_exports` for purchase orders and bills (`Ledger` says which).
 
 The row is written (status `pending`, with its `request_id`) and committed before the
 first request for that invoice is sent, and the outcome right after the answer:
@@ -21,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Table, func, select, update
 
-from datagate_pipelines.exporting.documents import InvoiceDocument
 from datagate_pipelines.qbo.request_ids import request_id_for
-from datagate_pipelines.warehouse.models import exports, invoices
+from datagate_pipelines.warehouse.models import exports
 from datagate_pipelines.warehouse.upsert import upsert
 
 HALOPSA = "halopsa"
@@ -36,10 +37,59 @@ TARGETS = (HALOPSA, QBO)
 MAX_ERROR_LENGTH = 2000
 
 
-def initial_request_id(portal_id: str, invoice_key: str, doc_number: str, target: str) -> str:
-    """The first request id of an export (36 characters, which fits QBO's batch limit),
-    derived from what identifies the invoice for good: its key and its number."""
-    return request_id_for(portal_id, f"{invoice_key}|{doc_number}", f"{target}:create")
+class Exportable(Protocol):
+    """A document the ledger keeps: an invoice, a purchase order, a bill."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def portal_id(self) -> str: ...
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def doc_number(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Where one kind of document's exports are kept: a table with one row per (document,
+    target) and the same bookkeeping columns (`status`, `external_id`, `external_number`,
+    `request_id`, `attempts`, `last_error`, `updated_at`, `exported_at`).
+
+    `id_column` names the document in that table; `scope` adds fixed key values (the kind
+    of a purchasing document); `portal_column` is set where ids are unique per portal only.
+    """
+
+    table: Table
+    id_column: str
+    scope: tuple[tuple[str, str], ...] = ()
+    portal_column: str | None = None
+
+    def key_of(self, document: Exportable) -> dict[str, Any]:
+        values: dict[str, Any] = {self.id_column: document.id, **dict(self.scope)}
+        if self.portal_column is not None:
+            values[self.portal_column] = document.portal_id
+        return values
+
+    def where(self, document: Exportable, target: str) -> list[Any]:
+        columns = self.table.c
+        return [columns.target == target] + [
+            columns[name] == value for name, value in self.key_of(document).items()
+        ]
+
+    def first_request_id(self, document: Exportable, target: str) -> str:
+        """The first request id of an export (36 characters, which fits QBO's batch
+        limit), derived from what identifies the document for good: its key and number."""
+        return request_id_for(
+            document.portal_id, f"{document.key}|{document.doc_number}", f"{target}:create"
+        )
+
+
+#: Invoices' exports (`exports`, one row per invoice and target).
+INVOICES = Ledger(exports, "invoice_id")
 
 
 def next_request_id(portal_id: str, request_id: str) -> str:
@@ -54,7 +104,7 @@ def combined_request_id(portal_id: str, request_ids: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class ExportRow:
-    invoice_id: int
+    invoice_id: int  # the document's id (an invoice's, or a HaloPSA purchase order's)
     target: str
     status: str
     external_id: str | None
@@ -67,9 +117,9 @@ class ExportRow:
     external_type: str | None = None
 
 
-def _row(r) -> ExportRow:  # type: ignore[no-untyped-def]
+def _row(r, id_column: str = "invoice_id") -> ExportRow:  # type: ignore[no-untyped-def]
     return ExportRow(
-        r.invoice_id,
+        getattr(r, id_column),
         r.target,
         r.status,
         r.external_id,
@@ -84,62 +134,88 @@ def _row(r) -> ExportRow:  # type: ignore[no-untyped-def]
 
 
 def exports_for(
-    connection: Connection, invoice_ids: Iterable[int], target: str
+    connection: Connection,
+    invoice_ids: Iterable[int],
+    target: str,
+    *,
+    ledger: Ledger = INVOICES,
+    portal_id: str | None = None,
 ) -> dict[int, ExportRow]:
-    """The export rows of these invoices for `target`, by invoice id."""
+    """The export rows of these documents for `target`, by document id (`portal_id` is
+    needed where the ledger's ids are unique per portal only)."""
     ids = list(invoice_ids)
+    table, column = ledger.table, ledger.table.c[ledger.id_column]
+    scope = [table.c[name] == value for name, value in ledger.scope]
+    if ledger.portal_column is not None:
+        scope.append(table.c[ledger.portal_column] == portal_id)
     out: dict[int, ExportRow] = {}
     for start in range(0, len(ids), 500):
         for r in connection.execute(
-            select(exports).where(
-                exports.c.target == target, exports.c.invoice_id.in_(ids[start : start + 500])
+            select(table).where(
+                table.c.target == target, column.in_(ids[start : start + 500]), *scope
             )
         ):
-            out[r.invoice_id] = _row(r)
+            out[getattr(r, ledger.id_column)] = _row(r, ledger.id_column)
     return out
 
 
 def open_exports(
-    connection: Connection, documents: Iterable[InvoiceDocument], target: str
+    connection: Connection,
+    documents: Iterable[Exportable],
+    target: str,
+    *,
+    ledger: Ledger = INVOICES,
 ) -> dict[int, ExportRow]:
-    """Make sure every invoice has its export row (pending, with its request id); return
+    """Make sure every document has its export row (pending, with its request id); return
     the rows. An existing row is left as it is: its request id is the one to reuse."""
     documents = list(documents)
+    if not documents:
+        return {}
     now = datetime.now(UTC)
+    key_columns = (*ledger.key_of(documents[0]), "target")
     upsert(
         connection,
-        exports,
+        ledger.table,
         [
             {
-                "invoice_id": d.id,
+                **ledger.key_of(d),
                 "target": target,
                 "status": "pending",
-                "request_id": initial_request_id(d.portal_id, d.invoice_key, d.doc_number, target),
+                "request_id": ledger.first_request_id(d, target),
                 "attempts": 0,
                 "updated_at": now,
             }
             for d in documents
         ],
-        key=("invoice_id", "target"),
+        key=key_columns,
         update_columns=(),
     )
-    return exports_for(connection, (d.id for d in documents), target)
+    return exports_for(
+        connection,
+        (d.id for d in documents),
+        target,
+        ledger=ledger,
+        portal_id=documents[0].portal_id,
+    )
 
 
 def record_exported(
     connection: Connection,
-    invoice_id: int,
+    document: Exportable,
     target: str,
     *,
     external_id: str,
     external_number: str | None,
     external_type: str | None = None,
+    ledger: Ledger = INVOICES,
+    **extra: Any,
 ) -> None:
-    """The target has the invoice: remember its id, number and record type there."""
+    """The target has the document: remember its id, number and record type there (and
+    `extra` columns of the ledger, e.g. the target's own total)."""
     now = datetime.now(UTC)
     connection.execute(
-        update(exports)
-        .where(exports.c.invoice_id == invoice_id, exports.c.target == target)
+        update(ledger.table)
+        .where(*ledger.where(document, target))
         .values(
             status="exported",
             external_id=str(external_id),
@@ -150,19 +226,21 @@ def record_exported(
             failed_since=None,
             updated_at=now,
             exported_at=now,
+            **extra,
         )
     )
 
 
 def record_failed(
     connection: Connection,
-    invoice_id: int,
+    document: Exportable,
     target: str,
     reason: str,
     *,
     refused: bool,
     external_id: str | None = None,
     code: str | None = None,
+    ledger: Ledger = INVOICES,
 ) -> None:
     """An attempt failed. `refused`: the target answered that it did not create anything,
     so the next attempt gets a new request id; otherwise (no answer, 5xx) the outcome is
@@ -170,35 +248,30 @@ def record_failed(
     record that exists but is wrong (e.g. its total differs from ours); `code` is the
     target's own error code when it gave one (QBO's fault code, HaloPSA's HTTP status)."""
     now = datetime.now(UTC)
-    request_id, portal_id = connection.execute(
-        select(exports.c.request_id, invoices.c.portal_id)
-        .join(invoices, invoices.c.id == exports.c.invoice_id)
-        .where(exports.c.invoice_id == invoice_id, exports.c.target == target)
-    ).one()
+    table = ledger.table
+    where = ledger.where(document, target)
+    request_id = connection.execute(select(table.c.request_id).where(*where)).scalar_one()
     values = {
         "status": "failed",
-        "attempts": exports.c.attempts + 1,
+        "attempts": table.c.attempts + 1,
         "last_error": reason[:MAX_ERROR_LENGTH],
         "error_code": code,
-        "failed_since": func.coalesce(exports.c.failed_since, now),
+        "failed_since": func.coalesce(table.c.failed_since, now),
         "updated_at": now,
     }
     if refused:
-        values["request_id"] = next_request_id(portal_id, request_id)
+        values["request_id"] = next_request_id(document.portal_id, request_id)
     if external_id is not None:
         values["external_id"] = str(external_id)
-    connection.execute(
-        update(exports)
-        .where(exports.c.invoice_id == invoice_id, exports.c.target == target)
-        .values(**values)
-    )
+    connection.execute(update(table).where(*where).values(**values))
 
 
 @dataclass
 class ExportOutcome:
-    """What one export run did, by invoice key (for logs, metadata and tests)."""
+    """What one export run did, by document key (for logs, metadata and tests)."""
 
     target: str
+    ledger: Ledger = INVOICES
     created: list[str] = field(default_factory=list)
     found: list[str] = field(default_factory=list)  # existed already; recorded now
     already: list[str] = field(default_factory=list)  # recorded as exported before

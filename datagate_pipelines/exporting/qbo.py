@@ -15,7 +15,8 @@ last_error) and the invoice stays to be retried.
 A final invoice with a negative total is a credit (docs/billing.md): it goes to QBO as a
 CreditMemo — the same DocNumber, customer and lines with every sign flipped, TotalAmt our
 total negated — left unapplied as the customer's credit. QBO keeps one DocNumber space for
-invoices and credit memos, so the look-up asks for both.
+invoices and credit memos: numbering skips both, and a create refused for a number taken
+(6140) is looked up in both.
 
 The QBO invoice (docs/qbo-api.md §3.4):
 - `DocNumber` from our numbering, `TxnDate` = invoice date, `DueDate`, `SalesTermRef` (the
@@ -31,17 +32,19 @@ The QBO invoice (docs/qbo-api.md §3.4):
   lines in a request are not reliably kept (the simulator drops them, as QBO recomputes
   subtotals), so they are not used.
 
-Tax — US companies (the supported case): each line's `TaxCodeRef` is `TAX` when we taxed
-it and `NON` otherwise, and `TxnTaxDetail.TotalTax` is our computed tax, so QBO never
-computes its own (an explicit TotalTax is honoured, also by Automated Sales Tax). QBO's
-`TotalAmt` must then equal our total; an invoice where it does not is recorded as failed
-(with its QBO id, so it is never created again) and the others go on.
-
-Non-US companies (not supported in this version): QBO computes tax itself from a real
-TaxCode id on every line (`TAX`/`NON` do not exist there) and ignores a sent TotalTax.
-Exporting there needs a mapping from our tax codes to the company's TaxCode ids (and a
-check that QBO's computed tax equals ours, which it will not where rates differ);
-`GlobalTaxCalculation` would be `TaxExcluded`.
+Tax (`qbo.tax_mode`):
+- `us_automated` (US companies, with or without Automated Sales Tax): each line's
+  `TaxCodeRef` is `TAX` when we taxed it and `NON` otherwise, and `TxnTaxDetail.TotalTax`
+  is our computed tax, so QBO never computes its own (an explicit TotalTax is honoured, also
+  by Automated Sales Tax). QBO's `TotalAmt` must then equal our total; an invoice where it
+  does not is recorded as failed (with its QBO id, so it is never created again) and the
+  others go on.
+- `tax_codes` (companies outside the US): each line names the QBO tax code of its (tax
+  code, zip), linked by `datagate qbo tax-codes` (exporting/qbo_tax.py), lines we did not
+  tax the exempt code; `GlobalTaxCalculation` is `TaxExcluded` and `TxnTaxDetail` carries
+  our tax per rate. QBO may round per rate where we round per line: the amount before tax
+  must be ours, and QBO's total and tax are kept on the export record and shown (not a
+  failure). A line whose tax code is not linked fails its invoice with that reason.
 """
 
 from __future__ import annotations
@@ -54,10 +57,21 @@ from typing import Any
 
 from datagate_pipelines.apiclient.errors import RateLimitedError, ServerError, TransportError
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.exporting.accounts import Chart, income_account, unmapped
 from datagate_pipelines.exporting.batches import PARALLEL_BATCHES, send_batches
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.documents import DocumentLine, InvoiceDocument, priced
-from datagate_pipelines.exporting.ledger import QBO, ExportOutcome, combined_request_id
+from datagate_pipelines.exporting.documents import (
+    DocumentLine,
+    InvoiceDocument,
+    load_items,
+    priced,
+)
+from datagate_pipelines.exporting.ledger import (
+    QBO,
+    Exportable,
+    ExportOutcome,
+    combined_request_id,
+)
 from datagate_pipelines.exporting.qbo_references import (
     CUSTOMER,
     ITEM,
@@ -65,6 +79,7 @@ from datagate_pipelines.exporting.qbo_references import (
     item_key,
     load_links,
 )
+from datagate_pipelines.exporting.qbo_tax import InvoiceTaxCodes
 from datagate_pipelines.exporting.runner import (
     PendingExports,
     record_failure,
@@ -91,8 +106,11 @@ AfterBatch = Callable[[Sequence[InvoiceDocument], dict[str, Any]], None]
 #: QBO's code for a DocNumber already used (docs/qbo-api.md §7.3), also recorded when our
 #: lookup finds the number taken before QBO is asked.
 DOC_NUMBER_TAKEN = "6140"
-#: Our code for a record that exists in the target but not as we billed it.
+#: Our code for a record that exists in the target but not as we sent it.
 TOTAL_DIFFERS = "total-differs"
+
+#: The QBO transaction types a final invoice becomes: a negative total is a credit memo.
+INVOICE, CREDIT_MEMO = "Invoice", "CreditMemo"
 
 
 def error_code(error: BaseException) -> str | None:
@@ -104,17 +122,13 @@ def error_code(error: BaseException) -> str | None:
     return f"HTTP {status}" if status else None
 
 
-#: The QBO transaction types a final invoice becomes: a negative total is a credit memo.
-INVOICE, CREDIT_MEMO = "Invoice", "CreditMemo"
-
-
 def qbo_entity(document: InvoiceDocument) -> str:
     return CREDIT_MEMO if document.is_credit else INVOICE
 
 
-def private_note_marker(document: InvoiceDocument) -> str:
-    """The text in PrivateNote that marks a QBO record as the export of `document`."""
-    return f"[datagate {document.portal_id}:{document.invoice_key}]"
+def private_note_marker(document: Exportable) -> str:
+    """The text in PrivateNote that marks a QBO transaction as the export of `document`."""
+    return f"[datagate {document.portal_id}:{document.key}]"
 
 
 def tax_code(line: DocumentLine) -> str:
@@ -122,13 +136,15 @@ def tax_code(line: DocumentLine) -> str:
     return "TAX" if line.tax else "NON"
 
 
-def _sales_line(line: DocumentLine, item_id: str, sign: int) -> dict[str, Any]:
+def _sales_line(
+    line: DocumentLine, item_id: str, line_tax_code: str, sign: int = 1
+) -> dict[str, Any]:
     how = priced(line)
     detail: dict[str, Any] = {
         "ItemRef": {"value": item_id},
         "Qty": how.qty,
         "UnitPrice": sign * how.unit_price,
-        "TaxCodeRef": {"value": tax_code(line)},
+        "TaxCodeRef": {"value": line_tax_code},
     }
     if line.service_date is not None:
         detail["ServiceDate"] = line.service_date.isoformat()
@@ -145,12 +161,20 @@ def _description_line(text: str) -> dict[str, Any]:
 
 
 def document_payload(
-    document: InvoiceDocument, *, customer_id: str, item_ids: dict[str, str], term_id: str
+    document: InvoiceDocument,
+    *,
+    customer_id: str,
+    item_ids: dict[str, str],
+    term_id: str,
+    tax_codes: InvoiceTaxCodes | None = None,
 ) -> dict[str, Any]:
     """The QBO body for one of our invoices (QBO ids already resolved): an Invoice, or for a
     negative total a CreditMemo with every amount's sign flipped (no term, no due date),
-    whose TotalAmt is our total negated and which stays unapplied as the customer's credit."""
+    whose TotalAmt is our total negated and which stays unapplied as the customer's credit.
+    With `tax_codes` (tax_codes mode) each line names its QBO tax code and the tax goes per
+    rate; otherwise TAX/NON per line and our tax as TotalTax."""
     sign = document.sign
+    line_code = tax_codes.line_code if tax_codes is not None else tax_code
     lines: list[dict[str, Any]] = []
     groups = document.site_groups()
     with_sites = any(group.site_id is not None for group in groups)
@@ -159,7 +183,8 @@ def document_payload(
         if with_sites:
             lines.append(_description_line(f"{name}:"))
         for line in group.lines:
-            lines.append(_sales_line(line, item_ids[item_key(line.item_id, line.kind)], sign))
+            item_id = item_ids[item_key(line.item_id, line.kind)]
+            lines.append(_sales_line(line, item_id, line_code(line), sign))
         if with_sites:
             lines.append(_description_line(f"Subtotal {name}: {sign * group.subtotal}"))
     kind = "credit" if document.is_credit else "invoice"
@@ -174,6 +199,9 @@ def document_payload(
     if not document.is_credit:
         body["DueDate"] = document.due_date.isoformat()
         body["SalesTermRef"] = {"value": term_id}
+    if tax_codes is not None:
+        body["GlobalTaxCalculation"] = "TaxExcluded"
+        body["TxnTaxDetail"] = tax_codes.detail(document, sign=sign)
     return body
 
 
@@ -184,35 +212,61 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def check_recorded(document: InvoiceDocument, record: dict[str, Any]) -> str | None:
-    """Why a QBO record does not match ours (None when it does): its number and total."""
-    entity = qbo_entity(document)
+def check_recorded(
+    document: InvoiceDocument, record: dict[str, Any], *, own_tax: bool = False
+) -> str | None:
+    """Why a QBO invoice (or credit memo) does not match ours (None when it does): its
+    number and total — a credit memo's is our total negated. With `own_tax` (tax_codes
+    mode) QBO's tax may differ from ours by its rounding: then only the amount before tax
+    must be ours (`qbo_figures` keeps QBO's)."""
+    entity, sign = qbo_entity(document), document.sign
     if str(record.get("DocNumber") or "") != document.doc_number:
         return (
             f"QBO {entity} {record.get('Id')} for {document.label} has DocNumber "
             f"{record.get('DocNumber')!r}, ours is {document.doc_number!r}"
         )
     total = _decimal(record.get("TotalAmt"))
-    expected = document.sign * document.total
-    if total != expected:
+    if own_tax:
+        tax = _decimal((record.get("TxnTaxDetail") or {}).get("TotalTax", 0))
+        before_tax = None if total is None or tax is None else total - tax
+        if before_tax != sign * document.subtotal:
+            return (
+                f"QBO {entity} {record.get('Id')} for {document.label} totals {total} with "
+                f"tax {tax}: {before_tax} before tax, ours {sign * document.subtotal} (QBO "
+                "recomputed an amount)"
+            )
+        return None
+    if total != sign * document.total:
         return (
             f"QBO {entity} {record.get('Id')} for {document.label} totals {total}, "
-            f"ours {expected} (QBO recomputed the tax or an amount)"
+            f"ours {sign * document.total} (QBO recomputed the tax or an amount)"
         )
     return None
+
+
+def qbo_figures(document: InvoiceDocument, record: dict[str, Any]) -> dict[str, Any]:
+    """QBO's own total and tax, for the export record (tax_codes mode): shown where they
+    differ from ours."""
+    return {
+        "external_total": _decimal(record.get("TotalAmt")),
+        "external_tax": _decimal((record.get("TxnTaxDetail") or {}).get("TotalTax", 0)),
+    }
 
 
 class _References:
     """The QBO ids an invoice refers to, and why an invoice cannot be sent yet."""
 
-    def __init__(self, db: Database, portal: PortalSettings):
+    def __init__(self, db: Database, client: QBOClient, portal: PortalSettings):
         with transaction(db) as connection:
             self.customers = load_links(connection, portal.id, CUSTOMER)
             self.items = load_links(connection, portal.id, ITEM)
             self.term = load_links(connection, portal.id, TERM).get(
                 str(portal.invoicing.payment_terms_days)
             )
-        self.portal = portal
+        self.db, self.client, self.portal = db, client, portal
+        assert portal.qbo is not None
+        self.tax_codes = InvoiceTaxCodes(db, portal) if portal.qbo.tax_mode == "tax_codes" else None
+        self._chart: Chart | None = None
 
     def missing(self, document: InvoiceDocument) -> str | None:
         problems = []
@@ -230,8 +284,11 @@ class _References:
         )
         if absent:
             problems.append(f"items {', '.join(absent)} have no QBO item")
+            problems.extend(self._account_problems(document, absent))
         if self.term is None and not document.is_credit:
             problems.append(f"no QBO term Net {self.portal.invoicing.payment_terms_days}")
+        if self.tax_codes is not None:
+            problems.extend(self.tax_codes.problems(document))
         if not problems:
             return None
         return (
@@ -239,58 +296,94 @@ class _References:
             "(see qbo_customers / qbo_items / qbo_terms and their rejects)"
         )
 
+    def _account_problems(self, document: InvoiceDocument, absent: list[str]) -> list[str]:
+        """Why items have no QBO item when it is their account (an unmapped nominal code):
+        the reason an operator acts on."""
+        item_ids = [
+            line.item_id
+            for line in document.lines
+            if line.item_id is not None and item_key(line.item_id) in absent
+        ]
+        if not item_ids:
+            return []
+        with transaction(self.db) as connection:
+            infos = load_items(connection, self.portal.id, sorted(set(item_ids)))
+        if self._chart is None:
+            self._chart = Chart.read(self.client)
+        by_code: dict[str, list[str]] = {}
+        problems = []
+        for item_id in sorted(infos):
+            choice = income_account(self.portal, self._chart, infos[item_id])
+            if choice.problem is not None and choice.code is not None:
+                by_code.setdefault(choice.code, []).append(repr(infos[item_id].name))
+            elif choice.problem is not None:
+                problems.append(choice.problem)
+        for code, names in sorted(by_code.items()):
+            used_by = f"HaloPSA item{'s' if len(names) > 1 else ''} {', '.join(names)}"
+            problems.append(unmapped(self.portal, code, used_by))
+        return problems
+
     def payload(self, document: InvoiceDocument) -> dict[str, Any]:
         return document_payload(
             document,
             customer_id=self.customers[str(document.customer_id)],
             item_ids=self.items,
             term_id=self.term or "",
+            tax_codes=self.tax_codes,
         )
+
+    def check(self, document: InvoiceDocument, record: dict[str, Any]) -> str | None:
+        return check_recorded(document, record, own_tax=self.tax_codes is not None)
+
+    def extra(self, document: InvoiceDocument, record: dict[str, Any]) -> dict[str, Any]:
+        return qbo_figures(document, record) if self.tax_codes is not None else {}
+
+    def transaction(self, entity: str = INVOICE) -> QBOTransaction:
+        """Invoices, or credits (credit memos): one DocNumber space, so each collides
+        with the other."""
+        other = CREDIT_MEMO if entity == INVOICE else INVOICE
+        return QBOTransaction(entity, self.payload, self.check, self.extra, (other,))
 
 
 def find_existing(
     client: QBOClient,
-    documents: Iterable[InvoiceDocument],
+    documents: Iterable[Exportable],
     *,
     chunk: int = LOOKUP_CHUNK,
-    every_type: bool = False,
+    entity: str = INVOICE,
+    also: Sequence[str] = (),
 ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    """QBO records carrying the DocNumbers of `documents`: (ours, someone else's), by our
-    invoice id. Ours are of the document's own type (Invoice, or CreditMemo for a credit)
-    and carry our marker in PrivateNote; when several do, the oldest wins. A record of the
-    other type, or without our marker, is someone else's (its type is in `_type`).
-
-    Credit memos are looked up when a document is a credit, or with `every_type` (QBO keeps
-    one DocNumber space for both types: an invoice colliding with someone's credit memo
-    is refused with 6140, and the look-up after that refusal names the memo)."""
+    """QBO transactions (`entity`) carrying the DocNumbers of `documents`: (ours, someone
+    else's), by our document id. Ours carry our marker in PrivateNote; when several do, the
+    oldest wins. Documents may share a DocNumber (bills of different suppliers). Records of
+    the types in `also` (sharing the DocNumber space) are someone else's whatever their
+    note. Each record of someone else's carries its type in `_type`."""
     documents = list(documents)
-    entities = (
-        (INVOICE, CREDIT_MEMO) if every_type or any(d.is_credit for d in documents) else (INVOICE,)
-    )
-    by_number = {d.doc_number: d for d in documents}
+    by_number: dict[str, list[Exportable]] = {}
+    for d in documents:
+        by_number.setdefault(d.doc_number, []).append(d)
     ours: dict[int, dict[str, Any]] = {}
     theirs: dict[int, dict[str, Any]] = {}
     numbers = sorted(by_number)
-    for entity in entities:
+    for searched in (entity, *also):
         for start in range(0, len(numbers), chunk):
-            rows = client.select(entity, DocNumber=numbers[start : start + chunk])
+            rows = client.select(searched, DocNumber=numbers[start : start + chunk])
             for row in sorted(rows, key=lambda r: int(r.get("Id") or 0)):
-                document = by_number.get(str(row.get("DocNumber") or ""))
-                if document is None:
-                    continue
-                marked = private_note_marker(document) in str(row.get("PrivateNote") or "")
-                if marked and entity == qbo_entity(document):
-                    ours.setdefault(document.id, row)
-                else:
-                    theirs.setdefault(document.id, {**row, "_type": entity})
+                note = str(row.get("PrivateNote") or "")
+                for document in by_number.get(str(row.get("DocNumber") or ""), []):
+                    if searched == entity and private_note_marker(document) in note:
+                        ours.setdefault(document.id, row)
+                    else:
+                        theirs.setdefault(document.id, {**row, "_type": searched})
     return ours, theirs
 
 
-def _taken_by(document: InvoiceDocument, other: dict[str, Any]) -> str:
-    kind = "credit memo" if other.get("_type") == CREDIT_MEMO else "invoice"
+def taken_by(document: Exportable, other: dict[str, Any]) -> str:
+    """Why a document's DocNumber cannot be ours in QBO: who holds it."""
     return (
-        f"DocNumber {document.doc_number} of {document.label} is used in QBO by {kind} "
-        f"{other.get('Id', '?')}, which Datagate did not create"
+        f"DocNumber {document.doc_number} of {document.label} is used in QBO by "
+        f"{other.get('_type', 'a transaction')} {other.get('Id', '?')}, which Datagate did not "
+        "create"
     )
 
 
@@ -314,75 +407,123 @@ def export_to_qbo(
     """
 
     def send(pending: PendingExports, outcome: ExportOutcome) -> None:
-        to_create = _resolve(db, client, portal, pending.documents, outcome)
-        references = to_create.references
-        chunks = [
-            to_create.documents[start : start + client.batch_size]
-            for start in range(0, len(to_create.documents), client.batch_size)
-        ]
-        items = [
-            [BatchItem.create(d.id, qbo_entity(d), references.payload(d)) for d in chunk]
-            for chunk in chunks
-        ]
-        request_ids = [
-            combined_request_id(portal.id, (pending.rows[d.id].request_id for d in chunk))
-            for chunk in chunks
-        ]
-        for index, answer in send_batches(client, items, request_ids, parallel=parallel):
-            chunk = chunks[index]
-            if isinstance(answer, BaseException):
-                if _stop_after(db, chunk, answer, outcome):
-                    # What is in flight finishes unrecorded: the next run finds it by lookup.
-                    raise answer
+        references = _References(db, client, portal)
+        for entity in (INVOICE, CREDIT_MEMO):
+            documents = [d for d in pending.documents if qbo_entity(d) == entity]
+            if not documents:
                 continue
-            if after_batch is not None:
-                after_batch(chunk, answer)
-            _record_batch(db, client, chunk, answer, outcome)
+            kind = references.transaction(entity)
+            to_create = look_up_first(
+                db, client, kind, documents, outcome, references.missing, _foreign
+            )
+            create_in_batches(
+                db,
+                client,
+                kind,
+                to_create,
+                pending,
+                outcome,
+                after_batch=after_batch,
+                parallel=parallel,
+            )
 
     return run_export(db, QBO, portal.id, period, send)
 
 
 @dataclass(frozen=True)
-class _ToCreate:
-    documents: list[InvoiceDocument]
-    references: _References
+class QBOTransaction:
+    """How our documents become one QBO transaction type: the entity, its body, and what
+    makes a record QBO has ours (`check` says why not; `extra` what to keep from it)."""
+
+    entity: str
+    payload: Callable[[Any], dict[str, Any]]
+    check: Callable[[Any, dict[str, Any]], str | None]
+    extra: Callable[[Any, dict[str, Any]], dict[str, Any]] = lambda _d, _r: {}
+    #: Other types in the same DocNumber space: looked up too after QBO refused a create
+    #: for its number (6140), to name who holds it.
+    collides_with: tuple[str, ...] = ()
 
 
-def _resolve(
+def create_in_batches(
     db: Database,
     client: QBOClient,
-    portal: PortalSettings,
-    documents: list[InvoiceDocument],
+    kind: QBOTransaction,
+    documents: Sequence[Exportable],
+    pending: PendingExports,
     outcome: ExportOutcome,
-) -> _ToCreate:
-    """Look the invoices up in QBO first: record ours, refuse numbers someone else uses
-    and invoices whose references are missing; the rest are to be created."""
-    ours, theirs = find_existing(client, documents)
-    references = _References(db, portal)
-    to_create: list[InvoiceDocument] = []
+    *,
+    after_batch: AfterBatch | None = None,
+    parallel: int = PARALLEL_BATCHES,
+) -> None:
+    """Create `documents` (looked up already) in batches of the client's batch size, a few
+    in flight; each batch's request id combines its documents' ones, and its outcomes are
+    recorded in one transaction as its answer arrives."""
+    documents = list(documents)
+    chunks = [
+        documents[start : start + client.batch_size]
+        for start in range(0, len(documents), client.batch_size)
+    ]
+    items = [
+        [BatchItem.create(d.id, kind.entity, kind.payload(d)) for d in chunk] for chunk in chunks
+    ]
+    request_ids = [
+        combined_request_id(chunk[0].portal_id, (pending.rows[d.id].request_id for d in chunk))
+        for chunk in chunks
+    ]
+    for index, answer in send_batches(client, items, request_ids, parallel=parallel):
+        chunk = chunks[index]
+        if isinstance(answer, BaseException):
+            if _stop_after(db, chunk, answer, outcome):
+                # What is in flight finishes unrecorded: the next run finds it by lookup.
+                raise answer
+            continue
+        if after_batch is not None:
+            after_batch(chunk, answer)
+        _record_batch(db, client, kind, chunk, answer, outcome)
+
+
+def _foreign(document: InvoiceDocument, other: dict[str, Any]) -> str:
+    return (
+        f"{taken_by(document, other)}; it is not exported (renumbering a final invoice is not "
+        "allowed)"
+    )
+
+
+def look_up_first(
+    db: Database,
+    client: QBOClient,
+    kind: QBOTransaction,
+    documents: Sequence[Any],
+    outcome: ExportOutcome,
+    missing: Callable[[Any], str | None],
+    foreign: Callable[[Any, dict[str, Any]], str | None],
+) -> list[Any]:
+    """Look documents up in QBO before creating any: record ours (found by DocNumber and
+    marker); refuse one whose DocNumber another record has (`foreign` says why; None when
+    that is no obstacle) or that cannot be sent (`missing` says why); the rest are to be
+    created, in order."""
+    ours, theirs = find_existing(client, documents, entity=kind.entity)
+    to_create = []
     with transaction(db) as connection:
         for document in documents:
+            taken = foreign(document, theirs[document.id]) if document.id in theirs else None
             if document.id in ours:
-                _record(connection, document, ours[document.id], outcome, created=False)
-            elif document.id in theirs:
-                record_failure(
-                    connection,
-                    outcome,
-                    document,
-                    f"{_taken_by(document, theirs[document.id])}; it is not exported "
-                    "(renumbering a final invoice is not allowed)",
-                    refused=False,
-                    code=DOC_NUMBER_TAKEN,
+                record_transaction(
+                    connection, kind, document, ours[document.id], outcome, created=False
                 )
-            elif (reason := references.missing(document)) is not None:
+            elif taken is not None:
+                record_failure(
+                    connection, outcome, document, taken, refused=False, code=DOC_NUMBER_TAKEN
+                )
+            elif (reason := missing(document)) is not None:
                 record_failure(connection, outcome, document, reason, refused=False)
             else:
                 to_create.append(document)
-    return _ToCreate(to_create, references)
+    return to_create
 
 
 def _stop_after(
-    db: Database, chunk: list[InvoiceDocument], error: BaseException, outcome: ExportOutcome
+    db: Database, chunk: list[Any], error: BaseException, outcome: ExportOutcome
 ) -> bool:
     """Record a batch request that failed as a whole; whether the export must stop."""
     if isinstance(error, QBOAuthError) or not isinstance(error, QBOError):
@@ -408,17 +549,18 @@ def _stop_after(
 def _record_batch(
     db: Database,
     client: QBOClient,
-    chunk: list[InvoiceDocument],
+    kind: QBOTransaction,
+    chunk: list[Any],
     results: dict[str, Any],
     outcome: ExportOutcome,
 ) -> None:
-    """Record what QBO answered for each invoice of one batch, in one transaction."""
-    retry_lookup: list[InvoiceDocument] = []
+    """Record what QBO answered for each document of one batch, in one transaction."""
+    retry_lookup: list[Any] = []
     with transaction(db) as connection:
         for document in chunk:
             result = results.get(str(document.id))
             if isinstance(result, dict):
-                _record(connection, document, result, outcome, created=True)
+                record_transaction(connection, kind, document, result, outcome, created=True)
             elif isinstance(result, QBODuplicateDocNumberError):
                 retry_lookup.append(document)  # ours after all? (a lost answer, no replay)
             elif isinstance(result, QBOFaultError):
@@ -442,33 +584,38 @@ def _record_batch(
                 )
     if not retry_lookup:
         return
-    ours, theirs = find_existing(client, retry_lookup, every_type=True)
+    ours, theirs = find_existing(client, retry_lookup, entity=kind.entity, also=kind.collides_with)
     with transaction(db) as connection:
         for document in retry_lookup:
             if document.id in ours:
-                _record(connection, document, ours[document.id], outcome, created=False)
+                record_transaction(
+                    connection, kind, document, ours[document.id], outcome, created=False
+                )
             else:
                 record_failure(
                     connection,
                     outcome,
                     document,
-                    _taken_by(document, theirs.get(document.id, {})),
+                    taken_by(document, theirs.get(document.id, {})),
                     refused=True,
                     code=DOC_NUMBER_TAKEN,
                 )
 
 
-def _record(
+def record_transaction(
     connection: Any,
-    document: InvoiceDocument,
+    kind: QBOTransaction,
+    document: Any,
     record: dict[str, Any],
     outcome: ExportOutcome,
     *,
     created: bool,
 ) -> None:
-    problem = check_recorded(document, record)
+    """QBO has the document (we created it, or found it): record it, or — when it is not
+    what we sent — record the failure with its QBO id, so it is never created again."""
+    problem = kind.check(document, record)
     if problem is not None:
-        # It exists (and must never be created again), but it is not what we billed.
+        # It exists (and must never be created again), but it is not what we sent.
         record_failure(
             connection,
             outcome,
@@ -485,6 +632,7 @@ def _record(
         document,
         external_id=str(record["Id"]),
         external_number=str(record.get("DocNumber") or ""),
-        external_type=qbo_entity(document),
+        external_type=kind.entity,
         created=created,
+        **kind.extra(document, record),
     )

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,9 +26,10 @@ from sqlalchemy import Connection, and_, select
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.exporting.accounts import Chart, income_account, item_label
 from datagate_pipelines.exporting.batches import send_batches
 from datagate_pipelines.exporting.database import Database, transaction
-from datagate_pipelines.exporting.documents import ItemInfo, load_items
+from datagate_pipelines.exporting.documents import load_items
 from datagate_pipelines.exporting.ledger import QBO
 from datagate_pipelines.qbo.batch import BatchItem
 from datagate_pipelines.qbo.client import QBOClient
@@ -56,7 +57,8 @@ _PER_NAME_LOOKUPS = 10
 
 
 class IncomeAccountError(DatagateError):
-    """An item's income account does not exist in the portal's QBO company."""
+    """An item's income account does not exist in the portal's QBO company, or its nominal
+    code maps to no account (exporting/accounts.py)."""
 
 
 def item_key(item_id: int | None, kind: str = "recurring") -> str:
@@ -73,7 +75,7 @@ def qbo_name(name: str) -> str:
     return cleaned[:NAME_MAX] or "-"
 
 
-def _content_request_id(portal_id: str, entity: str, bodies: Iterable[Any]) -> str:
+def content_request_id(portal_id: str, entity: str, bodies: Iterable[Any]) -> str:
     """A request id for creating exactly these records: a re-run that sends the same bodies
     replays QBO's first answer; changed bodies (a fixed name) make a new request."""
     digest = hashlib.sha256(json.dumps(list(bodies), sort_keys=True, default=str).encode())
@@ -218,61 +220,89 @@ def _customer_body(customer: CustomerInfo, display_name: str) -> dict[str, Any]:
     return body
 
 
-def link_customers(
-    db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, CustomerInfo]
+@dataclass(frozen=True)
+class DisplayNames:
+    """How our records (customers, suppliers) become records of one QBO name list, named by
+    DisplayName — one namespace with the other two lists (Customer, Vendor, Employee: 6240)."""
+
+    entity: str  # Customer, Vendor
+    what: str  # customer, supplier: in messages
+    source: str  # HaloPSA client, HaloPSA supplier: in messages
+    body: Callable[[Any, str], dict[str, Any]]  # (our record, DisplayName) → the create body
+    distinct: Callable[[str, int], str]  # (name, our id) → the deterministic other name
+
+    def label(self, record: Any, our_id: int) -> str:
+        return f"{self.what} {record.name!r} ({self.source} {our_id})"
+
+
+def link_display_names(
+    db: Database,
+    client: QBOClient,
+    portal: PortalSettings,
+    names: DisplayNames,
+    wanted: Mapping[int, Any],
 ) -> ReferenceOutcome:
-    """Find or create a QBO customer for every customer in `wanted` (by HaloPSA client id)."""
-    outcome = ReferenceOutcome(CUSTOMER)
+    """Find or create a QBO record for every record in `wanted` (by our id; each has a
+    `name`): the stored link, else the record with its DisplayName (escaped, any case,
+    inactive ones too), else created in batches. A name another of ours, or someone else,
+    has takes the deterministic distinct name."""
+    outcome = ReferenceOutcome(names.entity)
     with transaction(db) as connection:
-        links = load_links(connection, portal.id, CUSTOMER)
-    missing = {cid: c for cid, c in wanted.items() if str(cid) not in links}
+        links = load_links(connection, portal.id, names.entity)
+    missing = {key: r for key, r in wanted.items() if str(key) not in links}
     outcome.linked = len(wanted) - len(missing)
     if not missing:
         return outcome
-    taken = set(links.values())  # QBO customers linked to another of our customers
-    existing = _existing_by_name(
-        client,
-        CUSTOMER,
-        "DisplayName",
-        [qbo_name(c.name) for c in missing.values()],
+    taken = set(links.values())  # QBO records linked to another of our records
+    existing = existing_by_name(
+        client, names.entity, "DisplayName", [qbo_name(r.name) for r in missing.values()]
     )
     found: dict[str, tuple[str, str]] = {}
     to_create: dict[int, str] = {}
-    for cid, customer in missing.items():
-        name = qbo_name(customer.name)
+    for key, record in missing.items():
+        name = qbo_name(record.name)
         match = existing.get(name.casefold())
         if match is not None and str(match["Id"]) not in taken:
-            match = _usable(client, CUSTOMER, match)
-            found[str(cid)] = (str(match["Id"]), match.get("DisplayName", name))
+            match = usable(client, names.entity, match)
+            found[str(key)] = (str(match["Id"]), match.get("DisplayName", name))
             taken.add(str(match["Id"]))
-            outcome.matched.append(str(cid))
+            outcome.matched.append(str(key))
         elif match is not None or name.casefold() in {n.casefold() for n in to_create.values()}:
-            # Another of our customers has this name already: keep them apart in QBO.
-            to_create[cid] = _distinct_name(name, cid)
+            # Another of our records has this name already: keep them apart in QBO.
+            to_create[key] = names.distinct(name, key)
         else:
-            to_create[cid] = name
+            to_create[key] = name
     with transaction(db) as connection:
-        save_links(connection, portal.id, CUSTOMER, found)
+        save_links(connection, portal.id, names.entity, found)
     if not to_create:
         return outcome
-    bodies = {cid: _customer_body(missing[cid], name) for cid, name in to_create.items()}
-    results = _batch_create(client, portal, CUSTOMER, {str(k): v for k, v in bodies.items()})
+    bodies = {str(key): names.body(missing[key], name) for key, name in to_create.items()}
+    results = batch_create(client, portal, names.entity, bodies)
     created: dict[str, tuple[str, str]] = {}
     for key, result in results.items():
         if isinstance(result, dict):
             created[key] = (str(result["Id"]), result.get("DisplayName", to_create[int(key)]))
             taken.add(str(result["Id"]))
             outcome.created.append(key)
-    # Then the refusals, knowing every customer this run created.
+    # Then the refusals, knowing every record this run created.
     for key, result in results.items():
         if isinstance(result, dict):
             continue
-        cid = int(key)
+        record = missing[int(key)]
+        label = names.label(record, int(key))
         if isinstance(result, QBODuplicateNameError):
-            # 6240: the name is taken by a customer we did not see (a race, or a run killed
-            # after the create), a vendor or an employee. Match it, or make ours distinct.
-            linked = _resolve_duplicate_customer(
-                client, portal, missing[cid], to_create[cid], taken
+            # 6240: the name is taken by a record we did not see (a race, or a run killed
+            # after the create) or in another list. Match it, or make ours distinct.
+            linked = resolve_duplicate_name(
+                client,
+                portal,
+                names.entity,
+                int(key),
+                label,
+                to_create[int(key)],
+                names.distinct(to_create[int(key)], int(key)),
+                lambda display, record=record: names.body(record, display),
+                taken,
             )
             if isinstance(linked, str):
                 outcome.failed[key] = linked
@@ -281,12 +311,9 @@ def link_customers(
                 taken.add(linked[0])
                 outcome.matched.append(key)
         else:
-            outcome.failed[key] = (
-                f"portal {portal.id}: QBO refused customer {missing[cid].name!r} "
-                f"(HaloPSA client {cid}): {result.message}"
-            )
+            outcome.failed[key] = f"portal {portal.id}: QBO refused {label}: {result.message}"
     with transaction(db) as connection:
-        save_links(connection, portal.id, CUSTOMER, created)
+        save_links(connection, portal.id, names.entity, created)
     return outcome
 
 
@@ -295,45 +322,57 @@ def _distinct_name(name: str, halo_id: int) -> str:
     return name[: NAME_MAX - len(suffix)] + suffix
 
 
-def _resolve_duplicate_customer(
+CUSTOMERS = DisplayNames(CUSTOMER, "customer", "HaloPSA client", _customer_body, _distinct_name)
+
+
+def link_customers(
+    db: Database, client: QBOClient, portal: PortalSettings, wanted: Mapping[int, CustomerInfo]
+) -> ReferenceOutcome:
+    """Find or create a QBO customer for every customer in `wanted` (by HaloPSA client id)."""
+    return link_display_names(db, client, portal, CUSTOMERS, wanted)
+
+
+def resolve_duplicate_name(
     client: QBOClient,
     portal: PortalSettings,
-    customer: CustomerInfo,
+    entity: str,
+    our_id: Any,
+    label: str,
     name: str,
+    distinct: str,
+    body_for: Callable[[str], dict[str, Any]],
     taken: set[str],
 ) -> tuple[str, str] | str:
-    """(QBO id, name) of the customer to use after a 6240, or the reason there is none."""
-    match = client.find_customer_by_display_name(name, include_inactive=True)
+    """After a 6240 on `name` (DisplayName is one namespace for customers, vendors and
+    employees): the `entity` record to link as (QBO id, name) — ours under `name` (a race,
+    or a run killed after the create), else `distinct` found or created — or the reason
+    there is none."""
+    match = client.find_by_display_name(entity, name, include_inactive=True)
     if match is not None and str(match["Id"]) not in taken:
-        match = _usable(client, CUSTOMER, match)
+        match = usable(client, entity, match)
         return str(match["Id"]), match.get("DisplayName", name)
-    distinct = _distinct_name(name, customer.halo_id)
-    body = _customer_body(customer, distinct)
+    body = body_for(distinct)
     try:
         record = client.create(
-            CUSTOMER,
+            entity,
             body,
-            request_id=_content_request_id(portal.id, CUSTOMER, [body]),
-            our_id=customer.halo_id,
+            request_id=content_request_id(portal.id, entity, [body]),
+            our_id=our_id,
         )
     except QBODuplicateNameError:
-        match = client.find_customer_by_display_name(distinct, include_inactive=True)
+        match = client.find_by_display_name(entity, distinct, include_inactive=True)
         if match is not None and str(match["Id"]) not in taken:
             return str(match["Id"]), distinct
         return (
-            f"portal {portal.id}: customer {customer.name!r} (HaloPSA client "
-            f"{customer.halo_id}): the names {name!r} and {distinct!r} are used in QBO "
-            "by a vendor, an employee or another customer"
+            f"portal {portal.id}: {label}: the names {name!r} and {distinct!r} are used in "
+            "QBO by a customer, a vendor or an employee"
         )
     except QBOFaultError as error:
-        return (
-            f"portal {portal.id}: QBO refused customer {customer.name!r} "
-            f"(HaloPSA client {customer.halo_id}): {error.message}"
-        )
+        return f"portal {portal.id}: QBO refused {label}: {error.message}"
     return str(record["Id"]), record.get("DisplayName", distinct)
 
 
-def _existing_by_name(
+def existing_by_name(
     client: QBOClient, entity: str, name_field: str, names: list[str]
 ) -> dict[str, dict[str, Any]]:
     """QBO records of a name list by their name, folded (QBO compares names without case);
@@ -355,7 +394,7 @@ def _existing_by_name(
     return out
 
 
-def _usable(client: QBOClient, entity: str, record: dict[str, Any]) -> dict[str, Any]:
+def usable(client: QBOClient, entity: str, record: dict[str, Any]) -> dict[str, Any]:
     """A matched record made active again if someone deactivated it: QBO refuses
     transactions that name an inactive customer or item."""
     if record.get("Active", True):
@@ -366,7 +405,7 @@ def _usable(client: QBOClient, entity: str, record: dict[str, Any]) -> dict[str,
     )
 
 
-def _batch_create(
+def batch_create(
     client: QBOClient, portal: PortalSettings, entity: str, bodies: Mapping[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any] | QBOError]:
     """Create records in batches (a few in flight at once); each result (record or error)
@@ -375,7 +414,7 @@ def _batch_create(
     chunks = [keys[i : i + client.batch_size] for i in range(0, len(keys), client.batch_size)]
     items = [[BatchItem.create(key, entity, bodies[key]) for key in chunk] for chunk in chunks]
     request_ids = [
-        _content_request_id(portal.id, entity, [(key, bodies[key]) for key in chunk])
+        content_request_id(portal.id, entity, [(key, bodies[key]) for key in chunk])
         for chunk in chunks
     ]
     results: dict[str, dict[str, Any] | QBOError] = {}
@@ -392,20 +431,6 @@ def _batch_create(
 # --- items ---------------------------------------------------------------------------------
 
 
-def income_account_name(portal: PortalSettings, item: ItemInfo | None) -> str:
-    """The income account an item posts to: the portal's per-item-group mapping (by asset
-    group id or name), else the product template's account, else the portal default."""
-    settings = portal.qbo
-    assert settings is not None
-    if item is not None:
-        for key in (item.group_id, item.group_name):
-            if key is not None and str(key) in settings.income_accounts:
-                return settings.income_accounts[str(key)]
-        if item.template_income_account:
-            return item.template_income_account
-    return settings.income_account
-
-
 def link_items(
     db: Database,
     client: QBOClient,
@@ -414,7 +439,8 @@ def link_items(
     generic: Iterable[str] = (),
 ) -> ReferenceOutcome:
     """Find or create one QBO Service item per HaloPSA item (and the generic items for
-    usage and item-less lines), each posting to its income account."""
+    usage and item-less lines), each posting to its income account (exporting/accounts.py:
+    the nominal code first; an unmapped code fails the item with its reason)."""
     outcome = ReferenceOutcome(ITEM)
     wanted_keys = {item_key(i): i for i in item_ids}
     wanted_keys.update({key: None for key in generic})
@@ -446,45 +472,34 @@ def link_items(
             names[key] = _distinct_name(names[key], wanted_keys[key])
         seen.setdefault(names[key].casefold(), key)
     taken = set(links.values())
-    existing = _existing_by_name(client, ITEM, "Name", list(names.values()))
+    existing = existing_by_name(client, ITEM, "Name", list(names.values()))
     found: dict[str, tuple[str, str]] = {}
     to_create: dict[str, dict[str, Any]] = {}
-    accounts: dict[str, dict[str, Any]] | None = None
+    chart: Chart | None = None
     for key, name in names.items():
         match = existing.get(name.casefold())
         if match is not None and str(match["Id"]) not in taken:
-            match = _usable(client, ITEM, match)
+            match = usable(client, ITEM, match)
             found[key] = (str(match["Id"]), match.get("Name", name))
             taken.add(str(match["Id"]))
             outcome.matched.append(key)
             continue
         if match is not None:
             name = names[key] = _distinct_name(name, wanted_keys[key] or 0)
-        if accounts is None:
-            accounts = client.accounts_by_name()
+        if chart is None:
+            chart = Chart.read(client)
         item_id = wanted_keys[key]
         info = infos.get(item_id) if item_id is not None else None
-        account_name = income_account_name(portal, info)
-        account = accounts.get(account_name)
-        if account is None:
-            outcome.failed[key] = str(
-                IncomeAccountError(
-                    f"portal {portal.id}: item {name!r} "
-                    f"({f'HaloPSA item {item_id}' if item_id else key}): income account "
-                    f"{account_name!r} does not exist in QBO company {portal.qbo.realm_id}"  # type: ignore[union-attr]
-                )
-            )
+        choice = income_account(portal, chart, info, used_by=item_label(info, f"item {name!r}"))
+        if choice.problem is not None:
+            outcome.failed[key] = str(IncomeAccountError(choice.problem))
             continue
-        to_create[key] = {
-            "Name": name,
-            "Type": "Service",
-            "IncomeAccountRef": {"value": str(account["Id"]), "name": account.get("Name")},
-        }
+        to_create[key] = {"Name": name, "Type": "Service", "IncomeAccountRef": choice.ref}
     with transaction(db) as connection:
         save_links(connection, portal.id, ITEM, found)
     if not to_create:
         return outcome
-    results = _batch_create(client, portal, ITEM, to_create)
+    results = batch_create(client, portal, ITEM, to_create)
     created: dict[str, tuple[str, str]] = {}
     for key, result in results.items():
         if isinstance(result, dict):
@@ -539,7 +554,7 @@ def link_terms(db: Database, client: QBOClient, portal: PortalSettings) -> Refer
         body = {"Name": name, "DueDays": days}
         try:
             term = client.create(
-                TERM, body, request_id=_content_request_id(portal.id, TERM, [body]), our_id=key
+                TERM, body, request_id=content_request_id(portal.id, TERM, [body]), our_id=key
             )
         except QBOFaultError as error:
             outcome.failed[key] = f"portal {portal.id}: QBO refused term {name!r}: {error.message}"

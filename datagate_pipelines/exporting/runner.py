@@ -1,8 +1,9 @@
-"""The exactly-once export of one portal's period to one target, whatever the target.
+"""The exactly-once export of documents to one target, whatever the target or document.
 
-Both targets (HaloPSA, QBO) run the same steps around their own lookups and creates:
-1. load the period's final invoices and make sure each has its `exports` row (pending,
-   with its request id) — committed before any request is sent;
+Every export (invoices to HaloPSA and QBO, purchase orders and bills to QBO) runs the same
+steps around its own lookups and creates:
+1. load the documents (a period's final invoices) and make sure each has its ledger row
+   (pending, with its request id) — committed before any request is sent;
 2. leave out what is recorded as exported; count held and draft invoices (never sent);
 3. hand the rest to the target's `send`, which looks each one up before creating it and
    records every outcome (`record_outcome`, `record_failure`) right after the answer;
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy import Connection
+
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.documents import (
     InvoiceDocument,
@@ -25,8 +28,11 @@ from datagate_pipelines.exporting.documents import (
     not_exportable,
 )
 from datagate_pipelines.exporting.ledger import (
+    INVOICES,
+    Exportable,
     ExportOutcome,
     ExportRow,
+    Ledger,
     open_exports,
     record_exported,
     record_failed,
@@ -37,14 +43,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PendingExports:
-    """The invoices a target does not have yet (as far as we have recorded), and the
-    export rows of the period (their request ids) by invoice id."""
+    """The documents a target does not have yet (as far as we have recorded), and their
+    export rows (their request ids) by document id."""
 
-    documents: list[InvoiceDocument]
+    documents: list[Any]
     rows: Mapping[int, ExportRow]
 
 
-#: A target's half: look up, create and record the pending invoices into the outcome.
+#: A target's half: look up, create and record the pending documents into the outcome.
 Send = Callable[[PendingExports, ExportOutcome], None]
 
 
@@ -52,26 +58,40 @@ def run_export(
     db: Database, target: str, portal_id: str, period: date, send: Send
 ) -> ExportOutcome:
     """Export the period's final invoices to `target` through `send` (steps above)."""
-    outcome = ExportOutcome(target)
-    with transaction(db) as connection:
+
+    def load(connection: Connection) -> tuple[list[InvoiceDocument], dict[str, int]]:
         documents = load_final_invoices(connection, portal_id, period)
-        rows = open_exports(connection, documents, target)
-        skipped = not_exportable(connection, portal_id, period)
-    outcome.skipped_held, outcome.skipped_draft = skipped["held"], skipped["draft"]
+        return documents, not_exportable(connection, portal_id, period)
+
+    return export_documents(db, target, INVOICES, load, send, label=f"{portal_id} {period}")
+
+
+#: Loads the documents to export and how many were left out (held, draft …) by reason.
+Load = Callable[[Connection], tuple[list[Any], dict[str, int]]]
+
+
+def export_documents(
+    db: Database, target: str, ledger: Ledger, load: Load, send: Send, *, label: str
+) -> ExportOutcome:
+    """Steps 1–4 above for any kind of document kept in `ledger`."""
+    outcome = ExportOutcome(target, ledger)
+    with transaction(db) as connection:
+        documents, skipped = load(connection)
+        rows = open_exports(connection, documents, target, ledger=ledger)
+    outcome.skipped_held, outcome.skipped_draft = skipped.get("held", 0), skipped.get("draft", 0)
     pending = []
     for document in documents:
         if rows[document.id].status == "exported":
-            outcome.already.append(document.invoice_key)
+            outcome.already.append(document.key)
         else:
             pending.append(document)
     if pending:
         send(PendingExports(pending, rows), outcome)
     if outcome.failed:
         logger.warning(
-            "%s portal %s %s: %d invoice(s) not exported: %s",
+            "%s %s: %d document(s) not exported: %s",
             target,
-            portal_id,
-            period.isoformat(),
+            label,
             len(outcome.failed),
             "; ".join(f"{k}: {v}" for k, v in list(outcome.failed.items())[:5]),
         )
@@ -81,44 +101,48 @@ def run_export(
 def record_outcome(
     connection: Any,
     outcome: ExportOutcome,
-    document: InvoiceDocument,
+    document: Exportable,
     *,
     external_id: str,
     external_number: str | None,
-    external_type: str,
+    external_type: str | None = None,
     created: bool,
+    **extra: Any,
 ) -> None:
     """The target has the document (we created it, or found it there): record it."""
     record_exported(
         connection,
-        document.id,
+        document,
         outcome.target,
         external_id=external_id,
         external_number=external_number,
         external_type=external_type,
+        ledger=outcome.ledger,
+        **extra,
     )
-    (outcome.created if created else outcome.found).append(document.invoice_key)
+    (outcome.created if created else outcome.found).append(document.key)
 
 
 def record_failure(
     connection: Any,
     outcome: ExportOutcome,
-    document: InvoiceDocument,
+    document: Exportable,
     reason: str,
     *,
     refused: bool,
     external_id: str | None = None,
     code: str | None = None,
 ) -> None:
-    """The invoice is not exported, and why (`ledger.record_failed` says what `refused`,
+    """The document is not exported, and why (`ledger.record_failed` says what `refused`,
     `external_id` and `code` mean)."""
     record_failed(
         connection,
-        document.id,
+        document,
         outcome.target,
         reason,
         refused=refused,
         external_id=external_id,
         code=code,
+        ledger=outcome.ledger,
     )
-    outcome.failed[document.invoice_key] = reason
+    outcome.failed[document.key] = reason

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select
 
-from datagate_pipelines.warehouse.models import exports, invoices
+from datagate_pipelines.warehouse.models import exports, invoices, purchasing_exports
 
 
 def failure_text(code: str | None, error: str | None) -> str | None:
@@ -149,3 +149,34 @@ def export_states(
             )
         states[key] = entries
     return states
+
+
+@dataclass(frozen=True)
+class FailedPurchasing:
+    """A purchase order or bill QBO does not have because its export failed."""
+
+    portal_id: str
+    document: str  # purchase_order | bill
+    halo_po_id: int
+    code: str | None
+    error: str | None
+    failing_since: datetime | None
+
+
+def failed_purchasing(connection: Connection) -> list[FailedPurchasing]:
+    """Every failed purchase-order and bill export, of every portal."""
+    return [
+        FailedPurchasing(
+            row.portal_id,
+            row.document,
+            row.halo_po_id,
+            row.error_code,
+            row.last_error,
+            row.failed_since,
+        )
+        for row in connection.execute(
+            select(purchasing_exports)
+            .where(purchasing_exports.c.status == "failed")
+            .order_by(purchasing_exports.c.portal_id, purchasing_exports.c.halo_po_id)
+        )
+    ]

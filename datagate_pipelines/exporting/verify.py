@@ -49,6 +49,7 @@ class _Exported:
     external_id: str | None
     external_number: str | None
     last_error: str | None
+    external_total: Decimal | None = None
 
 
 def _rows(db: Database, portal_id: str, period: date, target: str) -> list[_Exported]:
@@ -65,6 +66,7 @@ def _rows(db: Database, portal_id: str, period: date, target: str) -> list[_Expo
                 exports.c.external_id,
                 exports.c.external_number,
                 exports.c.last_error,
+                exports.c.external_total,
             )
             .select_from(
                 invoices.outerjoin(
@@ -118,9 +120,13 @@ def verify_qbo(
                 f"{label}: number changed (ours {row.doc_number}, recorded "
                 f"{row.external_number}, QBO {record.get('DocNumber')})"
             )
-        elif Decimal(str(record.get("TotalAmt"))) != expected:
+        elif Decimal(str(record.get("TotalAmt"))) != (
+            recorded := row.external_total if row.external_total is not None else expected
+        ):
+            # QBO's own total where it was kept (its tax rounding, tax_codes mode).
             outcome.mismatched.append(
-                f"{label}: QBO total {record.get('TotalAmt')} ≠ ours {expected}"
+                f"{label}: QBO total {record.get('TotalAmt')} ≠ "
+                f"{'the recorded' if row.external_total is not None else 'ours'} {recorded}"
             )
     return outcome
 

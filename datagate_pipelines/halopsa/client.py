@@ -70,6 +70,8 @@ WRAPPER_KEYS = {
     "item": "items",
     "tickets": "tickets",
     "users": "users",
+    "supplier": "suppliers",
+    "purchaseorder": "purchaseorders",
 }
 # A guard against a server that never stops paging; far beyond any real portal.
 _MAX_PAGES = 10_000
@@ -585,6 +587,17 @@ class HaloPSAClient(ApiClientBase):
 
     def taxes(self, *, params: Mapping[str, Any] | None = None) -> Listing:
         return self.list("Tax", params=params)
+
+    def suppliers(
+        self, *, include_inactive: bool = True, params: Mapping[str, Any] | None = None
+    ) -> Listing:
+        """Suppliers (schema `Company`, §A1). List rows lack `accounts_id`, `address`,
+        `notes` and any change stamp: read those with `get("Supplier", id)`."""
+        return self.list("Supplier", params={"includeinactive": include_inactive, **(params or {})})
+
+    def purchase_orders(self, *, params: Mapping[str, Any] | None = None) -> Listing:
+        """Purchase orders (`SupplierOrderHeader`, §A2): list rows are full objects."""
+        return self.list("PurchaseOrder", params=params)
 
     def field_infos(self, *, params: Mapping[str, Any] | None = None) -> Listing:
         """Custom field definitions (`FieldInfo`)."""

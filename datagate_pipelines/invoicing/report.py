@@ -57,6 +57,8 @@ def invoice_documents(
     )
     lines_by_invoice: dict[int, list[Any]] = defaultdict(list)
     exported: dict[int, dict[str, str | None]] = defaultdict(dict)
+    # QBO's own tax where it differs from ours (tax_codes mode: it rounds per rate).
+    qbo_tax: dict[int, Any] = {}
     if ids:
         for line in connection.execute(
             select(invoice_lines)
@@ -67,6 +69,8 @@ def invoice_documents(
         for export in connection.execute(select(exports).where(exports.c.invoice_id.in_(ids))):
             if export.status == "exported":
                 exported[export.invoice_id][export.target] = export.external_id
+            if export.target == "qbo" and export.external_tax is not None:
+                qbo_tax[export.invoice_id] = export.external_tax
     documents = []
     for inv in rows:
         lines = lines_by_invoice[inv.id]
@@ -117,6 +121,11 @@ def invoice_documents(
                 ],
                 "halo_invoice_id": exported[inv.id].get("halopsa"),
                 "qbo_invoice_id": exported[inv.id].get("qbo"),
+                "qbo_tax_difference": (
+                    _money(qbo_tax[inv.id] - inv.tax)
+                    if inv.id in qbo_tax and qbo_tax[inv.id] != inv.tax
+                    else None
+                ),
             }
         )
     return documents

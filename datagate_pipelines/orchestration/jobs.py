@@ -26,9 +26,10 @@ EXPORT_ASSETS = (
 
 portal_sync = dg.define_asset_job(
     "portal_sync",
-    selection=dg.AssetSelection.groups("halopsa", "catalog"),
+    selection=dg.AssetSelection.groups("halopsa", "catalog", "purchasing"),
     partitions_def=portal_partitions,
-    description="HaloPSA → customers, sites, products, product sites and agreements for one portal.",
+    description="HaloPSA → customers, sites, products, product sites and agreements for one "
+    "portal; with purchasing on, suppliers and purchase orders → QBO vendors, POs and bills.",
     tags={"datagate/kind": "sync"},
 )
 

@@ -784,11 +784,45 @@ class QBOClient(ApiClientBase):
     def find_customer_by_display_name(
         self, display_name: str, *, include_inactive: bool = True
     ) -> dict[str, Any] | None:
-        """The customer with this DisplayName (QBO compares without case), inactive ones
-        included by default (their name is still taken); an exact-case match wins."""
-        rows = self.select("Customer", include_inactive=include_inactive, DisplayName=display_name)
+        """The customer with this DisplayName (see `find_by_display_name`)."""
+        return self.find_by_display_name(
+            "Customer", display_name, include_inactive=include_inactive
+        )
+
+    def find_by_display_name(
+        self, entity: str, display_name: str, *, include_inactive: bool = True
+    ) -> dict[str, Any] | None:
+        """The Customer, Vendor or Employee with this DisplayName (QBO compares without
+        case; the value is escaped), inactive ones included by default (their name is still
+        taken); an exact-case match wins."""
+        rows = self.select(entity, include_inactive=include_inactive, DisplayName=display_name)
         exact = [r for r in rows if r.get("DisplayName") == display_name]
         return (exact or rows or [None])[0]
+
+    def create_tax_code(self, body: Mapping[str, Any], *, request_id: str | None) -> dict[str, Any]:
+        """`POST /taxservice/taxcode` (§3.6): a TaxCode and its rates, in one call;
+        `{"TaxCode", "TaxCodeId", "TaxRateDetails": [{…, "TaxRateId"}]}`. With a
+        `request_id` a retry or re-run replays the first answer."""
+        check_request_id(request_id, REQUEST_ID_MAX)
+        answer = self._call(
+            "POST",
+            ["taxservice", "taxcode"],
+            json=dict(body),
+            idempotent=request_id is not None,
+            entity="TaxCode",
+            our_id=body.get("TaxCode"),
+            request_id=request_id,
+        )
+        if not isinstance(answer, dict) or not answer.get("TaxCodeId"):
+            raise QBOError(
+                "the tax service answer has no TaxCodeId",
+                system=self.system,
+                portal=self.portal,
+                method="POST",
+                path=self._path("taxservice", "taxcode"),
+                entity="TaxCode",
+            )
+        return answer
 
     def doc_number_exists(self, doc_number: str) -> bool:
         """Whether an invoice or credit memo with this DocNumber exists in the company."""

@@ -49,7 +49,13 @@ contracts = pa.DataFrameSchema(
 )
 
 item_groups = pa.DataFrameSchema(
-    {**_HALO_ID, "name": text(nullable=False)}, name="halo_asset_groups"
+    {
+        **_HALO_ID,
+        "name": text(nullable=False),
+        "nominal_code": text(),
+        "purchase_nominal_code": text(),
+    },
+    name="halo_asset_groups",
 )
 
 items = pa.DataFrameSchema(
@@ -61,6 +67,7 @@ items = pa.DataFrameSchema(
         "is_recurring": flag(),
         "base_price": quantity(nullable=True),
         "nominal_code": text(),
+        "purchase_nominal_code": text(),
     },
     name="halo_items",
 )
@@ -99,4 +106,52 @@ recurring_invoice_lines = pa.DataFrameSchema(
         "period": ident(nullable=True),
     },
     name="halo_recurring_invoice_lines",
+)
+
+suppliers = pa.DataFrameSchema(
+    {
+        **_HALO_ID,
+        "name": text(nullable=False),
+        "inactive": flag(),
+        "accounts_id": text(),
+        "email": text(),
+        "phone": text(),
+        "address": text(),
+        "currency_code": ident(nullable=True),
+        "list_hash": text(nullable=False),
+        "detail_read_at": text(),
+    },
+    name="halo_suppliers",
+)
+
+purchase_orders = pa.DataFrameSchema(
+    {
+        **_HALO_ID,
+        "po_ref": text(),
+        "supplier_id": ident(),
+        "status": ident(nullable=True),
+        "goodsin_status": ident(nullable=True),
+        "order_date": day(),
+        "due_date": day(),
+        "currency_code": ident(nullable=True),
+        "total": money(nullable=True),
+        "supplier_invoice": text(),
+        "supplier_invoice_date": day(),
+    },
+    name="halo_purchase_orders",
+)
+
+purchase_order_lines = pa.DataFrameSchema(
+    {
+        **_HALO_ID,
+        "purchase_order_id": ident(),
+        "line_no": ident(),
+        "item_id": ident(nullable=True),
+        "description": text(),
+        "qty": quantity(),
+        "unit_cost": quantity(),
+        "amount": money(),
+        "nominal_code": text(),
+    },
+    name="halo_purchase_order_lines",
 )

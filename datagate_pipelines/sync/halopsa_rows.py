@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from datagate_pipelines.billing.money import round_half_away
 from datagate_pipelines.warehouse.rejects import Reject
 
 NO_DATE_PREFIXES = ("1899-12-30", "0001-01-01")
@@ -233,7 +234,13 @@ def _contract(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _item_group(r: Mapping[str, Any]) -> dict[str, Any]:
-    return {"name": text("name", required=True, max_length=300)(r.get("name"))}
+    return {
+        "name": text("name", required=True, max_length=300)(r.get("name")),
+        "nominal_code": text("nominalcode", max_length=100)(r.get("nominalcode")),
+        "purchase_nominal_code": text("nominalcodepurchase", max_length=100)(
+            r.get("nominalcodepurchase")
+        ),
+    }
 
 
 def _item(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -244,6 +251,9 @@ def _item(r: Mapping[str, Any]) -> dict[str, Any]:
         "is_recurring": boolean("isrecurringitem")(r.get("isrecurringitem")),
         "base_price": decimal_places("baseprice", 4, optional=True)(r.get("baseprice")),
         "nominal_code": text("nominalcode", max_length=100)(r.get("nominalcode")),
+        "purchase_nominal_code": text("purchasenominalcode", max_length=100)(
+            r.get("purchasenominalcode")
+        ),
     }
 
 
@@ -375,5 +385,155 @@ def decode_recurring_invoices(
         _decode_all("recurring_invoice_line", raw_lines, with_header, lines)
         # Each line is kept once, as a line row or a reject with its record: the header's
         # raw record need not carry them all again.
+        header["raw"] = {key: value for key, value in header["raw"].items() if key != "lines"}
+    return headers, lines
+
+
+# --- suppliers and purchase orders (docs/halopsa-api.md §A1, §A2) ---------------------
+
+#: Keys the ingest adds to a supplier's record before decoding (docs/halopsa-api.md §A1:
+#: list rows carry no change stamp, so the list row's hash decides when details are read).
+LIST_HASH, DETAIL_READ_AT = "_datagate_list_hash", "_datagate_detail_read_at"
+
+
+def _supplier(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": text("name", required=True, max_length=300)(r.get("name")),
+        "inactive": boolean("inactive")(r.get("inactive")),
+        "accounts_id": text("accounts_id", max_length=100)(r.get("accounts_id")),
+        "email": text("email_address", max_length=300)(r.get("email_address")),
+        "phone": text("phone_number", max_length=100)(r.get("phone_number")),
+        "address": text("address", max_length=2000)(r.get("address")),
+        "currency_code": optional_id("default_currency_code", zero_is_none=False)(
+            r.get("default_currency_code")
+        ),
+        "list_hash": text(LIST_HASH, required=True, max_length=64)(r.get(LIST_HASH)),
+        "detail_read_at": r.get(DETAIL_READ_AT),
+    }
+
+
+def decode_suppliers(records: Iterable[Mapping[str, Any]]) -> Decoded:
+    """Suppliers as the ingest assembled them: the detail record merged with the list row,
+    and the list row's hash and when the detail was read (kept out of `raw`)."""
+    decoded = _decode_all("supplier", records, _supplier)
+    for row in decoded.rows:
+        row["raw"] = {k: v for k, v in row["raw"].items() if k not in (LIST_HASH, DETAIL_READ_AT)}
+    return decoded
+
+
+def _supplier_invoice(invoices: Any) -> tuple[str | None, date | None]:
+    """The number and date of the first live supplier invoice linked to a PO (§A2:
+    `invoices`)."""
+    for invoice in invoices if isinstance(invoices, list) else []:
+        if isinstance(invoice, Mapping) and not invoice.get("voided"):
+            number = invoice.get("thirdpartyinvoicenumber") or invoice.get("invoicenumber")
+            day = halo_date("invoices.invoice_date")(invoice.get("invoice_date"))
+            return str(number or invoice.get("id"))[:100], day
+    return None, None
+
+
+def _purchase_order(r: Mapping[str, Any]) -> dict[str, Any]:
+    supplier_invoice, supplier_invoice_date = _supplier_invoice(r.get("invoices"))
+    return {
+        "po_ref": text("po_ref", max_length=100)(r.get("po_ref")),
+        "supplier_id": required_id("supplier_id")(
+            None if r.get("supplier_id") in (-1, 0) else r.get("supplier_id")
+        ),
+        "status": _int(r.get("status"), "status", optional=True, none_values=()),
+        "goodsin_status": _int(
+            r.get("goodsin_status"), "goodsin_status", optional=True, none_values=()
+        ),
+        "order_date": halo_date("date")(r.get("date")),
+        "due_date": halo_date("duedate")(r.get("duedate")),
+        "currency_code": optional_id("currency_code", zero_is_none=False)(r.get("currency_code")),
+        "total": decimal_places("total", 2, optional=True)(r.get("total")),
+        "supplier_invoice": supplier_invoice,
+        "supplier_invoice_date": supplier_invoice_date,
+    }
+
+
+def _purchase_order_line(quantity_field: str, unit_cost_field: str) -> Decoder:
+    """A PO line. Its quantity and unit-cost field names are unconfirmed (§A2): they are
+    the portal's `purchasing` settings, and a line whose `net_total` disagrees with
+    quantity × unit cost is refused rather than exported wrong."""
+
+    def decode(r: Mapping[str, Any]) -> dict[str, Any]:
+        qty = decimal_places(quantity_field, 4)(r.get(quantity_field))
+        unit_cost = decimal_places(unit_cost_field, 4)(r.get(unit_cost_field))
+        assert qty is not None and unit_cost is not None
+        amount = round_half_away(qty * unit_cost)
+        net_total = decimal_places("net_total", 2, optional=True)(r.get("net_total"))
+        if net_total is not None and net_total != amount:
+            raise FieldError(
+                unit_cost_field,
+                f"{quantity_field} {qty} × {unit_cost_field} {unit_cost} = {amount}, but "
+                f"HaloPSA's net_total is {net_total} (are purchasing.quantity_field and "
+                "unit_cost_field the right names?)",
+            )
+        return {
+            "item_id": optional_id("item_id")(r.get("item_id")),
+            "description": text("name")(r.get("name")) or text("note")(r.get("note")),
+            "qty": qty,
+            "unit_cost": unit_cost,
+            "amount": amount,
+            "nominal_code": text("accounts_code", max_length=100)(r.get("accounts_code")),
+        }
+
+    return decode
+
+
+def decode_purchase_orders(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    quantity_field: str = "quantity",
+    unit_cost_field: str = "unit_cost",
+) -> tuple[Decoded, Decoded]:
+    """Headers and their lines. A purchase order is taken whole or not at all: one bad line
+    rejects the order (with that line's field and reason), so it is never exported short."""
+    records = list(records)
+    headers = _decode_all("purchase_order", records, _purchase_order)
+    by_id = {row["halo_id"]: row for row in headers.rows}
+    lines = Decoded("purchase_order_line")
+    line_decoder = _purchase_order_line(quantity_field, unit_cost_field)
+    for record in records:
+        header = by_id.get(record.get("id")) if isinstance(record, Mapping) else None
+        if header is None:
+            continue
+        raw_lines = record.get("lines")
+        if not isinstance(raw_lines, list) or not raw_lines:
+            headers.rows.remove(header)
+            headers.rejects.append(
+                Reject("purchase_order", str(header["halo_id"]), "lines", "has no lines", record)
+            )
+            continue
+        order = Decoded("purchase_order_line")
+        numbered = [
+            {**line, "sort_seq": line.get("sort_seq") or index}
+            for index, line in enumerate(raw_lines, start=1)
+            if isinstance(line, Mapping)
+        ]
+
+        def with_header(r: Mapping[str, Any], header: dict[str, Any] = header) -> dict[str, Any]:
+            line_no = _int(r.get("sort_seq"), "sort_seq", optional=False, none_values=())
+            return {"purchase_order_id": header["halo_id"], "line_no": line_no, **line_decoder(r)}
+
+        _decode_all("purchase_order_line", numbered, with_header, order)
+        lines.seen_ids |= order.seen_ids
+        if order.rejects or len(numbered) != len(raw_lines):
+            first = order.rejects[0] if order.rejects else None
+            headers.rows.remove(header)
+            headers.rejects.append(
+                Reject(
+                    "purchase_order",
+                    str(header["halo_id"]),
+                    f"lines.{first.field}" if first and first.field else "lines",
+                    f"line {first.record_id}: {first.reason}"
+                    if first
+                    else "a line is not an object",
+                    record,
+                )
+            )
+            continue
+        lines.rows.extend(order.rows)
         header["raw"] = {key: value for key, value in header["raw"].items() if key != "lines"}
     return headers, lines

@@ -1,10 +1,10 @@
 """The warehouse schema: every table of the domain, in SQLAlchemy Core.
 
 Three layers:
-- HaloPSA mirror tables (`halo_*`, `contracts`, `items`, `item_groups`, recurring invoices):
-  what HaloPSA said, upserted by the ingest assets. Records that vanish get `deleted_at`.
+- HaloPSA mirror tables (`halo_*`, `contracts`, `items`, `item_groups`, recurring invoices,
+  suppliers and purchase orders): what HaloPSA said, upserted by the ingest assets. Records that vanish get `deleted_at`.
 - Domain tables (`customers`, `sites`, `products`, `agreements`, imports, `invoices`, the
-  billing ledger, `exports`): what we bill.
+  billing ledger, `exports`, `purchasing_exports`): what we bill and send.
 - Operations (`api_requests`, `rejects`, `sync_runs`, `force_sync_requests`, `qbo_tokens`).
 
 Money invariants live in unique constraints, so a bug or a re-run can never bill or export
@@ -131,6 +131,9 @@ item_groups = Table(
     # HaloPSA Asset Groups flagged "Use for Items": what an item's assetgroup_id points to.
     Column("halo_id", BigInteger, nullable=False),
     Column("name", String(300), nullable=False),
+    # The group's nominal (GL) codes, for its items' sales and purchases.
+    Column("nominal_code", String(100)),
+    Column("purchase_nominal_code", String(100)),
     *_seen(),
     PrimaryKeyConstraint("portal_id", "halo_id"),
 )
@@ -146,6 +149,7 @@ items = Table(
     Column("is_recurring", Boolean, nullable=False),
     Column("base_price", Quantity()),
     Column("nominal_code", String(100)),
+    Column("purchase_nominal_code", String(100)),
     *_seen(),
     PrimaryKeyConstraint("portal_id", "halo_id"),
 )
@@ -194,6 +198,64 @@ recurring_invoice_lines = Table(
     Column("end_date", Date),
     Column("is_inactive", Boolean, nullable=False),
     Column("period", Integer),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+halo_suppliers = Table(
+    "halo_suppliers",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("inactive", Boolean, nullable=False),
+    # Where the supplier's id in the accounting package is kept (the QBO vendor id).
+    Column("accounts_id", String(100)),
+    Column("email", String(300)),
+    Column("phone", String(100)),
+    Column("address", Text),
+    Column("currency_code", Integer),
+    # List rows carry no change stamp: the hash of the list row decides whether the
+    # supplier's details are read again (docs/halopsa-api.md §A1).
+    Column("list_hash", String(64), nullable=False),
+    Column("detail_read_at", UTCDateTime()),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+halo_purchase_orders = Table(
+    "halo_purchase_orders",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("po_ref", String(100)),
+    Column("supplier_id", BigInteger, nullable=False),
+    Column("status", Integer),
+    Column("goodsin_status", Integer),
+    Column("order_date", Date),
+    Column("due_date", Date),
+    Column("currency_code", Integer),
+    Column("total", Money()),
+    # The supplier invoice linked to the PO in HaloPSA (its number and date), if any.
+    Column("supplier_invoice", String(100)),
+    Column("supplier_invoice_date", Date),
+    *_seen(),
+    PrimaryKeyConstraint("portal_id", "halo_id"),
+)
+
+halo_purchase_order_lines = Table(
+    "halo_purchase_order_lines",
+    metadata,
+    _portal(),
+    Column("halo_id", BigInteger, nullable=False),
+    Column("purchase_order_id", BigInteger, nullable=False),
+    Column("line_no", Integer, nullable=False),
+    Column("item_id", BigInteger),
+    Column("description", String(1000)),
+    Column("qty", Quantity(), nullable=False),
+    Column("unit_cost", Quantity(), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("nominal_code", String(100)),
     *_seen(),
     PrimaryKeyConstraint("portal_id", "halo_id"),
 )
@@ -460,9 +522,40 @@ exports = Table(
     Column("exported_at", UTCDateTime()),
     # What the target holds: QBO "Invoice" | "CreditMemo", HaloPSA "invoice" | "credit_note".
     Column("external_type", String(16)),
+    # The target's own total and tax when they differ from ours by its tax rounding
+    # (QBO in tax_codes mode rounds per rate): kept, shown, not a failure.
+    Column("external_total", Money()),
+    Column("external_tax", Money()),
     UniqueConstraint("invoice_id", "target"),
     CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),
+)
+
+purchasing_exports = Table(
+    "purchasing_exports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    # A HaloPSA purchase order exported as a QBO PurchaseOrder, and later as its Bill: one
+    # row per (purchase order, document, target), bookkept like `exports`.
+    Column("document", String(16), nullable=False),
+    Column("halo_po_id", BigInteger, nullable=False),
+    Column("target", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("external_id", String(64)),
+    Column("external_number", String(64)),
+    Column("request_id", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("error_code", String(32)),
+    Column("failed_since", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("exported_at", UTCDateTime()),
+    Column("external_type", String(16)),
+    UniqueConstraint("portal_id", "document", "halo_po_id", "target"),
+    CheckConstraint("document IN ('purchase_order', 'bill')", name="document"),
+    CheckConstraint("target IN ('qbo')", name="target"),
+    CheckConstraint("status IN ('pending', 'exported', 'failed')", name="status"),
 )
 
 qbo_entities = Table(

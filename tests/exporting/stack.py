@@ -76,15 +76,26 @@ def portal_config(
     *,
     realm: str = REALM,
     income_accounts: str = "{}",
+    qbo_extra: str = "",
+    purchasing: str | None = None,
 ) -> Portal:
+    """The test portal; `qbo_extra` adds lines to its qbo section (six spaces in),
+    `purchasing` is its purchasing section's body (six spaces in; "" for the defaults)."""
     qbo = (
-        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts)
+        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts) + qbo_extra
         if qbo_url
         else ""
     )
-    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo))
+    registry = parse_portals(PORTAL_YAML.format(halo=halo_url, qbo=qbo + sections(purchasing)))
     assert not registry.errors, registry.errors
     return registry.get("acme")
+
+
+def sections(purchasing: str | None) -> str:
+    """The portal's purchasing section: none, the defaults (""), or a body six spaces in."""
+    if purchasing is None:
+        return ""
+    return f"    purchasing:\n{purchasing}\n" if purchasing else "    purchasing: {}\n"
 
 
 def halo_sim(customers: int = 12, seed: int = 3) -> HaloSim:
@@ -263,3 +274,54 @@ def finalized_with_a_credit(engine: Engine, sim: HaloSim, portal: Portal) -> tup
     credit = next(f for f in finals if f.customer_id == customer_id)
     assert credit.total < 0, credit.total
     return finals, credit
+
+
+# --- purchasing ------------------------------------------------------------------------
+
+
+def ingest_purchasing(engine: Engine, portal: Portal, client: HaloPSAClient, *, seen=SEEN):
+    """The purchasing ingest's steps, without Dagster: suppliers (details for new or
+    changed rows) and purchase orders, decoded and mirrored; (suppliers' detail reads,
+    rejects) returned."""
+    from datagate_pipelines.sync.halopsa_rows import decode_purchase_orders, decode_suppliers
+    from datagate_pipelines.sync.purchasing import with_purchase_order_lines, with_supplier_details
+
+    settings = portal.settings.purchasing
+    with engine.begin() as c:
+        register_portal(c, portal)
+        raw, reads = with_supplier_details(client, c, portal.id, list(client.suppliers()), now=seen)
+        suppliers = decode_suppliers(raw)
+        orders, _ = with_purchase_order_lines(client, list(client.purchase_orders()))
+        headers, lines = decode_purchase_orders(
+            orders, quantity_field=settings.quantity_field, unit_cost_field=settings.unit_cost_field
+        )
+        for table, decoded in (
+            (m.halo_suppliers, suppliers),
+            (m.halo_purchase_orders, headers),
+            (m.halo_purchase_order_lines, lines),
+        ):
+            mirror_snapshot(
+                c, table, portal.id, decoded.rows, seen_ids=decoded.seen_ids, seen_at=seen
+            )
+    return reads, [*suppliers.rejects, *headers.rejects, *lines.rejects]
+
+
+def set_environment(monkeypatch, engine_url: str, portals_file, halo: HaloSim | None = None):
+    """The environment a `datagate` command or a Dagster resource reads for the test
+    portal: portals.yaml, the warehouse, the QBO app's secrets and token key (and HaloPSA's)."""
+    from datagate_pipelines.qbo.token_store import TokenCipher
+
+    values = {
+        "DATAGATE_PORTALS_FILE": str(portals_file),
+        "DATAGATE_DATABASE_URL": engine_url,
+        "ACME_QBO_CLIENT_ID": QBO_CLIENT_ID,
+        "ACME_QBO_CLIENT_SECRET": QBO_SECRET,
+        "ACME_QBO_REFRESH_TOKEN": FIRST_REFRESH_TOKEN,
+        "DATAGATE_TOKEN_KEY": TokenCipher.generate_key(),
+    }
+    if halo is not None:
+        values.update(
+            ACME_HALO_CLIENT_ID=halo.client_id, ACME_HALO_CLIENT_SECRET=halo.client_secret
+        )
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)

@@ -128,7 +128,7 @@ def test_a_refusal_inside_a_batch_keeps_qbos_code_and_shows_in_the_request_log(
         with recording(engine) as recorder, qbo_client(qbo, recorder=recorder) as client:
             outcome = export_to_qbo(engine, client, portal.settings, JULY)
         reason = outcome.failed[victim.invoice_key]
-        assert "used in QBO by credit memo" in reason and len(outcome.failed) == 1
+        assert "used in QBO by CreditMemo" in reason and len(outcome.failed) == 1
         row = exports(engine, victim.id)["qbo"]
         assert row.status == "failed" and row.error_code == "6140" and row.attempts == attempt
         if attempt == 1:

@@ -287,11 +287,15 @@ def test_total_mismatch_and_a_foreign_doc_number_fail_alone_and_are_never_double
 
 
 def test_income_accounts_per_item_group_then_template_then_default(engine, halo):
+    """Without nominal codes in HaloPSA (tests/exporting/test_accounts.py has them)."""
     portal = portal_config(
         qbo_url=QBO_URL,
         income_accounts='{"Voice": "Telecom Revenue", "Connectivity": "Connectivity Revenue"}',
     )
     finals = finalized_invoices(engine, halo, portal)
+    with engine.begin() as c:
+        c.execute(update(m.items).values(nominal_code=None))
+        c.execute(update(m.item_groups).values(nominal_code=None))
     from tests.exporting.stack import qbo_sim
 
     qbo = qbo_sim(

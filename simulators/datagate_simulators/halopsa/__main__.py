@@ -21,7 +21,11 @@ from datagate_simulators.faults import (
 )
 from datagate_simulators.halopsa.app import create_app
 from datagate_simulators.halopsa.backend import HaloPSABackend
-from datagate_simulators.halopsa.generator import bayside_dental, generate_tenant
+from datagate_simulators.halopsa.generator import (
+    bayside_dental,
+    generate_purchasing,
+    generate_tenant,
+)
 from datagate_simulators.halopsa.throttle import RateLimit
 from datagate_simulators.server import run_server
 
@@ -58,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="generator reference date YYYY-MM-DD (default: 1st of this month)",
     )
     parser.add_argument("--lines-per-customer", type=int, default=10)
+    parser.add_argument(
+        "--suppliers", type=int, default=0, help="suppliers to generate (default 0)"
+    )
+    parser.add_argument(
+        "--purchase-orders", type=int, default=0, help="purchase orders to generate (default 0)"
+    )
     parser.add_argument(
         "--bayside", action="store_true", help="also add the Bayside Dental fixture"
     )
@@ -131,6 +141,14 @@ def build_backend(args: argparse.Namespace) -> HaloPSABackend:
             seed=args.seed,
             as_of=args.as_of,
             lines_per_customer=args.lines_per_customer,
+        )
+    if args.suppliers:
+        generate_purchasing(
+            backend,
+            suppliers=args.suppliers,
+            purchase_orders=args.purchase_orders,
+            seed=args.seed,
+            as_of=args.as_of,
         )
     if args.bayside:
         bayside_dental(backend)

@@ -7,6 +7,7 @@ Routes (matched case-insensitively, like Halo's):
 - ``GET|POST /api/<Resource>``         list / upsert;
 - ``GET|DELETE /api/<Resource>/{id}``  one record;
 - ``POST /api/Invoice/{id}/void``;
+- ``POST /api/PurchaseOrder/confirmreceipt``  goods in for a purchase order;
 - ``/_sim/...``                        control endpoints (see ``faults``).
 
 Every ``/api`` call except authinfo needs a live bearer token and counts against the
@@ -103,6 +104,10 @@ class _HaloHTTP:
                 saved = self.backend.upsert(resource, items)
                 return JSONResponse(saved[0] if len(saved) == 1 else saved, status_code=201)
             return Response(status_code=405, headers={"Allow": "GET, POST"})
+        if rest == ["confirmreceipt"] and self.backend.resource(resource).name == "PurchaseOrder":
+            if method != "POST":
+                return Response(status_code=405, headers={"Allow": "POST"})
+            return JSONResponse(self.backend.confirm_receipt(await self._json_body(request)))
         if len(rest) == 1:
             record_id = segments[2]
             if method == "GET":

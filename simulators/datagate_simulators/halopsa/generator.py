@@ -20,6 +20,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from datagate_simulators.halopsa.backend import HaloPSABackend
+from datagate_simulators.halopsa.backend.purchasing import (
+    PO_LINE_QUANTITY,
+    PO_LINE_UNIT_COST,
+    PO_STATUS,
+)
 from datagate_simulators.halopsa.conventions import (
     NO_DATE,
     UNSET,
@@ -30,9 +35,11 @@ from datagate_simulators.halopsa.conventions import (
 __all__ = [
     "DATAGATE_FIELD",
     "Catalog",
+    "GeneratedPurchasing",
     "GeneratedTenant",
     "bayside_dental",
     "ensure_catalog",
+    "generate_purchasing",
     "generate_tenant",
 ]
 
@@ -48,11 +55,11 @@ TAXES = (  # name, code, rate %
     ("Exempt", "EX", 0.0),
 )
 CONTRACT_TYPES = ("Telecom", "Managed Services", "Project")
-ASSET_GROUPS = (  # name, sales tax, nominal code, recurring by default
-    ("Voice", "Telecom Excise", "4010", True),
-    ("Connectivity", "Telecom Excise", "4020", True),
-    ("Managed IT", "CA Sales Tax", "4030", True),
-    ("Hardware", "CA Sales Tax", "4100", False),
+ASSET_GROUPS = (  # name, sales tax, nominal code, purchase nominal code, recurring by default
+    ("Voice", "Telecom Excise", "4010", "5010", True),
+    ("Connectivity", "Telecom Excise", "4020", "5020", True),
+    ("Managed IT", "CA Sales Tax", "4030", "5030", True),
+    ("Hardware", "CA Sales Tax", "4100", "5100", False),
 )
 ITEMS = (  # name, group (None = no group), price, cost, recurring
     ("Hosted PBX Seat", "Voice", 24.95, 9.50, True),
@@ -203,9 +210,10 @@ def ensure_catalog(backend: HaloPSABackend, now: str | None = None) -> Catalog:
                 "showasitem": True,
                 "tax_id": catalog.taxes[t],
                 "nominalcode": nc,
+                "nominalcodepurchase": pnc,
                 "item_recurring_default": rec,
             }
-            for n, t, nc, rec in ASSET_GROUPS
+            for n, t, nc, pnc, rec in ASSET_GROUPS
             if n not in groups
         ]
         if missing:
@@ -720,3 +728,158 @@ def bayside_dental(backend: HaloPSABackend, *, as_of: date = date(2026, 7, 1)) -
         line_ids,
         other_client_id,
     )
+
+
+SUPPLIER_FIRST = (
+    "Ingram", "Synnex", "Pax8", "Sherweb", "Datto", "Yealink", "Poly", "Meraki", "Lumen",
+    "Zayo", "Comcast Business", "Bandwidth", "Twilio", "Telarus", "Avant", "Jenne", "ScanSource",
+    "Westcon", "Arrow", "D&H", "Climb", "Carahsoft", "Insight", "CDW", "SHI", "Connection",
+)  # fmt: skip
+SUPPLIER_SECOND = (
+    "Distribution", "Supply", "Wholesale", "Networks", "Telecom", "Solutions", "Direct",
+    "Channel", "Cloud", "Hardware", "Logistics",
+)  # fmt: skip
+#: Lines without an item: (description, purchase nominal code, unit cost).
+PO_SUNDRIES = (
+    ("Freight", "5900", 35.0),
+    ("Installation labour (subcontracted)", "5200", 180.0),
+    ("Site survey", "5200", 95.0),
+    ("Restocking fee", "5900", 20.0),
+)
+#: How a generated PO is spread over the statuses (the simulator's [I] integers).
+PO_STATUS_MIX = (
+    ("draft", 0.08),
+    ("awaiting_approval", 0.07),
+    ("approved", 0.25),
+    ("sent", 0.25),
+    ("received", 0.15),
+    ("closed", 0.15),
+    ("cancelled", 0.05),
+)
+
+
+@dataclass
+class GeneratedPurchasing:
+    """What ``generate_purchasing`` built."""
+
+    supplier_ids: list[int]
+    purchase_order_ids: list[int]
+    counts: dict[str, int]
+
+
+def generate_purchasing(
+    backend: HaloPSABackend,
+    suppliers: int = 20,
+    purchase_orders: int = 50,
+    seed: int = 0,
+    *,
+    as_of: date | None = None,
+    lines_per_order: int = 4,
+    batch_size: int = 500,
+) -> GeneratedPurchasing:
+    """Suppliers and purchase orders, deterministic for a given seed (drawn from their own
+    ``random.Random``, so a tenant's customers do not change when purchasing is added).
+
+    Every 33rd supplier carries the name of an existing client (a QBO DisplayName clash, 6240),
+    ~5% are inactive, some have no email or address. POs (about ``lines_per_order`` lines,
+    mostly catalogue items at cost, some sundries with their own nominal code) spread over
+    every status; received and closed ones have their goods in, and closed ones a linked
+    supplier invoice.
+    """
+    rng = random.Random(f"purchasing:{seed}")
+    as_of = as_of or _default_as_of()
+    now = f"{as_of.isoformat()}T06:00:00"
+    catalog = ensure_catalog(backend, now)
+    counts = {"suppliers": 0, "purchase_orders": 0, "lines": 0, "supplier_invoices": 0}
+    with backend.lock:
+        client_names = [r["name"] for r in backend.table("Client").values()]
+        used: set[str] = set()
+        rows = []
+        for number in range(1, suppliers + 1):
+            if client_names and number % 33 == 0:  # every 33rd: a client's name
+                name = rng.choice(client_names)
+            else:
+                name = f"{rng.choice(SUPPLIER_FIRST)} {rng.choice(SUPPLIER_SECOND)}"
+            base, n = name, 2
+            while name in used:
+                name, n = f"{base} {n}", n + 1
+            used.add(name)
+            place = rng.choice(PLACES)
+            rows.append(
+                {
+                    "name": name,
+                    "inactive": rng.random() < 0.05,
+                    "contact_name": f"Accounts {number}",
+                    "email_address": f"ap{number}@supplier.example" if rng.random() < 0.9 else "",
+                    "phone_number": f"+1 555 {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+                    "address": (
+                        f"{rng.randint(1, 999)} {rng.choice(STREETS)}\n{place[0]}\n{place[1]}\n"
+                        f"{place[2]}{rng.randint(0, 99):02d}"
+                        if rng.random() < 0.9
+                        else ""
+                    ),
+                }
+            )
+        supplier_ids: list[int] = []
+        for start in range(0, len(rows), batch_size):
+            supplier_ids += backend.load("Supplier", rows[start : start + batch_size], now=now)
+        counts["suppliers"] = len(supplier_ids)
+        active = [i for i, r in zip(supplier_ids, rows, strict=True) if not r["inactive"]]
+        items = [catalog.items[name] for name, *_ in ITEMS if name != "Multi-Service Discount"]
+        hardware = [catalog.items[name] for name, group, *_ in ITEMS if group == "Hardware"]
+        statuses = [s for s, _ in PO_STATUS_MIX]
+        weights = [w for _, w in PO_STATUS_MIX]
+        orders, meanings = [], []
+        for number in range(1, (purchase_orders if active else 0) + 1):
+            meaning = rng.choices(statuses, weights)[0]
+            lines = []
+            for _ in range(max(1, round(rng.gauss(lines_per_order, 1.5)))):
+                if rng.random() < 0.15:
+                    description, code, cost = rng.choice(PO_SUNDRIES)
+                    lines.append(
+                        {
+                            "name": description,
+                            PO_LINE_QUANTITY: 1.0,
+                            PO_LINE_UNIT_COST: cost,
+                            "accounts_code": code,
+                        }
+                    )
+                else:
+                    pool = hardware if rng.random() < 0.6 else items
+                    lines.append(
+                        {"item_id": rng.choice(pool), PO_LINE_QUANTITY: float(rng.randint(1, 24))}
+                    )
+            ordered = _month_start(as_of, -rng.randint(0, 2)) + timedelta(days=rng.randint(0, 27))
+            orders.append(
+                {
+                    "supplier_id": rng.choice(active),
+                    "po_ref": f"PO-{number:05d}",
+                    "status": PO_STATUS[meaning],
+                    "date": halo_date(ordered),
+                    "duedate": halo_date(ordered + timedelta(days=30)),
+                    "lines": lines,
+                }
+            )
+            meanings.append(meaning)
+        order_ids: list[int] = []
+        for start in range(0, len(orders), batch_size):
+            order_ids += backend.load("PurchaseOrder", orders[start : start + batch_size], now=now)
+        invoices = []
+        for order_id, order, meaning in zip(order_ids, orders, meanings, strict=True):
+            if meaning in ("received", "closed"):
+                backend.confirm_receipt({"id": order_id}, now=now)
+            if meaning == "closed":
+                invoices.append(
+                    {
+                        "supplier_id": order["supplier_id"],
+                        "purchaseorder_id": order_id,
+                        "thirdpartyinvoicenumber": f"SI-{order_id:05d}",
+                        "invoice_date": halo_date(as_of),
+                    }
+                )
+        if invoices:
+            backend.load("Invoice", invoices, now=now)
+        counts["purchase_orders"] = len(order_ids)
+        counts["lines"] = sum(len(o["lines"]) for o in orders)
+        counts["supplier_invoices"] = len(invoices)
+    return GeneratedPurchasing(supplier_ids, order_ids, counts)

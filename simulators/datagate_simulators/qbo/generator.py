@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 __all__ = ["DEFAULT_ACCOUNTS", "DEFAULT_TERMS", "NewCompany", "populate_company"]
 
-#: A new company's chart of accounts; "Services" is the income account items post to.
+#: A new company's chart of accounts; "Services" is the income account items post to. Like
+#: an MSP's books with account numbers on, it also has numbered income and cost accounts:
+#: the HaloPSA generator's nominal codes (4010 …, 5010 …) are the same numbers.
 DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
     {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"},
     {
@@ -42,6 +44,27 @@ DEFAULT_ACCOUNTS: tuple[dict[str, Any], ...] = (
         "AccountType": "Other Current Asset",
         "AccountSubType": "Inventory",
     },
+    {
+        "Name": "Accounts Payable (A/P)",
+        "AccountType": "Accounts Payable",
+        "AccountSubType": "AccountsPayable",
+    },
+    *(
+        {"Name": name, "AcctNum": number, "AccountType": kind}
+        for number, name, kind in (
+            ("4010", "Voice Services", "Income"),
+            ("4020", "Connectivity Services", "Income"),
+            ("4030", "Managed Services", "Income"),
+            ("4100", "Hardware Sales", "Income"),
+            ("4900", "Discounts Given", "Income"),
+            ("5010", "Voice Carrier Costs", "Cost of Goods Sold"),
+            ("5020", "Connectivity Carrier Costs", "Cost of Goods Sold"),
+            ("5030", "Managed Services Costs", "Cost of Goods Sold"),
+            ("5100", "Hardware Purchases", "Cost of Goods Sold"),
+            ("5200", "Subcontracted Labour", "Cost of Goods Sold"),
+            ("5900", "Freight and Delivery", "Expense"),
+        )
+    ),
 )
 
 #: QBO's standard terms; "Net 30" (Id 3) is the company default.

@@ -47,6 +47,9 @@ class QBOSettings:
     shuffle_batch: bool = False
     xml_throttle: bool = False  # 429 bodies in XML, as QBO has been seen to do (§8)
     lowercase_gateway_faults: bool = False  # 401/403/429 as {"fault":{"error":[…]}} (§7.2)
+    # Outside the US QBO computes tax per rate; tax lines sent with an amount override it
+    # (datagate sends its own per-line rounded tax this way). False: sent amounts ignored. [I]
+    honour_sent_tax_lines: bool = True
     requestid_max_length: int = 50
     batch_requestid_max_length: int = 36
     oauth: OAuthSettings = field(default_factory=OAuthSettings)

@@ -38,6 +38,12 @@ from datagate_simulators.halopsa.backend.list_faults import (
     add_records,
     delete_first_records,
 )
+from datagate_simulators.halopsa.backend.purchasing import (
+    GOODS_IN,
+    PO_LINE_QUANTITY,
+    PurchaseOrder,
+    Supplier,
+)
 from datagate_simulators.halopsa.backend.store import Table
 from datagate_simulators.halopsa.conventions import (
     UNSET,
@@ -54,7 +60,7 @@ RESOURCES: dict[str, Resource] = {
     r.name: r
     for r in (
         Client(), Site(), ClientContract(), Item(), AssetGroup(), ItemGroup(), Tax(), FieldInfo(),
-        RecurringInvoice(), Invoice(),
+        RecurringInvoice(), Invoice(), Supplier(), PurchaseOrder(),
     )
 }  # fmt: skip
 
@@ -262,14 +268,13 @@ class HaloPSABackend:
             else:
                 chosen = ids
             rows = [res.render(self, table.get(i), False, query) for i in chosen]  # type: ignore[arg-type]
+            key = None if res.bare_unless_paged and not query.pageinate else res.list_key
             for fault in self.faults.take_malformed(res.name):
                 previous = None
                 if fault.mode == "duplicate_id" and offset > 0 and offset - 1 < len(ids):
                     previous = res.render(self, table.get(ids[offset - 1]), False, query)  # type: ignore[arg-type]
                 rows = fault.apply(rows, previous)
-            result = ListResult(
-                res.name, res.list_key, rows, total, query.pageinate, page_no, page_size
-            )
+            result = ListResult(res.name, key, rows, total, query.pageinate, page_no, page_size)
             if query.pageinate and page_no is not None:
                 for hook in self.faults.take_page_hooks(res.name, page_no):
                     hook.action(self)
@@ -399,6 +404,40 @@ class HaloPSABackend:
                 {**record, "voided": True, "amountdue": 0.0, "last_modified": self._now_text(None)},
             )
             return self.get("Invoice", record["id"])
+
+    def confirm_receipt(self, body: Any, *, now: str | datetime | None = None) -> dict[str, Any]:
+        """``POST /api/PurchaseOrder/confirmreceipt`` (HTS): goods in for a purchase order.
+
+        ``{"id", "lines": [{"id", "quantity_received"}]}``; lines not named are received in
+        full, and ``goodsin_status`` follows (every line received, some, none). [I] for what
+        the real endpoint does beyond its existence.
+        """
+        with self.lock:
+            if not isinstance(body, dict):
+                raise ValidationFailed({"": ["The request body must be a purchase order."]})
+            table = self._tables["PurchaseOrder"]
+            record = table.get(self._id(RESOURCES["PurchaseOrder"], body.get("id")))
+            if record is None:
+                raise NotFound("PurchaseOrder", body.get("id"))
+            sent = {
+                parse_int(line["id"]): line
+                for line in body.get("lines") or []
+                if isinstance(line, dict) and line.get("id") is not None
+            }
+            stamp = self._now_text(now)
+            lines = []
+            for line in record["lines"]:
+                wanted = sent.get(line["id"], {}).get("quantity_received")
+                received = line[PO_LINE_QUANTITY] if wanted is None else float(wanted)
+                lines.append({**line, "quantity_received": received, "date_received": stamp})
+            complete = all(x["quantity_received"] >= x[PO_LINE_QUANTITY] for x in lines)
+            some = any(x["quantity_received"] > 0 for x in lines)
+            status = GOODS_IN["received" if complete else "partial" if some else "none"]
+            self.replace_record(
+                "PurchaseOrder",
+                {**record, "lines": lines, "goodsin_status": status, "last_update_time": stamp},
+            )
+            return self.get("PurchaseOrder", record["id"])
 
     def count(self, resource: str) -> int:
         with self.lock:

@@ -170,6 +170,52 @@ def coerce_fields(
             errors.add(f"{path}.{key}", _KIND_MESSAGES[kind].format(v=value))
 
 
+#: Makes one new or changed child line: (the stored line with the sent line's id, or None
+#: for a new line; the line sent; its sequence number; its error path).
+LineWriter = Callable[[dict[str, Any] | None, Mapping[str, Any], int, str], dict[str, Any]]
+
+
+def write_child_lines(
+    record: Mapping[str, Any],
+    existing: Mapping[str, Any] | None,
+    item: Mapping[str, Any],
+    path: str,
+    errors: Errors,
+    write_line: LineWriter,
+) -> list[dict[str, Any]] | None:
+    """A record's `lines` after an upsert (§2): sent `lines` replace the stored ones (kept as
+    they are when not sent) and `add_lines` are added; a sent line with the id of a stored
+    one updates it. None when either is not an array."""
+    old_lines = {line["id"]: line for line in (existing or {}).get("lines", [])}
+    sources: list[tuple[str, Any]] = []
+    if "lines" in item:
+        if not isinstance(item["lines"], list):
+            errors.add(f"{path}.lines", "The value is not a valid array.")
+            return None
+        sources += [(f"{path}.lines[{i}]", line) for i, line in enumerate(item["lines"])]
+    else:
+        sources += [("", line) for line in record.get("lines", [])]
+    if "add_lines" in item:
+        if not isinstance(item["add_lines"], list):
+            errors.add(f"{path}.add_lines", "The value is not a valid array.")
+            return None
+        sources += [(f"{path}.add_lines[{i}]", line) for i, line in enumerate(item["add_lines"])]
+    lines = []
+    for sequence, (where, line) in enumerate(sources, start=1):
+        if not where:
+            lines.append(line)  # kept as it was
+        elif not isinstance(line, dict):
+            errors.add(where, "The value is not a valid object.")
+        else:
+            try:
+                line_id = parse_int(line.get("id") or 0)
+            except ValueError:
+                errors.add(f"{where}.id", f"The value {line.get('id')!r} is not a valid integer.")
+                line_id = 0
+            lines.append(write_line(old_lines.get(line_id), line, sequence, where))
+    return lines
+
+
 @dataclass
 class ListQuery:
     """The list query string, keys lower-cased (ASP.NET binds them case-insensitively)."""
@@ -284,6 +330,8 @@ class Resource:
     name: ClassVar[str]
     #: Wrapper key of list responses; None = the list is a plain JSON array.
     list_key: ClassVar[str | None] = None
+    #: Without ``pageinate`` the list is a plain JSON array even though it has a key.
+    bare_unless_paged: ClassVar[bool] = False
     #: 1 = ids 1, 2, 3 …; -1 = ids -1, -2, … (recurring invoices). [C] REAL-RI
     id_sign: ClassVar[int] = 1
     #: Scope area for read:/edit: scopes; None = needs "all" or "admin".
@@ -381,6 +429,40 @@ class Resource:
             return
         record["__cf"] = backend.custom_fields.parse_values(
             self.custom_field_usage, values, path, errors
+        )
+
+    def write_line(
+        self,
+        backend: Tenant,
+        header: dict[str, Any],
+        base: dict[str, Any] | None,
+        line: Mapping[str, Any],
+        sequence: int,
+        where: str,
+        errors: Errors,
+    ) -> dict[str, Any]:
+        """One child line of a resource with `lines` (`base`: the stored line it updates)."""
+        raise NotImplementedError
+
+    def write_lines(
+        self,
+        backend: Tenant,
+        record: dict[str, Any],
+        existing: Mapping[str, Any] | None,
+        item: Mapping[str, Any],
+        path: str,
+        errors: Errors,
+    ) -> list[dict[str, Any]] | None:
+        """The record's `lines` after an upsert (`write_child_lines`, through `write_line`)."""
+        return write_child_lines(
+            record,
+            existing,
+            item,
+            path,
+            errors,
+            lambda base, line, sequence, where: self.write_line(
+                backend, record, base, line, sequence, where, errors
+            ),
         )
 
     def after_commit(

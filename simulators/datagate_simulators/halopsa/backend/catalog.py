@@ -98,8 +98,8 @@ class AssetGroup(Resource):
 class Item(Resource):
     """``/api/Item``; list key ``items``. The product group is ``assetgroup_id``. [C] §4.6
 
-    A new item in an asset group takes the group's sales tax, nominal code and recurring
-    default unless it sends its own.
+    A new item in an asset group takes the group's sales tax, nominal codes (sales and
+    purchase) and recurring default unless it sends its own.
     """
 
     name = "Item"
@@ -186,6 +186,8 @@ class Item(Resource):
                 record["taxcode"] = group.get("tax_id", UNSET)
             if "nominalcode" not in item:
                 record["nominalcode"] = group.get("nominalcode", "")
+            if "purchasenominalcode" not in item:
+                record["purchasenominalcode"] = group.get("nominalcodepurchase", "")
             if "isrecurringitem" not in item:
                 record["isrecurringitem"] = bool(group.get("item_recurring_default"))
 

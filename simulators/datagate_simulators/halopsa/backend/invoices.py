@@ -28,7 +28,6 @@ from datagate_simulators.halopsa.conventions import (
     add_days,
     money,
     parse_datetime,
-    parse_int,
     round_money,
 )
 from datagate_simulators.halopsa.errors import ValidationFailed
@@ -144,6 +143,9 @@ HEADER_KINDS: dict[str, str] = {
     "lastcreated": "datetime",
     "nextcreationdate": "datetime",
     "date_created": "datetime",
+    # A supplier invoice is an invoice tied to a purchase order (§A2). [I] for the meaning
+    "purchaseorder_id": "ref",
+    "supplier_id": "ref",
 }
 HEADER_READONLY = frozenset(
     {"total", "tax_total", "revenue", "amountdue", "is_recurring_invoice", "last_modified",
@@ -160,6 +162,8 @@ class _InvoiceBase(Resource):
         "client_id": "Client",
         "sitenumber": "Site",
         "contract_id": "ClientContract",
+        "purchaseorder_id": "PurchaseOrder",
+        "supplier_id": "Supplier",
     }
     required = ("client_id",)
     readonly = HEADER_READONLY
@@ -212,7 +216,7 @@ class _InvoiceBase(Resource):
     def finish(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
         record["last_modified"] = now
         if existing is None or "lines" in item or "add_lines" in item:
-            lines = self._write_lines(backend, record, existing, item, path, errors)
+            lines = self.write_lines(backend, record, existing, item, path, errors)
             if lines is not None:
                 record["lines"] = lines
         self._totals(record)
@@ -221,60 +225,16 @@ class _InvoiceBase(Resource):
     def finish_header(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[no-untyped-def]
         """Invoice / RecurringInvoice specifics."""
 
-    def _write_lines(
-        self,
-        backend: Tenant,
-        record: dict[str, Any],
-        existing: Mapping[str, Any] | None,
-        item: Mapping[str, Any],
-        path: str,
-        errors: Errors,
-    ) -> list[dict[str, Any]] | None:
-        old_lines = {line["id"]: line for line in (existing or {}).get("lines", [])}
-        sources: list[tuple[str, Any]] = []
-        if "lines" in item:
-            if not isinstance(item["lines"], list):
-                errors.add(f"{path}.lines", "The value is not a valid array.")
-                return None
-            sources += [(f"{path}.lines[{i}]", line) for i, line in enumerate(item["lines"])]
-        else:
-            sources += [("", line) for line in record.get("lines", [])]
-        if "add_lines" in item:
-            if not isinstance(item["add_lines"], list):
-                errors.add(f"{path}.add_lines", "The value is not a valid array.")
-                return None
-            sources += [
-                (f"{path}.add_lines[{i}]", line) for i, line in enumerate(item["add_lines"])
-            ]
-        lines = []
-        for sequence, (where, line) in enumerate(sources, start=1):
-            if not where:
-                lines.append(line)  # kept as it was
-                continue
-            if not isinstance(line, dict):
-                errors.add(where, "The value is not a valid object.")
-                continue
-            lines.append(
-                self._write_line(backend, record, old_lines, line, sequence, where, errors)
-            )
-        return lines
-
-    def _write_line(
+    def write_line(
         self,
         backend: Tenant,
         header: dict[str, Any],
-        old_lines: Mapping[int, dict[str, Any]],
+        base: dict[str, Any] | None,
         line: Mapping[str, Any],
         sequence: int,
         where: str,
         errors: Errors,
     ) -> dict[str, Any]:
-        try:
-            line_id = parse_int(line.get("id") or 0)
-        except ValueError:
-            errors.add(f"{where}.id", f"The value {line.get('id')!r} is not a valid integer.")
-            line_id = 0
-        base = old_lines.get(line_id)
         out = (
             dict(base)
             if base is not None
@@ -428,6 +388,8 @@ class Invoice(_InvoiceBase):
     """
 
     name = "Invoice"
+    # A client invoice needs its client, a supplier invoice its supplier (checked below).
+    required = ()
 
     def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
         today = now[:10] + "T00:00:00"
@@ -446,6 +408,10 @@ class Invoice(_InvoiceBase):
         }
 
     def finish_header(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
+        if existing is None and all(
+            record.get(key) in (None, "", UNSET, 0) for key in ("client_id", "supplier_id")
+        ):
+            errors.add(f"{path}.client_id", "The client_id field is required.")
         record.pop(CREDIT_NOTE_FLAG, None)  # a flag to write, never stored
         wants_credit = item.get(CREDIT_NOTE_FLAG) in (True, "true", "True", 1)
         if existing is None and wants_credit:
@@ -493,6 +459,15 @@ class Invoice(_InvoiceBase):
             return False
         statuses = query.get_int_list("paymentstatuses")
         if statuses is not None and record.get("paymentstatus") not in statuses:
+            return False
+        # Supplier invoices (tied to a PO) list only when asked for: the parameters
+        # purchaseorder_id and includepoinvoices exist (§A2); that they are left out
+        # otherwise is [I].
+        po_id = query.get_int("purchaseorder_id")
+        if po_id not in (None, UNSET) and record.get("purchaseorder_id") != po_id:
+            return False
+        supplier_invoice = record.get("purchaseorder_id") not in (None, UNSET, 0)
+        if supplier_invoice and po_id is None and not query.get_bool("includepoinvoices"):
             return False
         recurring_id = query.get_int("recurringinvoice_id")
         if recurring_id is not None and record.get("recurring_invoice_id") != recurring_id:

@@ -69,13 +69,18 @@ class QBOBackend:
         redirect_uris: Iterable[str] = (),
         scopes: Iterable[str] = (ACCOUNTING_SCOPE,),
         country: str = "US",
+        automated_sales_tax: bool = False,
+        multi_currency: bool = False,
+        home_currency: str = "USD",
     ) -> Company:
         """Create a company and connect the OAuth app (``client_id``/``client_secret``) to it.
 
         ``refresh_token`` (generated if None) is the app's first refresh token. The lists
         (``accounts``, ``terms``, ``items``, ``customers``, ``tax_codes``) are filled by
         :func:`~datagate_simulators.qbo.generator.populate_company`, through the same rules as
-        the API.
+        the API. ``country`` other than US makes a company that taxes with real tax codes on
+        every line (§3.6); ``automated_sales_tax`` turns on US AST (``PartnerTaxEnabled``);
+        ``multi_currency`` lets transactions be in other currencies than ``home_currency``.
         """
         realm_id = str(realm_id)
         with self.lock:
@@ -90,6 +95,9 @@ class QBOBackend:
                 custom_txn_numbers=custom_txn_numbers,
                 using_sales_tax=using_sales_tax,
                 country=country,
+                automated_sales_tax=automated_sales_tax,
+                multi_currency=multi_currency,
+                home_currency=home_currency,
             )
             populate_company(
                 company,

@@ -18,7 +18,19 @@ from .. import errors
 from ..clock import format_time
 from ..settings import QBOSettings
 from .base import Entity, blank, words
-from .names import Account, Customer, Item, TaxAgency, TaxCode, TaxRate, Term, create_tax_code
+from .names import (
+    Account,
+    Customer,
+    Employee,
+    Item,
+    TaxAgency,
+    TaxCode,
+    TaxRate,
+    Term,
+    Vendor,
+    create_tax_code,
+)
+from .purchases import Bill, PurchaseOrder
 from .query import evaluate, page, parse_query
 from .transactions import CreditMemo, Invoice, Payment
 
@@ -29,6 +41,8 @@ ENTITIES: dict[str, Entity] = {
     e.name: e
     for e in (
         Customer(),
+        Vendor(),
+        Employee(),
         Item(),
         Account(),
         Term(),
@@ -38,6 +52,8 @@ ENTITIES: dict[str, Entity] = {
         Invoice(),
         CreditMemo(),
         Payment(),
+        PurchaseOrder(),
+        Bill(),
     )
 }
 ENTITIES_BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES.values()}
@@ -46,6 +62,13 @@ ENTITIES_BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES.values()}
 SINGLETONS = ("Preferences", "CompanyInfo")
 
 ZERO = Decimal("0")
+CURRENCY_NAMES = {
+    "USD": "United States Dollar",
+    "CAD": "Canadian Dollar",
+    "GBP": "British Pound Sterling",
+    "AUD": "Australian Dollar",
+    "EUR": "Euro",
+}
 PREFERENCE_SECTIONS = words(
     """AccountingInfoPrefs ProductAndServicesPrefs SalesFormsPrefs EmailMessagesPrefs
     VendorAndPurchasesPrefs TimeTrackingPrefs TaxPrefs CurrencyPrefs ReportPrefs OtherPrefs
@@ -100,6 +123,9 @@ class Company:
         custom_txn_numbers: bool,
         using_sales_tax: bool,
         country: str = "US",
+        automated_sales_tax: bool = False,
+        multi_currency: bool = False,
+        home_currency: str = "USD",
     ) -> None:
         self.realm_id = realm_id
         self.settings = settings
@@ -134,8 +160,20 @@ class Company:
                 "DefaultTerms": {"value": "3"},
                 "AutoApplyCredit": True,
             },
-            "TaxPrefs": {"UsingSalesTax": using_sales_tax, "PartnerTaxEnabled": False},
-            "CurrencyPrefs": {"MultiCurrencyEnabled": False, "HomeCurrency": {"value": "USD"}},
+            "VendorAndPurchasesPrefs": {
+                "TrackingByCustomer": False,
+                "BillableExpenseTracking": False,
+                "POCustomField": [],
+            },
+            # PartnerTaxEnabled: US Automated Sales Tax (docs/qbo-api.md §3.6).
+            "TaxPrefs": {
+                "UsingSalesTax": using_sales_tax,
+                "PartnerTaxEnabled": automated_sales_tax,
+            },
+            "CurrencyPrefs": {
+                "MultiCurrencyEnabled": multi_currency,
+                "HomeCurrency": {"value": home_currency},
+            },
             "OtherPrefs": {"NameValue": []},
             "domain": "QBO",
             "sparse": False,
@@ -185,7 +223,14 @@ class Company:
         return bool(self._preferences["TaxPrefs"].get("UsingSalesTax"))
 
     def home_currency_ref(self) -> dict[str, str]:
-        return {"value": "USD", "name": "United States Dollar"}
+        code = self._preferences["CurrencyPrefs"]["HomeCurrency"]["value"]
+        return {"value": code, "name": CURRENCY_NAMES.get(code, code)}
+
+    def country(self) -> str:
+        return str(self._company_info.get("Country") or "US")
+
+    def multi_currency(self) -> bool:
+        return bool(self._preferences["CurrencyPrefs"].get("MultiCurrencyEnabled"))
 
     def undeposited_funds_ref(self) -> dict[str, str] | None:
         for account in self._live["Account"].values():
@@ -287,6 +332,49 @@ class Company:
                 payment["Line"] = keep
                 payment["UnappliedAmt"] = payment["UnappliedAmt"] + freed
                 self._touch(payment)
+
+    def vendor_open_balance(self, vendor_id: str) -> Decimal:
+        return sum(
+            (
+                b["Balance"]
+                for b in self._live["Bill"].values()
+                if b["VendorRef"]["value"] == vendor_id
+            ),
+            ZERO,
+        )
+
+    def bills_linked_to(self, purchase_order_id: str) -> list[dict[str, str]]:
+        """The PurchaseOrder's ``LinkedTxn``: the live bills that link it, by Id."""
+        bills = sorted(self._live["Bill"].values(), key=lambda b: int(b["Id"]))
+        return [
+            {"TxnId": b["Id"], "TxnType": "Bill"}
+            for b in bills
+            if any(link["TxnId"] == purchase_order_id for link in b.get("LinkedTxn", []))
+        ]
+
+    def refresh_purchase_orders(self, purchase_order_ids: Iterable[str]) -> None:
+        """Re-link purchase orders whose bills changed; one whose every line is billed
+        closes [I] (QBO closes a PO's lines as bills take them)."""
+        for po_id in sorted(set(purchase_order_ids), key=int):
+            po = self.live("PurchaseOrder", po_id)
+            if po is None:
+                continue
+            linked = self.bills_linked_to(po_id)
+            billed_lines = {
+                link["TxnLineId"]
+                for bill in self._live["Bill"].values()
+                for line in bill.get("Line", [])
+                for link in line.get("LinkedTxn", [])
+                if link["TxnId"] == po_id
+            }
+            status = "Closed" if {x["Id"] for x in po["Line"]} <= billed_lines else po["POStatus"]
+            if linked != po.get("LinkedTxn") or status != po["POStatus"]:
+                po["LinkedTxn"] = linked
+                po["POStatus"] = status
+                self._touch(po)
+            vendor = self.live("Vendor", po["VendorRef"]["value"])
+            if vendor is not None:
+                vendor["Balance"] = self.vendor_open_balance(vendor["Id"])
 
     def customer_open_balance(self, customer_id: str) -> Decimal:
         """Open invoices less the customer's unused credit (credit memos' RemainingCredit)."""

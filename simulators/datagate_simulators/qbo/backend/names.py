@@ -1,4 +1,5 @@
-"""Name-list entities: Customer, Item, Account, Term, and the tax lists (docs/qbo-api.md §3.1–3.6).
+"""Name-list entities: Customer, Vendor, Employee, Item, Account, Term, and the tax lists
+(docs/qbo-api.md §3.1–3.6, §B1).
 
 Name lists cannot be deleted, only deactivated (``Active: false``); queries return active
 records unless the WHERE clause constrains ``Active``.
@@ -6,13 +7,29 @@ records unless the WHERE clause constrains ``Active``.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
 from .. import errors
 from .base import Books, Entity, blank, decimal_field, integer_field, words
 
-__all__ = ["Account", "Customer", "Item", "TaxAgency", "TaxCode", "TaxRate", "Term"]
+__all__ = [
+    "Account",
+    "Customer",
+    "Employee",
+    "Item",
+    "TaxAgency",
+    "TaxCode",
+    "TaxRate",
+    "Term",
+    "Vendor",
+]
+
+#: DisplayName is unique across these three lists (6240, docs/qbo-api.md §3.1, §B1).
+NAME_NAMESPACE = ("Customer", "Vendor", "Employee")
+#: The name parts that stand in for a missing DisplayName (§3.1, §B1).
+NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
 
 
 def _active(data: dict[str, Any], entity: str) -> bool:
@@ -52,19 +69,8 @@ class Customer(Entity):
         }
     )
 
-    _NAME_PARTS = ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
-
     def build(self, company, data, existing, include):
-        for part in ("DisplayName", *self._NAME_PARTS):
-            self.no_colon(data.get(part), part)
-        display = data.get("DisplayName")
-        if blank(display):
-            parts = [str(data[p]).strip() for p in self._NAME_PARTS if not blank(data.get(p))]
-            if not parts:
-                raise errors.no_name_provided()
-            display = " ".join(parts)
-        display = str(display).strip()
-        self.unique_name(company, "DisplayName", display, existing, "customer, vendor or employee")
+        display = _display_name(self, company, data, existing)
         record = dict(data)
         record["DisplayName"] = display
         active = _active(data, self.name)
@@ -98,6 +104,82 @@ class Customer(Entity):
         record["Balance"] = balance
         record["BalanceWithJobs"] = balance
         record.setdefault("CurrencyRef", company.home_currency_ref())
+        return record
+
+
+def _display_name(
+    spec: Entity, company: Books, data: dict[str, Any], existing: dict[str, Any] | None
+) -> str:
+    """The DisplayName of a Customer, Vendor or Employee: as sent, else made from the name
+    parts (6080 when there are none); no colon, tab or newline; unique across the three
+    lists, inactive records included (6240)."""
+    for part in ("DisplayName", "PrintOnCheckName", *NAME_PARTS):
+        spec.no_colon(data.get(part), part)
+        if isinstance(data.get(part), str) and re.search(r"[\t\r\n]", data[part]):
+            raise errors.invalid_string(
+                part, f"Invalid String : {part} cannot contain a tab or newline."
+            )
+    display = data.get("DisplayName")
+    if blank(display):
+        parts = [str(data[p]).strip() for p in NAME_PARTS if not blank(data.get(p))]
+        if not parts:
+            raise errors.no_name_provided()
+        display = " ".join(parts)
+    display = str(display).strip()
+    others = [name for name in NAME_NAMESPACE if name != spec.name]
+    spec.unique_name(
+        company, "DisplayName", display, existing, "customer, vendor or employee", others
+    )
+    return display
+
+
+class Vendor(Entity):
+    """A supplier (docs/qbo-api.md §B1); DisplayName shares the Customer/Employee namespace."""
+
+    name = "Vendor"
+    path = "vendor"
+    name_list = True
+    fields = words(
+        """DisplayName Title GivenName MiddleName FamilyName Suffix CompanyName PrintOnCheckName
+        Active TaxIdentifier AcctNum Vendor1099 BillAddr PrimaryPhone AlternatePhone Mobile Fax
+        PrimaryEmailAddr WebAddr TermRef CurrencyRef APAccountRef OtherContactInfo
+        BusinessNumber GSTIN GSTRegistrationType Source"""
+    )
+    read_only = frozenset({"Balance", "V4IDPseudonym"})
+    # Filterable like Customer's name fields [I] (§4 lists no Vendor table).
+    queryable = frozenset(
+        {"displayname", "givenname", "familyname", "companyname", "active", "printoncheckname"}
+    )
+
+    def build(self, company, data, existing, include):
+        record = dict(data, DisplayName=_display_name(self, company, data, existing))
+        record["Active"] = _active(data, self.name)
+        record.setdefault("PrintOnCheckName", record["DisplayName"])
+        for key, target in (("TermRef", "Term"), ("APAccountRef", "Account")):
+            ref = self.reference(company, data, key, target, name_field="Name")
+            if ref:
+                record[key] = ref
+        record.setdefault("Vendor1099", False)
+        record.setdefault("CurrencyRef", company.home_currency_ref())
+        record["Balance"] = company.vendor_open_balance(existing["Id"]) if existing else Decimal(0)
+        return record
+
+
+class Employee(Entity):
+    """Only what the name namespace needs: an employee's DisplayName takes a name too."""
+
+    name = "Employee"
+    path = "employee"
+    name_list = True
+    fields = words(
+        """DisplayName Title GivenName MiddleName FamilyName Suffix PrintOnCheckName Active
+        PrimaryEmailAddr PrimaryPhone EmployeeNumber"""
+    )
+    queryable = frozenset({"displayname", "givenname", "familyname", "active"})
+
+    def build(self, company, data, existing, include):
+        record = dict(data, DisplayName=_display_name(self, company, data, existing))
+        record["Active"] = _active(data, self.name)
         return record
 
 
@@ -246,6 +328,19 @@ class Account(Entity):
             raise errors.invalid_enumeration("AccountType", account_type)
         record = dict(data, Name=name, AccountType=account_type, Active=_active(data, self.name))
         record["Classification"] = ACCOUNT_TYPES[account_type]
+        number = data.get("AcctNum")
+        if not blank(number):
+            number = str(number).strip()
+            # At most 20 characters [I] (a PQB test comment), unique in the chart [I].
+            if len(number) > 20:
+                raise errors.invalid_string_length("AcctNum", 20, len(number))
+            own_id = existing.get("Id") if existing else None
+            for other in company.all_live(self.name):
+                if other.get("Id") != own_id and str(other.get("AcctNum") or "") == number:
+                    raise errors.business_validation(
+                        f"Another account is already using the number {number}.", "AcctNum"
+                    )
+            record["AcctNum"] = number
         parent = self.reference(company, data, "ParentRef", "Account", name_field="Name")
         record["SubAccount"] = parent is not None
         record["FullyQualifiedName"] = name
@@ -342,23 +437,37 @@ class TaxAgency(Entity):
 
 
 def create_tax_code(company: Books, body: dict[str, Any]) -> dict[str, Any]:
-    """``POST /taxservice/taxcode``: a TaxCode with new TaxRates (docs/qbo-api.md §3.6).
+    """``POST /taxservice/taxcode``: a TaxCode with its TaxRates (docs/qbo-api.md §3.6).
 
     Body ``{"TaxCode": name, "TaxRateDetails": [{"TaxRateName", "RateValue", "TaxAgencyId",
-    "TaxApplicableOn"}]}``; answers the same shape plus ``TaxCodeId`` and each ``TaxRateId``.
+    "TaxApplicableOn"} or {"TaxRateId"}]}``: new rates, or existing ones by id (PQB's
+    ``TaxRateDetails`` has ``TaxRateId``). Answers the same shape plus ``TaxCodeId`` and each
+    ``TaxRateId``. Everything is checked before anything is stored; code and rate names are
+    unique [I].
     """
-    code_name = body.get("TaxCode")
+    code_name = body.get("TaxCode") if isinstance(body, dict) else None
     if blank(code_name):
         raise errors.required_param_missing("TaxCode")
     details = body.get("TaxRateDetails")
     if not isinstance(details, list) or not details:
         raise errors.required_param_missing("TaxRateDetails")
     TaxCode().unique_name(company, "Name", str(code_name), None, "tax code")
-    out_details = []
-    rate_refs = []
+    planned: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+    new_names: set[str] = set()
     for detail in details:
         if not isinstance(detail, dict):
             raise errors.unsupported_property("TaxRateDetails", "TaxService")
+        applicable = detail.get("TaxApplicableOn", "Sales")
+        if applicable not in ("Sales", "Purchase"):
+            raise errors.invalid_enumeration("TaxRateDetails.TaxApplicableOn", applicable)
+        if not blank(detail.get("TaxRateId")):
+            rate = company.live("TaxRate", str(detail["TaxRateId"]))
+            if rate is None:
+                raise errors.invalid_reference(
+                    "TaxRateDetails.TaxRateId", "TaxRate", detail["TaxRateId"]
+                )
+            planned.append((rate, {"TaxApplicableOn": applicable}))
+            continue
         rate_name = detail.get("TaxRateName")
         if blank(rate_name):
             raise errors.required_param_missing("TaxRateDetails.TaxRateName")
@@ -371,16 +480,31 @@ def create_tax_code(company: Books, body: dict[str, Any]) -> dict[str, Any]:
         agency_id = str(agency_id)
         if company.live("TaxAgency", agency_id) is None:
             raise errors.invalid_reference("TaxRateDetails.TaxAgencyId", "TaxAgency", agency_id)
-        applicable = detail.get("TaxApplicableOn", "Sales")
-        if applicable not in ("Sales", "Purchase"):
-            raise errors.invalid_enumeration("TaxRateDetails.TaxApplicableOn", applicable)
-        rate = company.insert(
+        TaxRate().unique_name(company, "Name", str(rate_name), None, "tax rate")
+        if str(rate_name).casefold() in new_names:
+            raise errors.duplicate_name("tax rate")
+        new_names.add(str(rate_name).casefold())
+        planned.append(
+            (
+                None,
+                {
+                    "Name": str(rate_name),
+                    "RateValue": rate_value,
+                    "AgencyId": agency_id,
+                    "TaxApplicableOn": applicable,
+                },
+            )
+        )
+    out_details = []
+    rate_refs = []
+    for existing, wanted in planned:
+        rate = existing or company.insert(
             "TaxRate",
             {
-                "Name": str(rate_name),
+                "Name": wanted["Name"],
                 "Active": True,
-                "RateValue": rate_value,
-                "AgencyRef": {"value": agency_id},
+                "RateValue": wanted["RateValue"],
+                "AgencyRef": {"value": wanted["AgencyId"]},
                 "SpecialTaxType": "NONE",
                 "DisplayType": "ReadOnly",
             },
@@ -396,9 +520,9 @@ def create_tax_code(company: Books, body: dict[str, Any]) -> dict[str, Any]:
             {
                 "TaxRateName": rate["Name"],
                 "TaxRateId": rate["Id"],
-                "RateValue": rate_value,
-                "TaxAgencyId": agency_id,
-                "TaxApplicableOn": applicable,
+                "RateValue": rate["RateValue"],
+                "TaxAgencyId": rate["AgencyRef"]["value"],
+                "TaxApplicableOn": wanted["TaxApplicableOn"],
             }
         )
     code = company.insert(

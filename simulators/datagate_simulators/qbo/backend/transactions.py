@@ -214,11 +214,19 @@ class SalesForm(Entity):
             out["ItemAccountRef"] = dict(item_record["IncomeAccountRef"])
         tax_code = ref_value(detail.get("TaxCodeRef"))
         if tax_code is not None:
-            if tax_code not in ("TAX", "NON") and company.live("TaxCode", tax_code) is None:
+            # TAX and NON exist in US companies only; elsewhere a line names a real TaxCode.
+            us_pseudo = tax_code in ("TAX", "NON") and company.country() == "US"
+            if not us_pseudo and company.live("TaxCode", tax_code) is None:
                 raise errors.invalid_reference(
                     "Line.SalesItemLineDetail.TaxCodeRef", "TaxCode", tax_code
                 )
             out["TaxCodeRef"] = {"value": tax_code}
+        elif company.country() != "US" and company.using_sales_tax():
+            # [S] activepieces#8539 (docs/qbo-api.md §3.6), for every company outside the US.
+            raise errors.business_validation(
+                "Make sure all your transactions have a GST/HST rate before you save.",
+                "Line.SalesItemLineDetail.TaxCodeRef",
+            )
         service_date = _optional_date(detail, "ServiceDate", "SalesItemLineDetail")
         if service_date is not None:
             out["ServiceDate"] = service_date
@@ -227,11 +235,14 @@ class SalesForm(Entity):
         return out
 
     def _tax(self, company: Books, detail: Any, lines: list[dict[str, Any]]) -> dict[str, Any]:
-        """TotalTax as sent (honoured, §3.6), else computed from TxnTaxCodeRef's rates [I]."""
+        """US: TotalTax as sent (honoured, §3.6), else computed from TxnTaxCodeRef's rates
+        [I]. Elsewhere: per rate of the lines' tax codes (:meth:`_tax_by_rate`)."""
+        if detail is not None and not isinstance(detail, dict):
+            raise errors.unsupported_property("TxnTaxDetail", self.name)
+        if company.country() != "US":
+            return self._tax_by_rate(company, detail or {}, lines)
         if detail is None:
             return {"TotalTax": ZERO}
-        if not isinstance(detail, dict):
-            raise errors.unsupported_property("TxnTaxDetail", self.name)
         out = dict(detail)
         code = None
         if detail.get("TxnTaxCodeRef") is not None:
@@ -281,6 +292,48 @@ class SalesForm(Entity):
         out["TaxLine"] = tax_lines
         out["TotalTax"] = sum((t["Amount"] for t in tax_lines), ZERO)
         return out
+
+    def _tax_by_rate(
+        self, company: Books, detail: dict[str, Any], lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Outside the US (§3.6): each rate of each line's TaxCode taxes the sum of its
+        lines, rounded to cents once per rate; a sent TotalTax is ignored. A tax line sent
+        with an Amount for one of those rates overrides QBO's figure (when the company's
+        settings honour it) [I]."""
+        net: dict[str, Decimal] = {}
+        for line in lines:
+            if line["DetailType"] != "SalesItemLineDetail":
+                continue
+            code = company.live("TaxCode", ref_value(line["SalesItemLineDetail"].get("TaxCodeRef")))
+            for rate_detail in (code or {}).get("SalesTaxRateList", {}).get("TaxRateDetail", []):
+                rate_id = rate_detail["TaxRateRef"]["value"]
+                net[rate_id] = net.get(rate_id, ZERO) + line["Amount"]
+        sent: dict[str, Decimal] = {}
+        if company.settings.honour_sent_tax_lines:
+            for tax_line in detail.get("TaxLine") or []:
+                rate_ref = ref_value(
+                    ((tax_line or {}).get("TaxLineDetail") or {}).get("TaxRateRef")
+                )
+                if rate_ref in net and tax_line.get("Amount") is not None:
+                    sent[rate_ref] = decimal_field(tax_line["Amount"], "TaxLine.Amount", self.name)
+        tax_lines = []
+        for rate_id in sorted(net, key=int):
+            rate = company.live("TaxRate", rate_id)
+            percent = rate.get("RateValue", ZERO) if rate else ZERO
+            amount = sent.get(rate_id, cents(net[rate_id] * percent / 100))
+            tax_lines.append(
+                {
+                    "Amount": amount,
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": rate_id},
+                        "PercentBased": True,
+                        "TaxPercent": percent,
+                        "NetAmountTaxable": net[rate_id],
+                    },
+                }
+            )
+        return {"TaxLine": tax_lines, "TotalTax": sum((t["Amount"] for t in tax_lines), ZERO)}
 
     def _doc_number(
         self,
