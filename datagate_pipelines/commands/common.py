@@ -18,8 +18,15 @@ import click
 from datagate_pipelines import DatagateError
 
 
+def verbose() -> bool:
+    """Whether `datagate --verbose` was given."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("verbose"))
+
+
 def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """DatagateError → `error: <message>` on stderr and exit status 1, no traceback."""
+    """DatagateError → `error: <message>` on stderr and exit status 1, no traceback; with
+    `--verbose`, the error's `detail()` (a failed run's id and trace) follows."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -27,6 +34,9 @@ def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except DatagateError as exc:
             click.echo(f"error: {exc}", err=True)
+            detail = getattr(exc, "detail", None)
+            if verbose() and callable(detail):
+                click.echo(detail(), err=True)
             sys.exit(1)
 
     return wrapper

@@ -37,3 +37,12 @@ exports = dg.define_asset_job(
     "payments back; safe to repeat.",
     tags={"datagate/kind": "exports"},
 )
+
+SQL_MODELS_JOB = "sql_models"
+
+sql_models = dg.define_asset_job(
+    SQL_MODELS_JOB,
+    selection=dg.AssetSelection.groups("sql"),
+    description="Build the SQL models of dbt_like_sql/ (views over every portal's tables).",
+    tags={"datagate/kind": "sql"},
+)
