@@ -3,11 +3,9 @@
 import dagster as dg
 
 from datagate_pipelines.orchestration.partitions import portal_partitions, portal_period_partitions
+from datagate_pipelines.orchestration.tags import PORTAL_TAG
 
-# Runs of one portal never overlap: the instance limits runs per value of this tag
-# (deploy/dagster*.yaml). Multi-partitioned runs get it from Dagster; portal-only runs
-# get it from whoever launches them.
-PORTAL_TAG = "dagster/partition/portal"
+__all__ = ["PORTAL_TAG", "billing", "exports", "portal_sync", "sql_models"]
 
 portal_sync = dg.define_asset_job(
     "portal_sync",

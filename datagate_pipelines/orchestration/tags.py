@@ -1,0 +1,7 @@
+"""Run tags the launchers set and the commands read (no Dagster import: `portals status`
+reads them without loading Dagster)."""
+
+# Runs of one portal never overlap: the instance limits runs per value of this tag
+# (deploy/dagster*.yaml). Multi-partitioned runs get it from Dagster; portal-only runs
+# get it from whoever launches them.
+PORTAL_TAG = "dagster/partition/portal"
