@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.sections import write_section  # noqa: E402
+
 SECTION_TITLE = "## Command line"
 PORTAL_ID = "bench"
 PERIOD = date(2026, 7, 1)
@@ -275,18 +277,6 @@ def _cells(variant: Variant, name: str, base_wall: float) -> str:
     cpu = statistics.median(variant.cpu[name])
     loads = ", ".join(variant.loaded[name]) or "neither"
     return f" {wall:.3f} s | {cpu:.3f} s | {wall / base_wall:.1f} | {loads} |"
-
-
-def write_section(section: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it); others stay as they are."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION_TITLE + "\n")
-    if start >= 0:
-        following = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if following < 0 else text[following:])
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -15,21 +15,13 @@ from cryptography.fernet import Fernet
 from datagate_pipelines.cli import main
 from datagate_simulators.qbo import FakeClock, QBOBackend, create_app
 from datagate_simulators.server import serve_in_thread
+from tests.exporting.stack import QBO_YAML
 from tests.stacks import PORTAL_YAML, Stack
 
 QBO_REALM = "9130350000000077"
 QBO_CLIENT_ID = "ABacme-qbo-app"
 QBO_CLIENT_SECRET = "acme-qbo-secret-value"
 QBO_FIRST_REFRESH_TOKEN = "AB11acme-first-refresh-token"
-QBO_YAML = """    qbo:
-      realm_id: "{realm}"
-      client_id_env: ACME_QBO_CLIENT_ID
-      client_secret_env: ACME_QBO_CLIENT_SECRET
-      refresh_token_env: ACME_QBO_REFRESH_TOKEN
-      base_url: {base}
-      token_url: {base}/oauth2/v1/tokens/bearer
-      revoke_url: {base}/v2/oauth2/tokens/revoke
-"""
 
 
 @pytest.fixture
@@ -101,4 +93,5 @@ def configure_with_qbo(stack: Stack, qbo_url: str, **portal: Any) -> None:
     text = PORTAL_YAML.format(
         base=stack.base_url, sync="{}", billing_start=portal.get("billing_start", "2026-07")
     )
-    stack.portals_file.write_text(text + QBO_YAML.format(realm=QBO_REALM, base=qbo_url))
+    qbo = QBO_YAML.format(realm=QBO_REALM, qbo=qbo_url, income_accounts="{}")
+    stack.portals_file.write_text(text + qbo)
