@@ -1,10 +1,10 @@
 """What `datagate sync|bill` checks before it launches a run.
 
 A refusal here is one `error:` line and exit 1, with nothing launched and nothing written:
-the portal must be in portals.yaml and valid, its secrets' environment variables set
-(HaloPSA always; QBO when the portal exports to QBO and the command exports), and every
-period between the portal's `billing_start` and the open period (this month, UTC); an
-export only of a period that has ended. The runs check the same rules again (drafts.py,
+the portal must be in portals.yaml and valid, the environment variables of the secrets
+the run will use set (HaloPSA's always; QBO's for a billing run of a portal with a qbo
+section), and every period between the portal's `billing_start` and the open period (this
+month, UTC); an export only of a period that has ended. The runs check the same rules again (drafts.py,
 finalize.py): whatever launches them, the rules hold.
 """
 
@@ -23,14 +23,25 @@ class RunRefusedError(DatagateError):
     """The command will not launch this run: it would fail, or do what was not meant."""
 
 
-def check_secrets(portal: Portal, *, exports: bool = False) -> None:
-    """The portal's secrets are set: HaloPSA's, and QBO's when it has a qbo section and the
-    command `exports`."""
+def check_sync_secrets(portal: Portal) -> None:
+    """A sync needs the portal's HaloPSA credentials."""
     portal.halopsa_credentials()
-    if exports and portal.settings.qbo is not None:
-        from datagate_pipelines.qbo.token_store import check_qbo_secrets
 
+
+def check_billing_secrets(portal: Portal, *, export: bool) -> None:
+    """What a billing run needs. Its export steps run on every billing run, drafts-only
+    ones too, and build their clients first: HaloPSA's credentials always, and for a
+    portal with a qbo section the QBO app's id and secret. An export also calls QBO:
+    it needs DATAGATE_TOKEN_KEY and a refresh token as well."""
+    portal.halopsa_credentials()
+    if portal.settings.qbo is None:
+        return
+    from datagate_pipelines.qbo.token_store import app_credentials, check_qbo_secrets
+
+    if export:
         check_qbo_secrets(portal, engine)
+    else:
+        app_credentials(portal)
 
 
 def check_periods(

@@ -16,7 +16,11 @@ from datagate_pipelines.commands.common import (
     expected_errors,
     portal_option,
 )
-from datagate_pipelines.commands.preflight import check_periods, check_secrets
+from datagate_pipelines.commands.preflight import (
+    check_billing_secrets,
+    check_periods,
+    check_sync_secrets,
+)
 from datagate_pipelines.config import load_portals
 from datagate_pipelines.orchestration.instance import instance
 from datagate_pipelines.warehouse.force_sync import file_request
@@ -27,7 +31,7 @@ from datagate_pipelines.warehouse.force_sync import file_request
 @expected_errors
 def sync(portal_id: str) -> None:
     """HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run)."""
-    check_secrets(load_portals().get(portal_id))
+    check_sync_secrets(load_portals().get(portal_id))
     from datagate_pipelines.orchestration.launch import run_sync  # Dagster, once it is needed
 
     click.echo(f"syncing portal {portal_id} …")
@@ -64,7 +68,7 @@ def bill(
     portal = load_portals().get(portal_id)
     periods = [period] if period else periods_between(first, last)  # type: ignore[arg-type]
     check_periods(portal.settings, periods, export=export)
-    check_secrets(portal, exports=export)
+    check_billing_secrets(portal, export=export)
     from datagate_pipelines.orchestration.launch import run_billing  # Dagster, once it is needed
 
     dagster = instance()

@@ -12,7 +12,10 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
+from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.periods import add_months, period_label
+from datagate_pipelines.commands.preflight import check_billing_secrets
+from datagate_pipelines.config import load_portals
 from datagate_pipelines.warehouse.models import metadata
 from tests.commands.conftest import configure_with_qbo
 
@@ -107,38 +110,67 @@ def test_an_unset_halopsa_secret_is_refused_naming_the_portal_once(
     )
 
 
+QBO_SECRETS = ("ACME_QBO_CLIENT_ID", "ACME_QBO_CLIENT_SECRET", "ACME_QBO_REFRESH_TOKEN")
+
+
 @pytest.mark.parametrize(
-    ("unset", "message"),
+    ("unset", "export", "message"),
     [
         (
             "ACME_QBO_CLIENT_SECRET",
+            True,
             "portal acme: qbo.client_secret_env: environment variable ACME_QBO_CLIENT_SECRET "
             "is not set",
         ),
-        ("DATAGATE_TOKEN_KEY", "DATAGATE_TOKEN_KEY is not set: QBO tokens are stored encrypted"),
+        (  # the billing job's QBO steps build their client on a drafts-only run too
+            "ACME_QBO_CLIENT_SECRET",
+            False,
+            "portal acme: qbo.client_secret_env: environment variable ACME_QBO_CLIENT_SECRET "
+            "is not set",
+        ),
+        (
+            "DATAGATE_TOKEN_KEY",
+            True,
+            "DATAGATE_TOKEN_KEY is not set: QBO tokens are stored encrypted",
+        ),
         (
             "ACME_QBO_REFRESH_TOKEN",
+            True,
             "portal acme: qbo.refresh_token_env: environment variable ACME_QBO_REFRESH_TOKEN is "
             "not set and no QBO token is stored: connect the portal "
             "(`datagate qbo connect --portal acme`)",
         ),
     ],
 )
-def test_an_export_needs_the_qbo_secrets(
-    datagate, halo_stack, engine, tmp_path, monkeypatch, unset, message
+def test_billing_a_qbo_portal_needs_the_qbo_secrets(
+    datagate, halo_stack, engine, tmp_path, monkeypatch, unset, export, message
 ):
     configure_with_qbo(halo_stack, "http://127.0.0.1:9")  # refused before any call to it
-    monkeypatch.setenv("ACME_QBO_CLIENT_ID", "app")
-    monkeypatch.setenv("ACME_QBO_CLIENT_SECRET", "secret")
-    monkeypatch.setenv("ACME_QBO_REFRESH_TOKEN", "refresh")
+    for name in QBO_SECRETS:
+        monkeypatch.setenv(name, "value")
     monkeypatch.setenv("DATAGATE_TOKEN_KEY", Fernet.generate_key().decode())
     monkeypatch.delenv(unset)
-    result = datagate("bill", "--portal", "acme", "--period", "2026-07", "--export")
+    result = datagate(
+        "bill", "--portal", "acme", "--period", "2026-07", *(["--export"] if export else [])
+    )
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
     assert runs_in(tmp_path / "dagster_home") == []
     assert rows_in(engine) == {}
+
+
+@pytest.mark.parametrize("unset", ["DATAGATE_TOKEN_KEY", "ACME_QBO_REFRESH_TOKEN"])
+def test_drafts_do_not_need_what_only_a_qbo_call_needs(halo_stack, monkeypatch, unset):
+    configure_with_qbo(halo_stack, "http://127.0.0.1:9")
+    for name in QBO_SECRETS:
+        monkeypatch.setenv(name, "value")
+    monkeypatch.setenv("DATAGATE_TOKEN_KEY", Fernet.generate_key().decode())
+    monkeypatch.delenv(unset)
+    portal = load_portals().get("acme")
+    check_billing_secrets(portal, export=False)  # not refused
+    with pytest.raises(DatagateError, match=unset):
+        check_billing_secrets(portal, export=True)
 
 
 def test_a_run_failing_inside_dagster_prints_its_root_cause_on_one_line(
