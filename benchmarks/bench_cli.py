@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.sections import write_section  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
 
 SECTION_TITLE = "## Command line"
 PORTAL_ID = "bench"
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     results["markdown"] = markdown(results, command, args)
     print(results["markdown"])
     if args.write:
-        write_section(results["markdown"])
+        write_section(SECTION_TITLE, results["markdown"])
     return results
 
 

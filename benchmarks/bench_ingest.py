@@ -55,8 +55,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import sections  # noqa: E402
-
 SECTION_TITLE = "## HaloPSA ingest"
 PORTAL_ID = "bench"
 TENANT = "bench"
@@ -921,7 +919,14 @@ def markdown(results: dict[str, Any]) -> str:
 
 def write_section(section: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace this benchmark's section of BENCHMARKS.md (or append it); others stay as they are."""
-    sections.write_section(section, path)
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    start = text.find(SECTION_TITLE + "\n")
+    if start >= 0:
+        following = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if following < 0 else text[following:])
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
 
 
 def _command(argv: list[str]) -> str:
