@@ -11,9 +11,9 @@ error, so a caller can classify a failure by its step and error class.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from datagate_pipelines import DatagateError
 
@@ -37,6 +37,8 @@ class StepError:
     error_class: str  # the exception's class name, e.g. "BillingOrderError", "Failure"
     message: str  # what an operator reads; one or more lines
     trace: str  # the whole chain with stacks, as Dagster recorded it
+    # A dg.Failure's metadata, as plain values: what the step says about its failure
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def line(self) -> str:
@@ -100,20 +102,26 @@ def step_errors(events: Iterable[dg.DagsterEvent]) -> list[StepError]:
     steps, run_error = [], None
     for event in events:
         if event.is_step_failure:
-            data = event.step_failure_data
-            description = data.user_failure_data.description if data.user_failure_data else None
-            if data.error is not None:
-                found = root_error(data.error, event.step_key)
-                if description and found.error_class == FAILURE_CLASS:
-                    found = StepError(event.step_key, FAILURE_CLASS, description, found.trace)
-                steps.append(found)
-            elif description:
-                steps.append(StepError(event.step_key, FAILURE_CLASS, description, description))
+            steps.append(_step_error(event))
         elif event.is_run_failure:
             error = getattr(event.event_specific_data, "error", None)
             if error is not None:
                 run_error = root_error(error)
     return steps or ([run_error] if run_error else [])
+
+
+def _step_error(event: dg.DagsterEvent) -> StepError:
+    data = event.step_failure_data
+    failure = data.user_failure_data  # set by a dg.Failure
+    description = failure.description if failure else None
+    metadata = {k: getattr(v, "value", v) for k, v in (failure.metadata if failure else {}).items()}
+    if data.error is None:
+        message = description or "failed (no error recorded)"
+        return StepError(event.step_key, FAILURE_CLASS, message, message, metadata)
+    found = root_error(data.error, event.step_key)
+    own_words = description if found.error_class == FAILURE_CLASS else None
+    message = own_words or found.message
+    return StepError(event.step_key, found.error_class, message, found.trace, metadata)
 
 
 def _chain(error: SerializableErrorInfo) -> Iterable[SerializableErrorInfo]:

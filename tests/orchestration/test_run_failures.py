@@ -25,7 +25,10 @@ def failure_with_description() -> None:
     try:
         raise ConnectionError("refused")
     except ConnectionError as exc:
-        raise dg.Failure(description="halopsa portal acme: POST /auth/token failed") from exc
+        raise dg.Failure(
+            description="halopsa portal acme: POST /auth/token failed",
+            metadata={"datagate/failed_exports": 3},
+        ) from exc
 
 
 @dg.asset
@@ -58,10 +61,12 @@ def test_the_projects_own_message_not_dagsters_wrapper():
     assert "DagsterExecutionStepExecutionError" in step.trace and "Stack Trace:" in step.trace
 
 
-def test_a_failure_is_its_description_even_with_a_cause():
+def test_a_failure_is_its_description_even_with_a_cause_and_keeps_its_metadata():
     error = failed_steps(failure_with_description)
     assert str(error) == "halopsa portal acme: POST /auth/token failed"
-    assert error.root_cause is not None and error.root_cause.error_class == "Failure"
+    step = error.root_cause
+    assert step is not None and step.error_class == "Failure"
+    assert step.metadata == {"datagate/failed_exports": 3}  # for whoever classifies runs
 
 
 def test_a_bug_keeps_its_class_and_every_failed_step_is_kept():
