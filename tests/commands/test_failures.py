@@ -203,6 +203,7 @@ def test_a_run_failing_inside_dagster_prints_its_root_cause_on_one_line(
         assert "not-the-secret" not in output
 
 
+@pytest.mark.slow  # a whole sync
 def test_a_run_shows_the_assets_own_lines_not_dagsters_events(datagate, halo_stack):
     result = datagate("sync", "--portal", "acme")
     assert result.exit_code == 0, result.output

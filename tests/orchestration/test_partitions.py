@@ -75,6 +75,7 @@ print(json.dumps({"first": periods.get_first_partition_key(), "keys": len(period
 """
 
 
+@pytest.mark.slow  # loads the code location in a process of its own
 def test_the_code_location_starts_its_periods_there(tmp_path):
     path = tmp_path / "portals.yaml"
     path.write_text(TWO_PORTALS)
