@@ -262,6 +262,10 @@ def markdown(results: dict, command: str, args: argparse.Namespace) -> str:
         lines.append(f"| `{name}` |{row}")
     lines += [
         "",
+        "`wall`: from starting the process to its end, waiting for a CPU included (on a shared "
+        "machine whose load is above its CPU count, most of the difference to `CPU`); `CPU`: "
+        "the process's user + system time, what the command itself costs. `wall ÷ baseline`: "
+        f"against `{BASELINE}` in the same rounds. "
         "`loads`: Dagster or pandas imported by the command (from `-X importtime`). The "
         "read-only commands import neither; the subcommands' modules are imported only when "
         "they run (cli.py), `portals status` reads the last runs from the local instance's "
