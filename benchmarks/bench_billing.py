@@ -392,7 +392,7 @@ def boundary_costs(frames: dict[str, pd.DataFrame], result) -> dict[str, float]:
     caches filled by the run, so these are lower bounds)."""
     from datagate_pipelines.billing.ids import find_ids, strictly_ascending
     from datagate_pipelines.billing.money import decimals_to_scaled, scaled_columns_to_decimals
-    from datagate_pipelines.billing.periods import parse_dates
+    from datagate_pipelines.billing.month_columns import parse_dates
 
     products, ledger, usage = frames["products"], frames["ledger"], frames["usage"]
     out = {}

@@ -328,11 +328,9 @@ def load_portals(path: str | os.PathLike[str] | None = None) -> PortalRegistry:
 def parse_portals(text: str, path: Path | str = DEFAULT_PORTALS_FILE) -> PortalRegistry:
     registry = PortalRegistry(path=Path(path))
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PortalConfigError(None, "file", f"{path} is not valid YAML{where}") from None
+        raise PortalConfigError(None, "file", _yaml_problem(path, exc)) from None
     if not isinstance(document, dict) or not isinstance(document.get("portals"), list):
         raise PortalConfigError(None, "portals", f"{path} must contain a 'portals:' list")
     unknown = sorted(set(document) - {"portals"})
@@ -355,6 +353,37 @@ def parse_portals(text: str, path: Path | str = DEFAULT_PORTALS_FILE) -> PortalR
             continue
         registry.portals[settings.id] = Portal(settings)
     return registry
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key repeated in one mapping (PyYAML keeps the last
+    one silently: a second `billing_start:` would quietly win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if isinstance(key, str | int | float | bool | date) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"the key {key!r} is repeated",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(path: Path | str, exc: yaml.YAMLError) -> str:
+    """`<path> is not valid YAML at line L, column C: <the parser's reason> (<context> at …)`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    within = ""
+    if context and context_mark and context_mark is not mark:
+        within = f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    return f"{path} is not valid YAML{where}: {problem}{within}"
 
 
 def _portal_errors(label: str, exc: ValidationError) -> list[PortalConfigError]:

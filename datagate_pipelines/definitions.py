@@ -5,8 +5,9 @@ import dagster as dg
 from datagate_pipelines.assets import billing, catalog, exports, halopsa, purchasing, sql
 from datagate_pipelines.orchestration.jobs import billing as billing_job
 from datagate_pipelines.orchestration.jobs import exports as exports_job
-from datagate_pipelines.orchestration.jobs import portal_sync
+from datagate_pipelines.orchestration.jobs import portal_sync, sql_models
 from datagate_pipelines.orchestration.schedules import nightly_billing, nightly_sync
+from datagate_pipelines.orchestration.terminal import terminal_logger
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
@@ -23,7 +24,7 @@ defs = dg.Definitions(
         billing.product_templates,
         billing.usage_charges,
     ],
-    jobs=[portal_sync, billing_job, exports_job],
+    jobs=[portal_sync, billing_job, exports_job, sql_models],
     schedules=[nightly_sync, nightly_billing],
     sensors=[portal_registry, force_sync],
     resources={
@@ -32,6 +33,9 @@ defs = dg.Definitions(
         "halopsa": HaloPSAResource(),
         "qbo": QBOResource(),
     },
+    # Runs without logger config (daemon, UI) use Dagster's console logger; runs the CLI
+    # starts pick "terminal" (the assets' own lines) or "console" (--verbose).
+    loggers={"console": dg.colored_console_logger, "terminal": terminal_logger},
     # Steps of one portal run one after another and mostly wait on HTTP or the database;
     # one process per run avoids paying Python start-up for every step.
     executor=dg.in_process_executor,

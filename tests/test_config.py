@@ -125,3 +125,40 @@ def test_doc_numbers_longer_than_qbo_allows_are_rejected():
     assert registry.ids == []
     assert [e.field for e in registry.errors] == ["invoicing"]
     assert "21-character DocNumber" in registry.errors[0].reason
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # a key indented one space too few
+            "portals:\n  - id: acme\n    name: Acme\n   billing_start: 2026-07\n",
+            "line 4, column 4: expected <block end>, but found '<block mapping start>' "
+            "(while parsing a block collection at line 2, column 3)",
+        ),
+        (  # an unquoted value with ': ' in it
+            "portals:\n  - id: acme\n    name: Acme: Telecom\n",
+            "line 3, column 15: mapping values are not allowed here",
+        ),
+        (
+            "portals:\n  - id: 'acme\n    name: x\n",
+            "line 4, column 1: found unexpected end of stream "
+            "(while scanning a quoted scalar at line 2, column 9)",
+        ),
+        (
+            "portals:\n\t- id: acme\n",
+            "line 2, column 1: found character '\\t' that cannot start any token",
+        ),
+        (  # YAML would keep the last value silently
+            "portals:\n  - id: acme\n    billing_start: 2026-07\n    billing_start: 2026-01\n",
+            "line 4, column 5: the key 'billing_start' is repeated "
+            "(while reading a mapping at line 2, column 5)",
+        ),
+    ],
+    ids=["indentation", "colon", "unclosed quote", "tab", "repeated key"],
+)
+def test_a_yaml_error_names_its_line_column_and_reason(tmp_path, text, expected):
+    path = tmp_path / "portals.yaml"
+    path.write_text(text)
+    with pytest.raises(PortalConfigError) as info:
+        load_portals(path)
+    assert str(info.value) == f"file: {path} is not valid YAML at {expected}"

@@ -35,8 +35,8 @@ from datagate_pipelines.exporting.qbo_references import (
 )
 from datagate_pipelines.exporting.verify import Verification, verify_halopsa, verify_qbo
 from datagate_pipelines.halopsa.client import HaloPSAClient
-from datagate_pipelines.orchestration.jobs import FAILED_EXPORTS
 from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
+from datagate_pipelines.orchestration.tags import FAILED_EXPORTS
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource

@@ -47,7 +47,8 @@ def _skips(context: dg.AssetExecutionContext, portal: Portal, *, qbo: bool) -> b
         if section is None and (qbo or name == "purchasing")
     ]
     if missing:
-        context.log.info(
+        # Purchasing is optional: a portal without it need not hear about it every night.
+        context.log.debug(
             f"portal {portal.id} has no {' or '.join(missing)} section in portals.yaml: "
             "purchasing is off, skipped"
         )

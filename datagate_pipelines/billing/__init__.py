@@ -13,6 +13,9 @@ docs/billing.md is the specification. Entry points:
 - `build_agreements(products, contracts, use_default_agreement)` (agreements.py).
 - Money helpers live in `datagate_pipelines.billing.money` (the one rounding rule).
 
+The names below are loaded when first used (PEP 562), so importing a light module of this
+package (periods.py: month arithmetic and labels) does not load numpy and pandas.
+
 Where docs/billing.md is silent, the choices made (each module says more):
 
 - Quantity 0: a 0.00 line and a ledger pair (so a later change applies from the next
@@ -37,41 +40,87 @@ Where docs/billing.md is silent, the choices made (each module says more):
 - Finalization: "final" covers final, exported, paid and partly_paid.
 """
 
-from datagate_pipelines.billing.agreements import (
-    agreement_key,
-    agreement_sort_key,
-    build_agreements,
-    export_contracts,
-)
-from datagate_pipelines.billing.codes import normalize_tax_code, normalize_zip
-from datagate_pipelines.billing.engine import (
-    INVOICE_COLUMNS,
-    LEDGER_COLUMNS,
-    LINE_COLUMNS,
-    MINOR_UNIT_COLUMNS,
-    REJECT_COLUMNS,
-    SITE_SUBTOTAL_COLUMNS,
-    BillingResult,
-    bill_period,
-    result_columns,
-)
-from datagate_pipelines.billing.errors import BillingError, BillingInputError, InvoiceNumberError
-from datagate_pipelines.billing.finalization import (
-    FINAL_STATUSES,
-    blocked_agreements,
-    can_finalize,
-    finalization_blockers,
-)
-from datagate_pipelines.billing.numbering import NumberAssignments, assign_numbers, doc_number
-from datagate_pipelines.billing.periods import (
-    due_date,
-    first_service_month,
-    invoice_date,
-    period_label,
-    target_month,
-)
-from datagate_pipelines.billing.settings import BillingSettings
-from datagate_pipelines.billing.tax import NONTAXABLE
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datagate_pipelines.billing.agreements import (
+        agreement_key,
+        agreement_sort_key,
+        build_agreements,
+        export_contracts,
+    )
+    from datagate_pipelines.billing.codes import normalize_tax_code, normalize_zip
+    from datagate_pipelines.billing.engine import (
+        INVOICE_COLUMNS,
+        LEDGER_COLUMNS,
+        LINE_COLUMNS,
+        MINOR_UNIT_COLUMNS,
+        REJECT_COLUMNS,
+        SITE_SUBTOTAL_COLUMNS,
+        BillingResult,
+        bill_period,
+        result_columns,
+    )
+    from datagate_pipelines.billing.errors import (
+        BillingError,
+        BillingInputError,
+        InvoiceNumberError,
+    )
+    from datagate_pipelines.billing.finalization import (
+        FINAL_STATUSES,
+        blocked_agreements,
+        can_finalize,
+        finalization_blockers,
+    )
+    from datagate_pipelines.billing.numbering import NumberAssignments, assign_numbers, doc_number
+    from datagate_pipelines.billing.periods import (
+        due_date,
+        first_service_month,
+        invoice_date,
+        period_label,
+        target_month,
+    )
+    from datagate_pipelines.billing.settings import BillingSettings
+    from datagate_pipelines.billing.tax import NONTAXABLE
+
+# name → the module of this package that defines it
+_EXPORTS = {
+    "agreement_key": "agreements",
+    "agreement_sort_key": "agreements",
+    "build_agreements": "agreements",
+    "export_contracts": "agreements",
+    "normalize_tax_code": "codes",
+    "normalize_zip": "codes",
+    "BillingResult": "engine",
+    "INVOICE_COLUMNS": "engine",
+    "LEDGER_COLUMNS": "engine",
+    "LINE_COLUMNS": "engine",
+    "MINOR_UNIT_COLUMNS": "engine",
+    "REJECT_COLUMNS": "engine",
+    "SITE_SUBTOTAL_COLUMNS": "engine",
+    "bill_period": "engine",
+    "result_columns": "engine",
+    "BillingError": "errors",
+    "BillingInputError": "errors",
+    "InvoiceNumberError": "errors",
+    "FINAL_STATUSES": "finalization",
+    "blocked_agreements": "finalization",
+    "can_finalize": "finalization",
+    "finalization_blockers": "finalization",
+    "NumberAssignments": "numbering",
+    "assign_numbers": "numbering",
+    "doc_number": "numbering",
+    "due_date": "periods",
+    "first_service_month": "periods",
+    "invoice_date": "periods",
+    "period_label": "periods",
+    "target_month": "periods",
+    "BillingSettings": "settings",
+    "NONTAXABLE": "tax",
+}
 
 __all__ = [
     "FINAL_STATUSES",
@@ -107,3 +156,16 @@ __all__ = [
     "result_columns",
     "target_month",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -37,14 +37,8 @@ from datagate_pipelines.billing.lines import (
     LineSources,
 )
 from datagate_pipelines.billing.money import scaled_columns_to_decimals, sum_segments
-from datagate_pipelines.billing.periods import (
-    check_period,
-    due_date,
-    invoice_date,
-    month_categorical,
-    month_dates,
-    period_label,
-)
+from datagate_pipelines.billing.month_columns import month_categorical, month_dates
+from datagate_pipelines.billing.periods import check_period, due_date, invoice_date, period_label
 from datagate_pipelines.billing.recurring import QUANTITY_PLACES, recurring_lines
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import Coded, LineTaxes, TaxCodes, build_rate_table, tax_lines

@@ -50,14 +50,8 @@ from datagate_pipelines.billing.inputs import (
 from datagate_pipelines.billing.ledger import unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects, SourceTable
 from datagate_pipelines.billing.money import mul_div_round_half_away
-from datagate_pipelines.billing.periods import (
-    DateColumn,
-    days_in_month_array,
-    first_service_month,
-    month_index,
-    parse_dates,
-    target_month,
-)
+from datagate_pipelines.billing.month_columns import DateColumn, days_in_month_array, parse_dates
+from datagate_pipelines.billing.periods import first_service_month, month_index, target_month
 
 QUANTITY_PLACES = 4  # quantities and unit prices carry up to 4 decimals (docs/billing.md)
 MONTHLY = "monthly"

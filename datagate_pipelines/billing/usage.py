@@ -32,7 +32,8 @@ from datagate_pipelines.billing.inputs import (
 )
 from datagate_pipelines.billing.lines import USAGE, LineBlock, Rejects, SourceTable
 from datagate_pipelines.billing.money import CENT_PLACES
-from datagate_pipelines.billing.periods import month_index, parse_dates, period_label
+from datagate_pipelines.billing.month_columns import parse_dates
+from datagate_pipelines.billing.periods import month_index, period_label
 
 
 def usage_lines(

@@ -27,8 +27,15 @@ EXIT_FAILED_EXPORTS = 3
 MAX_LISTED = 20
 
 
+def verbose() -> bool:
+    """Whether `datagate --verbose` was given."""
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("verbose"))
+
+
 def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """DatagateError → `error: <message>` on stderr and exit status 1, no traceback."""
+    """DatagateError → `error: <message>` on stderr and exit status 1, no traceback; with
+    `--verbose`, the error's `detail()` (a failed run's id and trace) follows."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,6 +43,9 @@ def expected_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except DatagateError as exc:
             click.echo(f"error: {exc}", err=True)
+            detail = getattr(exc, "detail", None)
+            if verbose() and callable(detail):
+                click.echo(detail(), err=True)
             sys.exit(EXIT_ERROR)
 
     return wrapper

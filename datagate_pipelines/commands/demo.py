@@ -16,6 +16,7 @@ from datagate_pipelines.demo.pipeline import (
     demo_secrets,
     last_closed_period,
     run_demo_pipeline,
+    try_commands,
     write_configuration,
 )
 from datagate_pipelines.demo.processes import (
@@ -51,7 +52,7 @@ def _start(customers: int) -> tuple[dict[str, str], list[subprocess.Popen]]:
     credentials = demo_secrets()
     halo, qbo = start_simulators(folder, credentials, customers=customers)
     environment = write_configuration(
-        folder, halo.base_url, qbo.base_url, last_closed_period(), credentials
+        folder, halo.base_url, qbo.base_url, last_closed_period(), credentials, dagster_home()
     )
     os.environ.update(environment)
     click.echo(f"HaloPSA simulator:  {halo.base_url}  (log {folder / 'halopsa-simulator.log'})")
@@ -107,9 +108,9 @@ def demo(host: str, port: int, customers: int, no_ui: bool) -> None:
             click.echo(f"  export failed: {line}")
         if len(summary.failed_exports) > MAX_LISTED:
             click.echo(f"  and {len(summary.failed_exports) - MAX_LISTED} more")
-        click.echo(
-            f"\nTry: source {demo_folder() / 'env'} && datagate invoices --portal demo --period {last_closed_period():%Y-%m}"
-        )
+        click.echo("\nTry, in another shell (the env file sets it up for this demo):")
+        for command in try_commands(demo_folder() / "env", last_closed_period()):
+            click.echo(f"  {command}")
         if no_ui and summary.failed_exports:
             sys.exit(EXIT_FAILED_EXPORTS)
         if not no_ui:

@@ -11,9 +11,7 @@ from datagate_pipelines import DatagateError
 from datagate_pipelines.commands.common import engine, expected_errors, portal_option, print_json
 from datagate_pipelines.config import Portal, load_portals
 from datagate_pipelines.exporting.status import failed_purchasing, open_exports
-from datagate_pipelines.orchestration.instance import instance
-from datagate_pipelines.orchestration.jobs import PORTAL_TAG
-from datagate_pipelines.sync.access import check_halopsa_access
+from datagate_pipelines.orchestration.run_history import last_runs
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
 from datagate_pipelines.warehouse.models import portals as portals_table
@@ -24,21 +22,56 @@ def portals() -> None:
     """Portal configuration, account access and health."""
 
 
-def check_portal(portal: Portal) -> list[str]:
-    """Check one portal's account access, printing what was found; the problems."""
-    report = check_halopsa_access(portal, engine())
-    for note in report.notes:
-        click.echo(f"     {note}")
-    return report.problems
+def check_portal(portal: Portal) -> bool:
+    """Check each target of one portal (HaloPSA; QBO when it has a qbo section), one line
+    per target after the portal's; whether every target passed."""
+    results = [("HaloPSA", _check_halopsa(portal))]
+    if portal.settings.qbo is not None:
+        results.append(("QBO", _check_qbo(portal)))
+    ok = all(problems == [] for _target, (problems, _notes) in results)
+    click.echo(f"{'ok  ' if ok else 'FAIL'} portal {portal.id}")
+    for target, (problems, notes) in results:
+        lines = [*(f"FAIL {_without_portal(p, portal.id)}" for p in problems), *notes]
+        for line in lines or ["ok"]:
+            click.echo(f"     {target}: {line}")
+    return ok
+
+
+def _check_halopsa(portal: Portal) -> tuple[list[str], list[str]]:
+    """(problems, notes): token, first page of clients, the "Datagate" client field."""
+    from datagate_pipelines.sync.access import check_halopsa_access
+
+    try:
+        report = check_halopsa_access(portal, engine())
+    except DatagateError as exc:
+        return [str(exc)], []
+    return report.problems, [n.removeprefix("HaloPSA: ") for n in report.notes]
+
+
+def _check_qbo(portal: Portal) -> tuple[list[str], list[str]]:
+    """(problems, notes): a token refresh through the rotating store, a CompanyInfo read."""
+    from datagate_pipelines.qbo.access import check_qbo_access
+
+    try:
+        access = check_qbo_access(portal, engine())
+    except DatagateError as exc:
+        return [str(exc)], []
+    return [], [access.describe()]
+
+
+def _without_portal(message: str, portal_id: str) -> str:
+    """The portal's line already names it: drop a message's leading `portal X: `."""
+    return message.removeprefix(f"portal {portal_id}: ")
 
 
 @portals.command("check")
 @portal_option(required=False)
 @expected_errors
 def check(portal_id: str | None) -> None:
-    """Validate portals.yaml, test HaloPSA account access and ensure the "Datagate" client field.
+    """Validate portals.yaml, test HaloPSA (and QBO) access and ensure the "Datagate" client field.
 
-    Every portal is checked even when one fails; the exit status is 1 if any failed.
+    Each target of each portal is checked and reported on its own line, even when one
+    fails; the exit status is 1 if any failed.
     """
     registry = load_portals()
     failed = False
@@ -50,16 +83,8 @@ def check(portal_id: str | None) -> None:
     if portal_id and not selected and not failed:
         raise DatagateError(f"portal {portal_id}: not in {registry.path}")
     for pid in selected:
-        try:
-            problems = check_portal(registry.get(pid))
-        except DatagateError as exc:
-            problems = [str(exc)]
-        if problems:
+        if not check_portal(registry.get(pid)):
             failed = True
-            for problem in problems:
-                click.echo(f"FAIL portal {pid}: {problem}")
-        else:
-            click.echo(f"ok   portal {pid}")
     if failed:
         raise SystemExit(1)
 
@@ -71,10 +96,7 @@ def status(as_json: bool) -> None:
     """Each portal: last successful sync, last run and its state, pending force syncs, held
     invoices, failed exports (and how long the oldest has been failing) and final invoices
     not yet exported."""
-    import dagster as dg
-
     registry = load_portals()
-    dagster = instance()
     with engine().connect() as connection:
         synced = dict(
             connection.execute(
@@ -95,14 +117,15 @@ def status(as_json: bool) -> None:
     now = datetime.now(UTC)
     rows = []
     failing_for: dict[str, str | None] = {}
-    for pid in sorted(set(registry.ids) | {e.portal_id for e in registry.errors if e.portal_id}):
+    listed = sorted(set(registry.ids) | {e.portal_id for e in registry.errors if e.portal_id})
+    runs = last_runs(listed)
+    for pid in listed:
         failed = [e for e in unexported if e.portal_id == pid and e.status == "failed"]
         failed_orders = [e for e in purchasing if e.portal_id == pid]
         since = min(
             (e.failing_since for e in [*failed, *failed_orders] if e.failing_since), default=None
         )
-        runs = dagster.get_runs(filters=dg.RunsFilter(tags={PORTAL_TAG: pid}), limit=1)
-        last = runs[0] if runs else None
+        last = runs.get(pid)
         rows.append(
             {
                 "portal": pid,
@@ -110,7 +133,7 @@ def status(as_json: bool) -> None:
                 "last_successful_sync": synced[pid].isoformat() if synced.get(pid) else None,
                 "last_run": None
                 if last is None
-                else {"run_id": last.run_id, "job": last.job_name, "status": last.status.value},
+                else {"run_id": last.run_id, "job": last.job, "status": last.status},
                 "pending_force_syncs": pending.get(pid, 0),
                 "held_invoices": held.get(pid, 0),
                 "failed_exports": len(failed) + len(failed_orders),

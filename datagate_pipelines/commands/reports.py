@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import click
-from sqlalchemy import desc, or_, select
+from sqlalchemy import desc, func, or_, select
 
 from datagate_pipelines.billing.periods import period_label
 from datagate_pipelines.commands.common import (
@@ -118,7 +118,13 @@ def _export_cells(doc: dict, targets: tuple[str, ...]) -> list[str]:
 @click.option(
     "--errors", is_flag=True, help="Only failures (HTTP ≥ 400 or no response), with their message."
 )
-@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many, newest first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @expected_errors
 def requests(
@@ -131,29 +137,37 @@ def requests(
     as_json: bool,
 ) -> None:
     """The request log: every call to HaloPSA and QBO (no secrets are ever stored in it)."""
-    query = (
-        select(api_requests)
-        .order_by(desc(api_requests.c.started_at), desc(api_requests.c.id))
-        .limit(limit)
-    )
+    matching = []
     if portal_id:
-        query = query.where(api_requests.c.portal_id == portal_id)
+        matching.append(api_requests.c.portal_id == portal_id)
     if system:
-        query = query.where(api_requests.c.system == system)
+        matching.append(api_requests.c.system == system)
     if status_code is not None:
-        query = query.where(api_requests.c.status == status_code)
+        matching.append(api_requests.c.status == status_code)
     if since:
-        query = query.where(api_requests.c.started_at >= _since(since))
+        matching.append(api_requests.c.started_at >= _since(since))
     if errors:
-        query = query.where(
+        matching.append(
             or_(
                 api_requests.c.status >= 400,
                 api_requests.c.status.is_(None),
                 api_requests.c.error.is_not(None),
             )
         )
+    query = (
+        select(api_requests)
+        .where(*matching)
+        .order_by(desc(api_requests.c.started_at), desc(api_requests.c.id))
+        .limit(limit)
+    )
     with engine().connect() as connection:
         rows = connection.execute(query).all()
+        matched = len(rows)
+        if matched >= limit:  # there may be more than shown: say how many
+            matched = connection.execute(
+                select(func.count()).select_from(api_requests).where(*matching)
+            ).scalar_one()
+    more = f"showing {len(rows):,} of {matched:,}; use --limit {matched} to see them all"
     records = [
         {
             "time": r.started_at.isoformat(),
@@ -172,6 +186,8 @@ def requests(
     ]
     if as_json:
         print_json(records)
+        if matched > len(rows):  # on stderr: the JSON array stays whole
+            click.echo(more, err=True)
         return
     for r in records:
         line = f"{r['time'][:19]}  {r['portal'] or '-'}  {r['system']:<7} {r['method']:<6} {r['path']}  {r['status'] or '---'}  {r['duration_ms']} ms"
@@ -180,6 +196,8 @@ def requests(
         click.echo(line + (f"\n    {r['error']}" if r["error"] else ""))
     if not records:
         click.echo("no requests match")
+    elif matched > len(rows):
+        click.echo(more)
 
 
 _UNITS = {"h": "hours", "d": "days"}

@@ -20,11 +20,16 @@ from datagate_pipelines.commands.common import (
     expected_errors,
     portal_option,
 )
+from datagate_pipelines.commands.preflight import (
+    check_billing_secrets,
+    check_periods,
+    check_sync_secrets,
+)
 from datagate_pipelines.config import PortalSettings, load_portals
 from datagate_pipelines.exporting.status import open_exports
 from datagate_pipelines.orchestration.instance import instance
-from datagate_pipelines.orchestration.launch import RunFailedError, run_billing, run_sync
-from datagate_pipelines.warehouse.force_sync import file_request, mark_requests
+from datagate_pipelines.orchestration.run_failures import RunFailedError
+from datagate_pipelines.warehouse.force_sync import file_request
 
 
 @click.command()
@@ -32,7 +37,9 @@ from datagate_pipelines.warehouse.force_sync import file_request, mark_requests
 @expected_errors
 def sync(portal_id: str) -> None:
     """HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run)."""
-    load_portals().get(portal_id)
+    check_sync_secrets(load_portals().get(portal_id))
+    from datagate_pipelines.orchestration.launch import run_sync  # Dagster, once it is needed
+
     click.echo(f"syncing portal {portal_id} …")
     outcome = run_sync(instance(), portal_id)
     click.echo(f"ok: portal_sync run {outcome.run_id} succeeded")
@@ -69,9 +76,14 @@ def bill(
     if not period and not (first and last):
         raise click.UsageError("give --period YYYY-MM, or --from YYYY-MM --to YYYY-MM")
     portal = load_portals().get(portal_id)
+    periods = [period] if period else periods_between(first, last)  # type: ignore[arg-type]
+    check_periods(portal.settings, periods, export=export)
+    check_billing_secrets(portal, export=export)
+    from datagate_pipelines.orchestration.launch import run_billing  # Dagster, once it is needed
+
     dagster = instance()
     with_failed_exports = []
-    for each in [period] if period else periods_between(first, last):  # type: ignore[arg-type]
+    for each in periods:
         click.echo(
             f"billing portal {portal_id} {period_label(each)}{' (finalize + export)' if export else ''} …"
         )
@@ -111,15 +123,11 @@ def report_failed_exports(portal: PortalSettings, periods: list[date]) -> NoRetu
 @expected_errors
 def force_sync(portal_id: str) -> None:
     """File a force-sync request; the force_sync sensor runs it at the top of the queue."""
-    registry = load_portals()
+    # An unknown or invalid portal is refused before anything is filed. (A request filed
+    # by other means for such a portal is marked failed by the sensor.) Secrets are not
+    # checked: the run starts in the code location's environment, not this shell's.
+    load_portals().get(portal_id)
     who = os.environ.get("DATAGATE_OPERATOR") or getpass.getuser()
-    try:
-        registry.get(portal_id)
-    except DatagateError as exc:
-        with engine().begin() as connection:
-            request_id = file_request(connection, portal_id, who)
-            mark_requests(connection, [request_id], "failed", error=str(exc))
-        raise DatagateError(f"force-sync request {request_id} failed: {exc}") from None
     with engine().begin() as connection:
         request_id = file_request(connection, portal_id, who)
     click.echo(f"force-sync request {request_id} filed for portal {portal_id} by {who}")

@@ -2,13 +2,16 @@
 
 Everything it makes lives in the project folder: the simulators' addresses, portals.yaml,
 secrets and warehouse in `.datagate/demo/` (with an `env` file of export lines, so
-`source .datagate/demo/env` gives any shell the demo's configuration), runs in DAGSTER_HOME.
+`source .datagate/demo/env` gives any shell the demo's configuration and this installation's
+`datagate` on PATH), runs in DAGSTER_HOME.
 """
 
 from __future__ import annotations
 
 import csv
 import secrets
+import shlex
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,10 +58,16 @@ def demo_secrets() -> dict[str, str]:
 
 
 def write_configuration(
-    folder: Path, halo_url: str, qbo_url: str, billing_start: date, credentials: dict[str, str]
+    folder: Path,
+    halo_url: str,
+    qbo_url: str,
+    billing_start: date,
+    credentials: dict[str, str],
+    dagster_home: Path,
 ) -> dict[str, str]:
     """The demo's portals.yaml and `env` file (export lines); returns the environment."""
     environment = {
+        "DAGSTER_HOME": str(dagster_home),
         "DATAGATE_PORTALS_FILE": str(folder / "portals.yaml"),
         "DATAGATE_DATABASE_URL": f"sqlite:///{folder / 'warehouse.db'}",
         "DATAGATE_DEMO_HALOPSA_URL": halo_url,
@@ -99,13 +108,28 @@ portals:
         encoding="utf-8",
     )
     env_file = folder / "env"
+    # This installation's `datagate` first on PATH: a new shell has no virtualenv active.
+    scripts = shlex.quote(sysconfig.get_path("scripts"))
     env_file.write_text(
         "# source this file to point `datagate` at the running demo\n"
-        + "".join(f"export {key}='{value}'\n" for key, value in sorted(environment.items())),
+        + "".join(
+            f"export {key}={shlex.quote(value)}\n" for key, value in sorted(environment.items())
+        )
+        + f'export PATH={scripts}:"$PATH"\n',
         encoding="utf-8",
     )
     env_file.chmod(0o600)
     return environment
+
+
+def try_commands(env_file: Path, period: date) -> list[str]:
+    """Commands to paste into another shell while the demo runs (the first one configures it)."""
+    return [
+        f"source {shlex.quote(str(env_file))}",
+        f"datagate invoices --portal {PORTAL_ID} --period {period_label(period)}",
+        "datagate portals status",
+        f"datagate requests --portal {PORTAL_ID} --limit 5",
+    ]
 
 
 def demo_tax_rates(zips: set[str]) -> str:
@@ -149,10 +173,12 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
     from datagate_pipelines.imports.tax_rates import import_tax_rates
     from datagate_pipelines.imports.usage import import_usage
     from datagate_pipelines.orchestration.instance import instance
-    from datagate_pipelines.orchestration.launch import RunFailedError, run_billing, run_sync
+    from datagate_pipelines.orchestration.launch import run_billing, run_sql_models, run_sync
+    from datagate_pipelines.orchestration.run_failures import RunFailedError
     from datagate_pipelines.sync.access import check_halopsa_access
     from datagate_pipelines.warehouse import models as m
     from datagate_pipelines.warehouse.db import warehouse_engine
+    from datagate_pipelines.warehouse.sql_models import discover
 
     started = time.monotonic()
     portal = load_portals().get(PORTAL_ID)
@@ -227,6 +253,8 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
     open_period = add_months(period, 1)
     say(f"bill {period_label(open_period)} (the open period): drafts …")
     run_billing(dagster, PORTAL_ID, open_period, finalize=False)
+    say("build the SQL views (dbt_like_sql/) …")
+    run_sql_models(dagster)
 
     summary = Summary()
     with engine.connect() as connection:
@@ -259,6 +287,7 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
             f"{sum(1 for e in open_now if e.status != 'failed')} not yet exported"
         )
         summary.add(f"rejected rows: {count(m.rejects, m.rejects.c.portal_id == PORTAL_ID)}")
+        summary.add(f"SQL views: {', '.join(model.name for model in discover())}")
         summary.add(
             f"API calls: {count(m.api_requests)} ({count(m.api_requests, m.api_requests.c.status == 429)} answered 429)"
         )

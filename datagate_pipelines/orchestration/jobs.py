@@ -3,15 +3,10 @@
 import dagster as dg
 
 from datagate_pipelines.orchestration.partitions import portal_partitions, portal_period_partitions
+from datagate_pipelines.orchestration.tags import PORTAL_TAG
 
-# Runs of one portal never overlap: the instance limits runs per value of this tag
-# (deploy/dagster*.yaml). Multi-partitioned runs get it from Dagster; portal-only runs
-# get it from whoever launches them.
-PORTAL_TAG = "dagster/partition/portal"
+__all__ = ["PORTAL_TAG", "billing", "exports", "portal_sync", "sql_models"]
 
-#: Metadata of the failure an export step ends with when invoices failed to export: how
-#: many. `launch` tells such a run ("finished with failed exports") from one that broke.
-FAILED_EXPORTS = "datagate/failed_exports"
 
 #: The export steps of the billing job (the `exports` group), which the nightly schedule
 #: runs alone for periods whose exports failed.
@@ -52,4 +47,13 @@ exports = dg.define_asset_job(
     description="Export a period's final invoices to HaloPSA and QBO (each exactly once) and read "
     "payments back; safe to repeat.",
     tags={"datagate/kind": "exports"},
+)
+
+SQL_MODELS_JOB = "sql_models"
+
+sql_models = dg.define_asset_job(
+    SQL_MODELS_JOB,
+    selection=dg.AssetSelection.groups("sql"),
+    description="Build the SQL models of dbt_like_sql/ (views over every portal's tables).",
+    tags={"datagate/kind": "sql"},
 )

@@ -16,23 +16,10 @@ from typing import Any
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.periods import period_label
-from datagate_pipelines.orchestration.jobs import FAILED_EXPORTS, PORTAL_TAG
+from datagate_pipelines.orchestration.jobs import PORTAL_TAG, SQL_MODELS_JOB
 from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
-
-
-class RunFailedError(DatagateError):
-    """A Dagster run ended in failure; the message names the run and the failing step.
-
-    `failed_exports` is set when the run did its work but some invoices failed to export
-    (a run that "finished with failed exports", exit status 3 for the CLI)."""
-
-    def __init__(self, message: str, *, run_id: str, failed_exports: int | None = None):
-        super().__init__(message)
-        self.run_id = run_id
-        self.failed_exports = failed_exports
-
+from datagate_pipelines.orchestration.run_failures import RunFailedError, step_errors
 
 # The code location, named as workspace.yaml names it. Runs are rebuilt from this pointer
 # (in this process or another), so launching needs no import of the definitions module
@@ -51,7 +38,7 @@ def job(name: str) -> dg.ReconstructableJob:
 class RunOutcome:
     run_id: str
     job: str
-    partition: str
+    partition: str | None
 
 
 def ensure_portal_partition(instance: dg.DagsterInstance, portal_id: str) -> None:
@@ -59,48 +46,29 @@ def ensure_portal_partition(instance: dg.DagsterInstance, portal_id: str) -> Non
         instance.add_dynamic_partitions(portal_partitions.name, [portal_id])
 
 
+def _loggers() -> dict[str, Any]:
+    """The assets' own lines (terminal.py); Dagster's console logger, with the framework's
+    step events, when DATAGATE_LOG_LEVEL=DEBUG."""
+    level = os.environ.get("DATAGATE_LOG_LEVEL", "INFO").upper()
+    name = "console" if level == "DEBUG" else "terminal"
+    return {name: {"config": {"log_level": level}}}
+
+
 def _execute(
     instance: dg.DagsterInstance,
     job: dg.ReconstructableJob,
     job_name: str,
-    partition: str,
+    partition: str | None,
     tags: Mapping[str, str],
     run_config: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    # In a terminal, show the assets' own progress lines (INFO), not Dagster's step events
-    # (DEBUG); DATAGATE_LOG_LEVEL=DEBUG shows everything.
-    level = os.environ.get("DATAGATE_LOG_LEVEL", "INFO").upper()
-    config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": level}}}}
-    result = dg.execute_job(
-        job, instance=instance, run_config=config, tags={"dagster/partition": partition, **tags}
-    )
+    config = {**(run_config or {}), "loggers": _loggers()}
+    if partition is not None:
+        tags = {"dagster/partition": partition, **tags}
+    result = dg.execute_job(job, instance=instance, run_config=config, tags=tags)
     if not result.success:
-        failed_steps = [event for event in result.all_events if event.is_step_failure]
-        failures = [
-            f"{event.step_key}: {event.event_specific_data.error.message.strip().splitlines()[-1]}"
-            for event in failed_steps
-            if event.event_specific_data and event.event_specific_data.error
-        ]
-        detail = failures[0] if failures else "see the run in the Dagster UI"
-        raise RunFailedError(
-            f"{job_name} run {result.run_id} for {partition} failed: {detail}",
-            run_id=result.run_id,
-            failed_exports=_failed_exports(failed_steps),
-        )
+        raise RunFailedError(result.run_id, job_name, partition, step_errors(result.all_events))
     return RunOutcome(result.run_id, job_name, partition)
-
-
-def _failed_exports(failed_steps: list[Any]) -> int | None:
-    """How many invoices failed to export, when that is all that failed: every failed step
-    is an export step that ended with FAILED_EXPORTS (assets/exports.py); else None."""
-    total = 0
-    for event in failed_steps:
-        data = event.event_specific_data.user_failure_data if event.event_specific_data else None
-        count = (data.metadata or {}).get(FAILED_EXPORTS) if data is not None else None
-        if count is None:
-            return None
-        total += int(count.value)
-    return total or None
 
 
 def run_sync(
@@ -155,4 +123,18 @@ def run_billing(
             **(tags or {}),
         },
         run_config,
+    )
+
+
+def run_sql_models(
+    instance: dg.DagsterInstance, *, resources: Mapping[str, Any] | None = None
+) -> RunOutcome:
+    """Build the SQL models of dbt_like_sql/ (views over every portal; not partitioned)."""
+    return _execute(
+        instance,
+        job(SQL_MODELS_JOB),
+        SQL_MODELS_JOB,
+        None,
+        {},
+        _resource_config(resources),
     )

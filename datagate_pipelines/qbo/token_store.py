@@ -550,6 +550,32 @@ def app_credentials(portal: Portal, environ: Mapping[str, str] | None = None) ->
     return AppCredentials(**values)
 
 
+def check_qbo_secrets(
+    portal: Portal, engine: Callable[[], Engine], environ: Mapping[str, str] | None = None
+) -> None:
+    """Raise now (`PortalConfigError`, `TokenKeyError`) when the portal could not get a QBO
+    access token for want of a secret: the app's id and secret, DATAGATE_TOKEN_KEY, and a
+    refresh token — stored by `datagate qbo connect`, or in the variable portals.yaml names.
+    `engine()` is called only when that variable is unset, to look for a stored token."""
+    env = os.environ if environ is None else environ
+    settings = qbo_settings(portal)
+    app_credentials(portal, env)
+    TokenCipher(environ=env).check()
+    if env.get(settings.refresh_token_env):
+        return
+    with engine().connect() as connection:
+        stored = connection.execute(
+            select(qbo_tokens.c.portal_id).where(qbo_tokens.c.portal_id == portal.id)
+        ).first()
+    if stored is None:
+        raise PortalConfigError(
+            portal.id,
+            "qbo.refresh_token_env",
+            f"environment variable {settings.refresh_token_env} is not set and no QBO token "
+            f"is stored: connect the portal (`datagate qbo connect --portal {portal.id}`)",
+        )
+
+
 def token_store_for(
     portal: Portal,
     engine: Engine,

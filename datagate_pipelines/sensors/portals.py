@@ -3,7 +3,7 @@
 import dagster as dg
 
 from datagate_pipelines import DatagateError
-from datagate_pipelines.orchestration.partitions import portal_partitions
+from datagate_pipelines.orchestration.partitions import FIRST_PERIOD, portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.portals import mark_removed, register_portal
@@ -26,6 +26,13 @@ def portal_registry(
         return dg.SensorResult(skip_reason=f"portals.yaml unreadable: {exc}")
     for error in registry.errors:
         context.log.warning(f"invalid portal entry: {error}")
+    for portal_id in registry.ids:
+        start = registry.get(portal_id).settings.billing_start
+        if start < FIRST_PERIOD:  # the period partitions were made before this portal came
+            context.log.warning(
+                f"portal {portal_id}: billing_start {start:%Y-%m} is before the first period "
+                f"partition {FIRST_PERIOD:%Y-%m}; reload the code location to add its periods"
+            )
     configured = set(registry.ids)
     # A portal whose entry is broken keeps its partition (its data and runs stay reachable).
     broken = {e.portal_id for e in registry.errors if e.portal_id}

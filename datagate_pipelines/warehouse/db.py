@@ -1,18 +1,23 @@
-"""The warehouse connection: one URL (`DATAGATE_DATABASE_URL`), migrated with Alembic."""
+"""The warehouse connection: one URL (`DATAGATE_DATABASE_URL`), migrated with Alembic.
+
+Alembic is loaded only when the warehouse is not at the newest revision already: the
+commands that only read (`datagate invoices`, `requests`, `portals status`) answer sooner.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from datagate_pipelines import DatagateError
 
@@ -24,6 +29,9 @@ class WarehouseError(DatagateError):
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# A revision file's `revision = "…"` and `down_revision = …` lines (alembic's template).
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
+_QUOTED = re.compile(r"""["']([^"']+)["']""")
 
 
 def database_url(url: str | None = None) -> str:
@@ -78,37 +86,81 @@ def make_engine(url: str | None = None) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
     return config
 
 
+def _unreachable(engine: Engine, exc: OperationalError) -> WarehouseError:
+    return WarehouseError(
+        f"cannot reach the warehouse at {redacted(str(engine.url))}: {' '.join(str(exc.orig).split())}"
+    )
+
+
 def migrate(engine: Engine) -> None:
     """Bring the warehouse to the newest schema (idempotent)."""
+    from alembic import command
+
     try:
         command.upgrade(alembic_config(engine), "head")
     except OperationalError as exc:
-        raise WarehouseError(
-            f"cannot reach the warehouse at {redacted(str(engine.url))}: {' '.join(str(exc.orig).split())}"
-        ) from None
+        raise _unreachable(engine, exc) from None
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return ScriptDirectory.from_config(config).get_current_head()
 
 
+def head_from_files(versions: Path = MIGRATIONS_DIR / "versions") -> str | None:
+    """The newest revision, read from the revision files without Alembic: the one revision
+    no other revises. None when that is not one clear answer (then Alembic decides)."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for path in versions.glob("*.py"):
+        fields = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        names = _QUOTED.findall(fields.get("revision", ""))
+        if len(names) != 1 or "down_revision" not in fields:
+            return None
+        revisions.add(names[0])
+        revised.update(_QUOTED.findall(fields["down_revision"]))
+    heads = revisions - revised
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_revision(connection: Connection, revision: str) -> bool:
+    try:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except DBAPIError:  # no alembic_version table yet: a new warehouse
+        return False
+    return [row[0] for row in versions] == [revision]
+
+
 @cache
 def _migrated_engine(url: str) -> Engine:
     engine = make_engine(url)
-    migrate(engine)
+    head = head_from_files()
+    try:
+        with engine.connect() as connection:
+            current = head is not None and _at_revision(connection, head)
+    except OperationalError as exc:
+        raise _unreachable(engine, exc) from None
+    if not current:
+        migrate(engine)
     return engine
 
 

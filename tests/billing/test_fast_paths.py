@@ -32,7 +32,7 @@ from datagate_pipelines.billing.ids import find_ids, rank_strings
 from datagate_pipelines.billing.ledger import unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, USAGE, LineSources, SourceTable
 from datagate_pipelines.billing.money import decimals_to_scaled, scaled_columns_to_decimals
-from datagate_pipelines.billing.periods import parse_dates
+from datagate_pipelines.billing.month_columns import parse_dates
 from tests.billing.oracle import oracle_bill
 from tests.billing.portal import assert_same, plain_records
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from datagate_pipelines.billing import MINOR_UNIT_COLUMNS, BillingInputError, bill_period
 from datagate_pipelines.billing.ids import find_keys
-from datagate_pipelines.billing.periods import parse_dates
+from datagate_pipelines.billing.month_columns import parse_dates
 from tests.billing.portal import (
     as_decimals,
     assert_same_results,

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
+import click
 import pytest
 from sqlalchemy import func, insert, select
 
+from datagate_pipelines.cli import COMMANDS, main
 from datagate_pipelines.warehouse import models as m
 
 
@@ -141,10 +146,12 @@ def test_force_sync_files_a_request_and_rejects_unknown_portals(cli, engine, hal
     code, out = cli("force-sync", "--portal", "acme")
     assert code == 0 and "filed for portal acme" in out
     code, out = cli("force-sync", "--portal", "ghost")
-    assert code == 1 and "ghost" in out
+    assert code == 1 and out.splitlines() == [
+        f"error: portal ghost: id: no such portal in {halo_stack.portals_file}"
+    ]
     with engine.connect() as c:
         rows = {r.portal_id: r.status for r in c.execute(select(m.force_sync_requests))}
-    assert rows == {"acme": "pending", "ghost": "failed"}
+    assert rows == {"acme": "pending"}  # nothing is filed for an unknown portal
     code, out = cli("portals", "status", "--json")
     status = json.loads(out)
     assert status[0]["portal"] == "acme" and status[0]["pending_force_syncs"] == 1
@@ -208,3 +215,95 @@ def test_prune_requests_keeps_the_retention(cli, engine, halo_stack):
     assert count() == recent  # this sync's requests are kept
     code, out = cli("prune-requests", "--older-than", "soon")
     assert code == 2 and "90d" in out and count() == recent
+
+
+def test_the_help_lists_each_command_with_its_own_short_help():
+    context = click.Context(main)
+    for name, (_module, _attribute, short) in COMMANDS.items():
+        command = main.get_command(context, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == short, name
+
+
+READ_ONLY = """
+import json, sys
+from datagate_pipelines.cli import main
+loaded = {}
+loaded["import"] = sorted(m for m in ("dagster", "pandas", "numpy") if m in sys.modules)
+for args in (["--help"], ["requests"], ["portals", "status"], ["invoices", "--portal", "acme", "--period", "2026-07"]):
+    try:
+        main(args, standalone_mode=False)
+    except SystemExit:
+        pass
+    loaded[" ".join(args)] = sorted(
+        m for m in ("dagster", "pandas", "numpy", "alembic") if m in sys.modules
+    )
+print(json.dumps(loaded))
+"""
+
+
+def test_help_and_the_read_only_commands_load_neither_dagster_nor_pandas(cli, halo_stack, tmp_path):
+    assert cli("requests")[0] == 0  # the warehouse exists, at the newest revision
+    result = subprocess.run(
+        [sys.executable, "-c", READ_ONLY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = eval(result.stdout.strip().splitlines()[-1])
+    assert loaded == {
+        "import": [],
+        "--help": [],
+        "requests": [],
+        "portals status": [],
+        "invoices --portal acme --period 2026-07": [],
+    }
+
+
+def add_requests(engine, count: int) -> None:
+    with engine.begin() as c:
+        c.execute(
+            insert(m.api_requests),
+            [
+                {
+                    "system": "halopsa",
+                    "direction": "outbound",
+                    "portal_id": "acme",
+                    "method": "GET",
+                    "path": f"/api/Client/{n}",
+                    "status": 200,
+                    "duration_ms": 5,
+                    "attempt": 1,
+                    "started_at": datetime(2026, 7, 1, tzinfo=UTC) + timedelta(seconds=n),
+                }
+                for n in range(count)
+            ],
+        )
+
+
+def test_requests_says_when_the_limit_hides_rows(datagate, engine, halo_stack):
+    add_requests(engine, 1234)
+    result = datagate("requests", "--portal", "acme")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 51 and "/api/Client/1233" in lines[0]
+    assert lines[-1] == "showing 50 of 1,234; use --limit 1234 to see them all"
+
+    result = datagate("requests", "--portal", "acme", "--limit", "3", "--json")
+    assert [r["path"] for r in json.loads(result.stdout)] == [
+        "/api/Client/1233",
+        "/api/Client/1232",
+        "/api/Client/1231",
+    ]
+    assert result.stderr == "showing 3 of 1,234; use --limit 1234 to see them all\n"
+
+    result = datagate("requests", "--portal", "acme", "--limit", "1234")
+    assert len(result.stdout.splitlines()) == 1234  # all shown: no note
+
+
+def test_requests_says_nothing_more_when_everything_is_shown(datagate, engine, halo_stack):
+    add_requests(engine, 3)
+    result = datagate("requests", "--limit", "3", "--json")
+    assert len(json.loads(result.stdout)) == 3 and result.stderr == ""

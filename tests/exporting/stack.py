@@ -77,12 +77,16 @@ def portal_config(
     realm: str = REALM,
     income_accounts: str = "{}",
     qbo_extra: str = "",
+    income_account: str = "Services",
     purchasing: str | None = None,
 ) -> Portal:
     """The test portal; `qbo_extra` adds lines to its qbo section (six spaces in),
     `purchasing` is its purchasing section's body (six spaces in; "" for the defaults)."""
     qbo = (
-        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts) + qbo_extra
+        QBO_YAML.format(realm=realm, qbo=qbo_url, income_accounts=income_accounts).replace(
+            "income_account: Services", f"income_account: {income_account}"
+        )
+        + qbo_extra
         if qbo_url
         else ""
     )

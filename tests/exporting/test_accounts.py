@@ -39,8 +39,17 @@ CHART = Chart.of(
 
 
 def settings(**qbo):
+    # The income accounts have their own place in the template; other keys go after it.
+    income_accounts = qbo.pop("income_accounts", "{}")
+    income_account = qbo.pop("income_account", "Services")
     lines = "".join(f"      {key}: {value}\n" for key, value in qbo.items())
-    return portal_config(IN_PROCESS_URL, QBO_URL, qbo_extra=lines).settings
+    return portal_config(
+        IN_PROCESS_URL,
+        QBO_URL,
+        income_accounts=income_accounts,
+        income_account=income_account,
+        qbo_extra=lines,
+    ).settings
 
 
 def item(code=None, purchase=None, group="Voice", template=None) -> ItemInfo:

@@ -1,0 +1,11 @@
+"""Run tags and metadata keys the launchers set and the commands read (no Dagster import:
+`portals status` reads them without loading Dagster)."""
+
+# Runs of one portal never overlap: the instance limits runs per value of this tag
+# (deploy/dagster*.yaml). Multi-partitioned runs get it from Dagster; portal-only runs
+# get it from whoever launches them.
+PORTAL_TAG = "dagster/partition/portal"
+
+#: Metadata of the failure an export step ends with when invoices failed to export: how
+#: many. `launch` tells such a run ("finished with failed exports") from one that broke.
+FAILED_EXPORTS = "datagate/failed_exports"
