@@ -56,6 +56,10 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _optional_env_name(value: str | None) -> str | None:
+    return None if value is None else _env_name(value)
+
+
 class HaloPSASettings(_Strict):
     client_id_env: str
     client_secret_env: str
@@ -128,10 +132,14 @@ class QBOSettings(_Strict):
     batch_rate_limit_requests: int = Field(40, gt=0)
     max_concurrent: int = Field(10, gt=0)
     batch_size: int = Field(30, gt=0, le=30)
+    # The environment variable holding the Intuit app's webhook verifier token (the key of
+    # `intuit-signature`, docs/qbo-api.md §6.2); without it this realm's webhooks are refused.
+    webhook_verifier_token_env: str | None = None
 
     _check_envs = field_validator("client_id_env", "client_secret_env", "refresh_token_env")(
         _env_name
     )
+    _check_optional_envs = field_validator("webhook_verifier_token_env")(_optional_env_name)
 
     @field_validator("realm_id")
     @classmethod
@@ -139,6 +147,20 @@ class QBOSettings(_Strict):
         if not value.isdigit():
             raise ValueError("must be the QBO company id (digits only)")
         return value
+
+
+class PaymentSettings(_Strict):
+    """Payments read back from QBO and recorded on the HaloPSA invoices we exported."""
+
+    # Record each QBO payment on its HaloPSA invoice (/api/InvoicePayment). A portal uses
+    # this or HaloPSA's own QBO sync, never both: two writers would record payments twice.
+    halopsa_write_back: bool = True
+    # HaloPSA's InvoicePayment.method is an id from the tenant's payment-method list, whose
+    # values are unconfirmed (docs/halopsa-api.md §A5): the default for payments, the one for
+    # applied credit memos, and per QBO payment method name (PaymentMethodRef.name).
+    halopsa_method: int = 0
+    halopsa_credit_method: int = 0
+    halopsa_methods: dict[str, int] = Field(default_factory=dict)
 
 
 class PortalSettings(_Strict):
@@ -150,6 +172,7 @@ class PortalSettings(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
     qbo: QBOSettings | None = None
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
 
     @field_validator("id")
     @classmethod
@@ -218,6 +241,18 @@ class Portal:
             refresh_token=SecretStr(
                 _require_env(env, self.id, "qbo.refresh_token_env", qbo.refresh_token_env)
             ),
+        )
+
+    def webhook_verifier_token(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+        """The QBO app's webhook verifier token; None when the portal names no variable."""
+        qbo = self.settings.qbo
+        if qbo is None or qbo.webhook_verifier_token_env is None:
+            return None
+        env = os.environ if environ is None else environ
+        return SecretStr(
+            _require_env(
+                env, self.id, "qbo.webhook_verifier_token_env", qbo.webhook_verifier_token_env
+            )
         )
 
 

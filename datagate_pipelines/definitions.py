@@ -2,30 +2,36 @@
 
 import dagster as dg
 
-from datagate_pipelines.assets import billing, catalog, exports, halopsa, sql
+from datagate_pipelines.assets import billing, catalog, exports, halopsa, payments, sql
 from datagate_pipelines.orchestration.jobs import billing as billing_job
 from datagate_pipelines.orchestration.jobs import exports as exports_job
+from datagate_pipelines.orchestration.jobs import payments as payments_job
 from datagate_pipelines.orchestration.jobs import portal_sync
-from datagate_pipelines.orchestration.schedules import nightly_billing, nightly_sync
+from datagate_pipelines.orchestration.schedules import (
+    nightly_billing,
+    nightly_payments,
+    nightly_sync,
+)
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sensors.force_sync import force_sync
 from datagate_pipelines.sensors.portals import portal_registry
+from datagate_pipelines.sensors.qbo_webhooks import qbo_webhooks
 
 defs = dg.Definitions(
     assets=[
-        *dg.load_assets_from_modules([halopsa, catalog, billing, exports]),
+        *dg.load_assets_from_modules([halopsa, catalog, billing, exports, payments]),
         # One asset per SQL model in dbt_like_sql/, its dependencies parsed from the SQL.
         *sql.sql_model_assets(),
         billing.tax_rates,
         billing.product_templates,
         billing.usage_charges,
     ],
-    jobs=[portal_sync, billing_job, exports_job],
-    schedules=[nightly_sync, nightly_billing],
-    sensors=[portal_registry, force_sync],
+    jobs=[portal_sync, billing_job, exports_job, payments_job],
+    schedules=[nightly_sync, nightly_billing, nightly_payments],
+    sensors=[portal_registry, force_sync, qbo_webhooks],
     resources={
         "portals": PortalsResource(),
         "warehouse": WarehouseResource(),

@@ -33,7 +33,16 @@ exports = dg.define_asset_job(
     "exports",
     selection=dg.AssetSelection.groups("exports"),
     partitions_def=portal_period_partitions,
-    description="Export a period's final invoices to HaloPSA and QBO (each exactly once) and read "
-    "payments back; safe to repeat.",
+    description="Export a period's final invoices to HaloPSA and QBO (each exactly once); safe "
+    "to repeat.",
     tags={"datagate/kind": "exports"},
+)
+
+payments = dg.define_asset_job(
+    "payments",
+    selection=dg.AssetSelection.groups("payments"),
+    partitions_def=portal_partitions,
+    description="Payments recorded in QBO since the last refresh, into the warehouse and onto "
+    "the HaloPSA invoices; nightly and on QBO webhooks. Safe to repeat.",
+    tags={"datagate/kind": "payments"},
 )

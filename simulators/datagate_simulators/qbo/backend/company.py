@@ -18,6 +18,7 @@ from .. import errors
 from ..clock import format_time
 from ..settings import QBOSettings
 from .base import Entity, blank, words
+from .credit_memos import CreditMemo
 from .names import Account, Customer, Item, TaxAgency, TaxCode, TaxRate, Term, create_tax_code
 from .query import evaluate, page, parse_query
 from .transactions import Invoice, Payment
@@ -37,6 +38,7 @@ ENTITIES: dict[str, Entity] = {
         TaxAgency(),
         Invoice(),
         Payment(),
+        CreditMemo(),
     )
 }
 ENTITIES_BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES.values()}
@@ -68,6 +70,13 @@ def _project(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k.lower() in wanted}
     out["sparse"] = True
     return out
+
+
+def _applied_total(lines: list[dict[str, Any]], txn_type: str) -> Decimal:
+    """What payment lines linking ``txn_type`` records add up to."""
+    return sum(
+        (line["Amount"] for line in lines if line["LinkedTxn"][0]["TxnType"] == txn_type), ZERO
+    )
 
 
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -111,6 +120,8 @@ class Company:
         self._doc_high: dict[str, int] = {}
         #: requestid → (status, body, content type) of the first answer (docs/qbo-api.md §7.1)
         self.replays: dict[str, tuple[int, bytes, str]] = {}
+        #: Called with (realm, entity, id, operation, time) after every change (webhooks).
+        self.listeners: list[Callable[[str, str, str, str, datetime], None]] = []
         now = self.now()
         meta = {"CreateTime": now, "LastUpdatedTime": now}
         self._preferences: dict[str, Any] = {
@@ -225,19 +236,34 @@ class Company:
 
     def applied_to_invoice(self, invoice_id: str) -> dict[str, Decimal]:
         """Payment Id → amount that live payments apply to the invoice, by payment Id."""
+        return self._applied(invoice_id, "Invoice")
+
+    def applied_to_credit_memo(self, credit_memo_id: str) -> dict[str, Decimal]:
+        """Payment Id → credit that live payments take from the credit memo (§B4)."""
+        return self._applied(credit_memo_id, "CreditMemo")
+
+    def _applied(self, txn_id: str, txn_type: str) -> dict[str, Decimal]:
         applied: dict[str, Decimal] = {}
-        for payment in sorted(self._live["Payment"].values(), key=lambda p: int(p["Id"])):
+        # Payments are kept in the order they were created, which is their Id order.
+        for payment in self._live["Payment"].values():
             for line in payment.get("Line", []):
                 if line["Amount"] and any(
-                    link["TxnId"] == invoice_id and link["TxnType"] == "Invoice"
+                    link["TxnId"] == txn_id and link["TxnType"] == txn_type
                     for link in line["LinkedTxn"]
                 ):
                     applied[payment["Id"]] = applied.get(payment["Id"], ZERO) + line["Amount"]
         return applied
 
-    def _touch(self, record: dict[str, Any]) -> None:
+    def _touch(self, record: dict[str, Any], entity: str | None = None) -> None:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         record["MetaData"] = dict(record["MetaData"], LastUpdatedTime=self.now())
+        if entity is not None:
+            self._changed(entity, record["Id"], "Update")
+
+    def _changed(self, entity: str, entity_id: str, operation: str) -> None:
+        """Tell the listeners (the webhook emitter) that a record changed (§6.2)."""
+        for listener in self.listeners:
+            listener(self.realm_id, entity, entity_id, operation, self.now())
 
     def refresh_invoices(self, invoice_ids: Iterable[str]) -> None:
         """Recompute Balance and LinkedTxn of invoices whose payments changed.
@@ -258,22 +284,50 @@ class Company:
             if balance != invoice["Balance"] or linked != invoice.get("LinkedTxn"):
                 invoice["Balance"] = balance
                 invoice["LinkedTxn"] = linked
-                self._touch(invoice)
+                self._touch(invoice, "Invoice")
             self.refresh_customer_balance(invoice["CustomerRef"]["value"])
 
-    def unlink_payments_from(self, invoice_id: str) -> None:
-        """Drop payment lines applied to a deleted/voided invoice; they become unapplied."""
+    def refresh_credit_memos(self, credit_memo_ids: Iterable[str]) -> None:
+        """Recompute Balance/RemainingCredit and LinkedTxn of credit memos payments use."""
+        for credit_id in sorted(set(credit_memo_ids), key=int):
+            memo = self.live("CreditMemo", credit_id)
+            if memo is None:
+                continue
+            applied = self.applied_to_credit_memo(credit_id)
+            remaining = memo["TotalAmt"] - sum(applied.values(), ZERO)
+            linked = [{"TxnId": pid, "TxnType": "Payment"} for pid in applied]
+            if remaining != memo["Balance"] or linked != memo.get("LinkedTxn"):
+                memo["Balance"] = memo["RemainingCredit"] = remaining
+                memo["LinkedTxn"] = linked
+                self._touch(memo, "CreditMemo")
+
+    def unlink_payments_from(self, txn_id: str) -> None:
+        """Drop payment lines linking a deleted/voided transaction; what they applied becomes
+        unapplied. A payment whose remaining lines no longer balance (more credit than
+        invoices, or more applied than paid) is left unapplied whole [I]."""
+        touched: list[dict[str, Any]] = []
         for payment in self._live["Payment"].values():
-            keep, freed = [], ZERO
-            for line in payment.get("Line", []):
-                if any(link["TxnId"] == invoice_id for link in line["LinkedTxn"]):
-                    freed += line["Amount"]
-                else:
-                    keep.append(line)
-            if len(keep) != len(payment.get("Line", [])):
-                payment["Line"] = keep
-                payment["UnappliedAmt"] = payment["UnappliedAmt"] + freed
-                self._touch(payment)
+            lines = payment.get("Line", [])
+            keep = [
+                line
+                for line in lines
+                if not any(link["TxnId"] == txn_id for link in line["LinkedTxn"])
+            ]
+            if len(keep) == len(lines):
+                continue
+            credits = _applied_total(keep, "CreditMemo")
+            applied = _applied_total(keep, "Invoice") - credits
+            if applied < 0 or applied > payment["TotalAmt"]:
+                touched += [link for line in keep for link in line["LinkedTxn"]]
+                keep, applied = [], ZERO
+            payment["Line"] = keep
+            payment["UnappliedAmt"] = payment["TotalAmt"] - applied
+            self._touch(payment, "Payment")
+        others = [link for link in touched if link["TxnId"] != txn_id]
+        self.refresh_invoices({link["TxnId"] for link in others if link["TxnType"] == "Invoice"})
+        self.refresh_credit_memos(
+            {link["TxnId"] for link in others if link["TxnType"] == "CreditMemo"}
+        )
 
     def customer_open_balance(self, customer_id: str) -> Decimal:
         return sum(
@@ -295,7 +349,11 @@ class Company:
     # ------------------------------------------------------------------ storing
 
     def _store(
-        self, spec: Entity, record: dict[str, Any], existing: dict[str, Any] | None
+        self,
+        spec: Entity,
+        record: dict[str, Any],
+        existing: dict[str, Any] | None,
+        operation: str | None = None,
     ) -> dict[str, Any]:
         now = self.now()
         if existing is None:
@@ -315,6 +373,9 @@ class Company:
         }
         self._live[spec.name][entity_id] = stored
         self._note_doc_number(spec.name, stored.get("DocNumber"))
+        self._changed(
+            spec.name, entity_id, operation or ("Create" if existing is None else "Update")
+        )
         spec.after_write(self, stored, existing)
         return stored
 
@@ -404,6 +465,7 @@ class Company:
             "Id": existing["Id"],
             "MetaData": {"LastUpdatedTime": now},
         }
+        self._changed(spec.name, existing["Id"], "Delete")
         spec.after_write(self, existing, None)
         return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
 
@@ -418,7 +480,7 @@ class Company:
     def _void(self, spec: Entity, existing: dict[str, Any]) -> dict[str, Any]:
         spec.before_remove(self, existing)
         voided = spec.void(existing)
-        return public(self._store(spec, voided, existing), self.tz)
+        return public(self._store(spec, voided, existing, "Void"), self.tz)
 
     @_locked
     def create_tax_code(self, body: Any) -> dict[str, Any]:
