@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select, update
 
 from datagate_pipelines.exporting.payments import payment_status
@@ -160,6 +161,7 @@ def test_a_payment_for_an_invoice_we_never_exported_is_kept(engine, qbo, portal,
     ) == {"unpaid": len(finals)}
 
 
+@pytest.mark.slow
 def test_a_full_cdc_answer_is_read_again_by_paged_queries(engine, qbo, portal, finals):
     # §6.1/§B7: one CDC answer holds at most 1000 objects over all entities.
     export_everywhere(engine, portal, qbo)

@@ -21,21 +21,18 @@ from datagate_simulators.server import serve_in_thread
 
 REALM = "9130350000000001"
 TOKEN = "verifier-token-acme"
-PORTALS = (
-    """
+PORTALS = """
 portals:
   - id: acme
     name: Acme
     billing_start: 2026-07
     halopsa: {client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}
-    qbo: {realm_id: "%s", client_id_env: C, client_secret_env: D, refresh_token_env: E, webhook_verifier_token_env: ACME_QBO_VERIFIER}
+    qbo: {realm_id: "REALM", client_id_env: C, client_secret_env: D, refresh_token_env: E, webhook_verifier_token_env: ACME_QBO_VERIFIER}
   - id: globex
     name: Globex
     billing_start: 2026-07
     halopsa: {client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}
-"""
-    % REALM
-)
+""".replace("REALM", REALM)
 
 
 @dataclass
