@@ -120,10 +120,12 @@ def test_customers_owe_by_days_past_due(receivables):
     assert rows[1]["oldest_days_past_due"] in (119, 120, 121)
 
 
-def test_the_aging_asset_shows_a_table_and_a_chart(receivables, engine_url):
+def test_the_aging_asset_shows_a_table_and_a_chart(receivables, engine_url, instance):
     assets = [a for a in sql_model_assets() if a.key.to_user_string() == "ar_aging"]
     result = dg.materialize(
-        assets, resources={"warehouse": WarehouseResource(database_url=engine_url)}
+        assets,
+        instance=instance,
+        resources={"warehouse": WarehouseResource(database_url=engine_url)},
     )
     assert result.success
     (event,) = result.get_asset_materialization_events()
