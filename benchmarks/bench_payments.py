@@ -42,6 +42,7 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from benchmarks.sections import write_section  # noqa: E402
 from datagate_pipelines.apiclient.retries import RetryPolicy  # noqa: E402
 from datagate_pipelines.config import parse_portals  # noqa: E402
 from datagate_pipelines.exporting.payments import refresh_payments  # noqa: E402
@@ -398,18 +399,6 @@ def markdown(args, r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(text_block: str) -> None:
-    path = ROOT / "BENCHMARKS.md"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = current.find(SECTION)
-    if start == -1:
-        updated = current.rstrip("\n") + "\n\n" + text_block
-    else:
-        end = current.find("\n## ", start + len(SECTION))
-        updated = current[:start] + text_block + (current[end + 1 :] if end != -1 else "")
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=2500, help="invoices paid: 2 changes each")
@@ -421,7 +410,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = markdown(args, result)
     print(report)
     if args.write:
-        write_section(report)
+        write_section(SECTION, report)
     return result
 
 

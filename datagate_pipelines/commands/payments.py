@@ -90,9 +90,14 @@ def webhooks() -> None:
 def serve(host: str, port: int) -> None:
     """Receive QBO webhooks at /webhooks/qbo: check intuit-signature, store each event once,
     answer within 3 s; the qbo_webhooks sensor turns them into payments runs."""
+    import logging
+
     import uvicorn
 
     from datagate_pipelines.qbo.webhook_receiver import PATH, create_app, realms_of
+
+    # The receiver's own lines (refusals, unknown realms) next to uvicorn's access log.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
 
     registry = load_portals()
     realms = realms_of(registry)

@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.apiclient.errors import BadRequestError, NotFoundError
@@ -191,6 +191,12 @@ def _wanted(connection: Connection, portal: PortalSettings) -> dict[tuple[str, s
     """The current application of every payment to an invoice of ours, with its invoice's
     HaloPSA export."""
     t = payment_applications.c
+    # The latest version of each application only: the history stays out of the way.
+    latest_ids = (
+        select(func.max(t.id))
+        .where(t.portal_id == portal.id, t.invoice_id.is_not(None))
+        .group_by(t.qbo_payment_id, t.qbo_invoice_id)
+    )
     rows = connection.execute(
         select(
             t.id,
@@ -212,7 +218,7 @@ def _wanted(connection: Connection, portal: PortalSettings) -> dict[tuple[str, s
             and_(exports.c.invoice_id == t.invoice_id, exports.c.target == HALOPSA),
             isouter=True,
         )
-        .where(t.portal_id == portal.id)
+        .where(t.id.in_(latest_ids))
         .order_by(t.id)
     ).all()
     settings = portal.payments
@@ -238,10 +244,13 @@ def _wanted(connection: Connection, portal: PortalSettings) -> dict[tuple[str, s
 def _recorded(connection: Connection, portal_id: str) -> dict[tuple[str, str], _Row]:
     """The latest version of every application's HaloPSA record."""
     t = halo_payment_exports.c
+    latest_ids = (
+        select(func.max(t.id))
+        .where(t.portal_id == portal_id)
+        .group_by(t.qbo_payment_id, t.qbo_invoice_id)
+    )
     latest: dict[tuple[str, str], _Row] = {}
-    for row in connection.execute(
-        select(halo_payment_exports).where(t.portal_id == portal_id).order_by(t.version)
-    ):
+    for row in connection.execute(select(halo_payment_exports).where(t.id.in_(latest_ids))):
         latest[(row.qbo_payment_id, row.qbo_invoice_id)] = _Row(
             row.id,
             row.version,

@@ -260,6 +260,8 @@ def applications_of(
                 amounts[invoice_id] = amounts.get(invoice_id, ZERO) + _money(line.get("Amount"))
     version = str(payment.get("SyncToken", ""))
     updated = parse_time((payment.get("MetaData") or {}).get("LastUpdatedTime"))
+    # QBO dates every payment (TxnDate defaults to the day it was entered, §3.7).
+    paid_on = _date(payment.get("TxnDate")) or (updated.date() if updated else None)
     return {
         invoice_id: Application(
             qbo_payment_id=str(payment["Id"]),
@@ -267,7 +269,7 @@ def applications_of(
             kind=kind,
             state=APPLIED if amount > 0 else REMOVED,
             amount=amount,
-            payment_date=_date(payment.get("TxnDate")),
+            payment_date=paid_on,
             method=None if method is None else str(method)[:100],
             reference=None if reference is None else str(reference)[:200],
             qbo_version=version,

@@ -57,7 +57,8 @@ PATH = "/webhooks/qbo"
 class Realms:
     """Who may send what: each realm's portals with the verifier token they expect."""
 
-    portals: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # realm → [(portal id, verifier token)]; kept out of repr: the tokens are secrets.
+    portals: Mapping[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
 
     @property
     def tokens(self) -> set[str]:

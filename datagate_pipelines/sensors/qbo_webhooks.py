@@ -48,8 +48,7 @@ def qbo_webhooks(
     if not events:
         return dg.SensorResult(skip_reason="no new QBO webhook events")
     registry = portals.registry()
-    partitions = set(context.instance.get_dynamic_partitions(portal_partitions.name))
-    with_qbo = {pid for pid in registry.ids if pid in partitions and registry.get(pid).settings.qbo}
+    with_qbo = {pid for pid in registry.ids if registry.get(pid).settings.qbo}
     by_portal: dict[str, list[int]] = defaultdict(list)
     ignored: dict[str, list[int]] = defaultdict(list)
     for event in events:
@@ -83,4 +82,12 @@ def qbo_webhooks(
                     tags={PORTAL_TAG: portal_id, TRIGGER_TAG: "webhook"},
                 )
             )
-    return dg.SensorResult(run_requests=run_requests, cursor=str(events[-1].id))
+    # A portal new in portals.yaml may be heard from before portal_registry adds its
+    # partition: add it here; the daemon adds partitions before it launches runs.
+    partitions = set(context.instance.get_dynamic_partitions(portal_partitions.name))
+    new = sorted(set(by_portal) - partitions)
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[portal_partitions.build_add_request(new)] if new else [],
+        cursor=str(events[-1].id),
+    )

@@ -144,3 +144,16 @@ def test_nightly_payments_runs_every_portal_with_qbo(tmp_path, engine, engine_ur
         ("beta", "nightly-payments:beta:2026-08-04"),
     ]
     assert all(r.tags["dagster/partition/portal"] == r.partition_key for r in requests)
+
+
+def test_a_portal_heard_from_before_its_partition_exists_gets_it(
+    tmp_path, engine, engine_url, instance
+):
+    resources = setup(tmp_path, engine, engine_url, instance)
+    instance.delete_dynamic_partition("portal", "beta")  # portal_registry has not run yet
+    events(engine, "beta", "Payment", 1)
+    result = tick(instance, resources)
+    assert [r.partition_key for r in result.run_requests] == ["beta"]
+    (added,) = result.dynamic_partitions_requests
+    assert isinstance(added, dg.AddDynamicPartitionsRequest)
+    assert list(added.partition_keys) == ["beta"]
