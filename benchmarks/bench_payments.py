@@ -367,9 +367,13 @@ def markdown(args, r: dict) -> str:
         f"{changed['changed']:,} changes cost {changed['calls']} ({changed['calls'] / first['calls']:.2f}×) "
         f"and recorded {changed['applied']:,} payment applications. Budget (issue 16): ≤ 2 calls "
         f"when nothing changed — {'met' if quiet['calls'] <= 2 else '**NOT met**'}; about one "
-        f"per 1,000 changed objects otherwise — {per_1000:.2f}: one CDC call whose answer is "
-        "full (1,000 objects, docs/qbo-api.md §B7), then each entity (Invoice, Payment, "
-        "CreditMemo) paged 1,000 rows a query, each ending on a short page.",
+        f"per 1,000 changed objects otherwise — {per_1000:.2f}: the CDC call whose answer is "
+        "full (1,000 objects, docs/qbo-api.md §B7) and may be cut anywhere, then each entity "
+        "(Invoice, Payment, CreditMemo) read again by query, 1,000 rows a page, ending on a "
+        "short page. Two of those calls do not grow with the changes (the full CDC answer and "
+        "the credit memos' one page); the rest is one call per 1,000 changed objects, so the "
+        "ratio nears 1.0 as changes grow. Advancing CDC's cursor past each full answer would "
+        "save the queries only if QBO cut answers oldest-first, which it does not document.",
         "",
         "### Webhook acknowledgement",
         "",
