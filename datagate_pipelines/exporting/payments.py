@@ -147,7 +147,10 @@ def refresh_payments(
     with transaction(db) as connection:
         cursor = load_cursor(connection, portal.id)
         ours = our_qbo_invoices(connection, portal.id)
-        settled_or_gone = latest_states(connection, (o.id for o in ours.values()))
+        states = latest_states(connection, (o.id for o in ours.values()))
+    gone = {
+        invoice_id for invoice_id, (_, _, qbo_state) in states.items() if qbo_state == "deleted"
+    }
     reason = None
     if cursor is None:
         reason = "first refresh"
@@ -171,8 +174,7 @@ def refresh_payments(
         open_ids = [
             qbo_id
             for qbo_id, invoice in ours.items()
-            if invoice.payment_status not in SETTLED
-            and settled_or_gone.get(invoice.id, ("", None, "open"))[2] != "deleted"
+            if invoice.payment_status not in SETTLED and invoice.id not in gone
         ]
         read = _read_open_invoices(client, open_ids)
         outcome.changed_objects = len(read.invoices) + len(read.payments)
@@ -189,24 +191,24 @@ def refresh_payments(
 def _read_open_invoices(client: QBOClient, qbo_ids: list[str]) -> _Read:
     """Our open invoices by Id, and the payments they link; those not found are deleted."""
     read = _Read()
-    for record in _by_id(client, "Invoice", qbo_ids):
-        read.invoices[str(record["Id"])] = record
-        if read.server_time is None:
-            read.server_time = parse_time(client.last_answer_time)
+    for chunk in _chunks(qbo_ids):
+        read.invoices.update({str(r["Id"]): r for r in client.select("Invoice", Id=chunk)})
+        # QBO's clock when the reading began: the next refresh starts from there.
+        read.server_time = read.server_time or parse_time(client.last_answer_time)
     read.deleted_invoices = set(qbo_ids) - set(read.invoices)
     linked = {pid for record in read.invoices.values() for pid in _linked_payments(record)}
-    read.payments = {str(p["Id"]): p for p in _by_id(client, "Payment", sorted(linked))}
-    if read.server_time is None:
-        read.server_time = parse_time(client.last_answer_time)
+    read.payments = {str(p["Id"]): p for p in _by_id(client, "Payment", linked)}
     return read
 
 
+def _chunks(ids: Iterable[str]) -> list[list[str]]:
+    """Ids in numeric order, `READ_CHUNK` to a query."""
+    ordered = sorted(set(ids), key=lambda i: (len(i), i))
+    return [ordered[start : start + READ_CHUNK] for start in range(0, len(ordered), READ_CHUNK)]
+
+
 def _by_id(client: QBOClient, entity: str, ids: Iterable[str]) -> list[dict[str, Any]]:
-    ids = sorted(set(ids), key=lambda i: (len(i), i))
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(ids), READ_CHUNK):
-        rows += client.select(entity, Id=ids[start : start + READ_CHUNK])
-    return rows
+    return [row for chunk in _chunks(ids) for row in client.select(entity, Id=chunk)]
 
 
 def _linked_payments(invoice: dict[str, Any]) -> set[str]:
