@@ -70,7 +70,7 @@ class Realms:
 
 def realms_of(registry: PortalRegistry, environ: Mapping[str, str] | None = None) -> Realms:
     """The realms of the portals with a QBO company and a verifier token; a portal whose
-    token variable is unset is left out, with a warning (its webhooks get 202)."""
+    token variable is unset is left out, with a warning (its webhooks are not accepted)."""
     realms: dict[str, list[tuple[str, str]]] = {}
     for portal in registry.portals.values():
         qbo = portal.settings.qbo
@@ -123,6 +123,8 @@ class PortalsFile:
 
 @dataclass
 class Outcome:
+    """What to answer, what to store, and what the request log says."""
+
     status: int
     body: dict[str, object]
     portal_id: str | None = None
