@@ -42,7 +42,7 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from benchmarks.sections import write_section  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
 from datagate_pipelines.apiclient.retries import RetryPolicy  # noqa: E402
 from datagate_pipelines.config import parse_portals  # noqa: E402
 from datagate_pipelines.exporting.payments import refresh_payments  # noqa: E402

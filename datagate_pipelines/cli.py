@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import click
 
-from datagate_pipelines.commands import demo, imports, payments, portals, qbo, reports, runs
+from datagate_pipelines.commands import demo, imports, portals, qbo, reports, runs
+from datagate_pipelines.commands.payments import payments, webhooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,8 +29,8 @@ main.add_command(demo.simulators)
 main.add_command(demo.demo)
 main.add_command(demo.ui)
 main.add_command(qbo.qbo)
-main.add_command(payments.payments)
-main.add_command(payments.webhooks)
+main.add_command(payments)
+main.add_command(webhooks)
 
 
 if __name__ == "__main__":

@@ -171,8 +171,8 @@ class PortalSettings(_Strict):
     halopsa: HaloPSASettings
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
-    qbo: QBOSettings | None = None
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    qbo: QBOSettings | None = None
 
     @field_validator("id")
     @classmethod

@@ -91,7 +91,7 @@ class Cursor:
 
 
 def our_qbo_invoices(connection: Connection, portal_id: str) -> dict[str, OurInvoice]:
-    """The portal's invoices exported to QBO (voided ones too), by QBO invoice Id."""
+    """The portal's invoices exported to QBO as invoices (voided ones too), by QBO Id."""
     rows = connection.execute(
         select(
             invoices.c.id,
@@ -108,6 +108,8 @@ def our_qbo_invoices(connection: Connection, portal_id: str) -> dict[str, OurInv
             exports.c.target == QBO,
             exports.c.status.in_(("exported", "voided")),
             exports.c.external_id.is_not(None),
+            # A negative total goes to QBO as a credit memo: nothing is owed on it.
+            invoices.c.total >= 0,
         )
     ).all()
     return {str(row.external_id): OurInvoice(*row) for row in rows}

@@ -6,7 +6,7 @@ counters and the webhook emitter. The rules live beside it, a module per concern
 - ``base``          what every entity shares (field checks, references, money) and the
   ``Books`` protocol through which entities see their company;
 - ``company``       one company: its records, the entity registry, CRUD, query and CDC;
-- ``names``, ``transactions``, ``credit_memos``  the entity families;
+- ``names``, ``transactions``  the entity families;
 - ``query``         the query language;
 - ``batch``         batch requests.
 

@@ -18,10 +18,9 @@ from .. import errors
 from ..clock import format_time
 from ..settings import QBOSettings
 from .base import Entity, blank, words
-from .credit_memos import CreditMemo
 from .names import Account, Customer, Item, TaxAgency, TaxCode, TaxRate, Term, create_tax_code
 from .query import evaluate, page, parse_query
-from .transactions import Invoice, Payment
+from .transactions import CreditMemo, Invoice, Payment
 
 __all__ = ["ENTITIES", "ENTITIES_BY_PATH", "Company", "public"]
 
@@ -37,8 +36,8 @@ ENTITIES: dict[str, Entity] = {
         TaxRate(),
         TaxAgency(),
         Invoice(),
-        Payment(),
         CreditMemo(),
+        Payment(),
     )
 }
 ENTITIES_BY_PATH: dict[str, Entity] = {e.path: e for e in ENTITIES.values()}
@@ -236,23 +235,28 @@ class Company:
 
     def applied_to_invoice(self, invoice_id: str) -> dict[str, Decimal]:
         """Payment Id → amount that live payments apply to the invoice, by payment Id."""
-        return self._applied(invoice_id, "Invoice")
-
-    def applied_to_credit_memo(self, credit_memo_id: str) -> dict[str, Decimal]:
-        """Payment Id → credit that live payments take from the credit memo (§B4)."""
-        return self._applied(credit_memo_id, "CreditMemo")
-
-    def _applied(self, txn_id: str, txn_type: str) -> dict[str, Decimal]:
         applied: dict[str, Decimal] = {}
         # Payments are kept in the order they were created, which is their Id order.
         for payment in self._live["Payment"].values():
             for line in payment.get("Line", []):
                 if line["Amount"] and any(
-                    link["TxnId"] == txn_id and link["TxnType"] == txn_type
+                    link["TxnId"] == invoice_id and link["TxnType"] == "Invoice"
                     for link in line["LinkedTxn"]
                 ):
                     applied[payment["Id"]] = applied.get(payment["Id"], ZERO) + line["Amount"]
         return applied
+
+    def credit_used(self, credit_memo_id: str) -> Decimal:
+        """What live payments apply of a credit memo (a credit linked beside an invoice)."""
+        used = ZERO
+        for payment in self._live["Payment"].values():
+            for line in payment.get("Line", []):
+                if any(
+                    link["TxnId"] == credit_memo_id and link["TxnType"] == "CreditMemo"
+                    for link in line["LinkedTxn"]
+                ):
+                    used += line["Amount"]
+        return used
 
     def _touch(self, record: dict[str, Any], entity: str | None = None) -> None:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
@@ -288,17 +292,15 @@ class Company:
             self.refresh_customer_balance(invoice["CustomerRef"]["value"])
 
     def refresh_credit_memos(self, credit_memo_ids: Iterable[str]) -> None:
-        """Recompute Balance/RemainingCredit and LinkedTxn of credit memos payments use."""
+        """Recompute RemainingCredit (and Balance) of credit memos payments take from (§B4);
+        a change bumps the memo's SyncToken, so CDC reports it [I]."""
         for credit_id in sorted(set(credit_memo_ids), key=int):
             memo = self.live("CreditMemo", credit_id)
-            if memo is None:
+            if memo is None or memo.get("_voided"):
                 continue
-            applied = self.applied_to_credit_memo(credit_id)
-            remaining = memo["TotalAmt"] - sum(applied.values(), ZERO)
-            linked = [{"TxnId": pid, "TxnType": "Payment"} for pid in applied]
-            if remaining != memo["Balance"] or linked != memo.get("LinkedTxn"):
+            remaining = memo["TotalAmt"] - self.credit_used(credit_id)
+            if remaining != memo["RemainingCredit"]:
                 memo["Balance"] = memo["RemainingCredit"] = remaining
-                memo["LinkedTxn"] = linked
                 self._touch(memo, "CreditMemo")
 
     def unlink_payments_from(self, txn_id: str) -> None:
@@ -330,7 +332,8 @@ class Company:
         )
 
     def customer_open_balance(self, customer_id: str) -> Decimal:
-        return sum(
+        """Open invoices less the customer's unused credit (credit memos' RemainingCredit)."""
+        owed = sum(
             (
                 inv["Balance"]
                 for inv in self._live["Invoice"].values()
@@ -338,6 +341,15 @@ class Company:
             ),
             ZERO,
         )
+        credit = sum(
+            (
+                memo["RemainingCredit"]
+                for memo in self._live["CreditMemo"].values()
+                if memo["CustomerRef"]["value"] == customer_id
+            ),
+            ZERO,
+        )
+        return owed - credit
 
     def refresh_customer_balance(self, customer_id: str) -> None:
         # Balance is read-only and derived; changing it does not bump the SyncToken [I].

@@ -1,10 +1,14 @@
-"""Transactions: Invoice and Payment (docs/qbo-api.md §3.4, §3.7, §B6).
+"""Transactions: Invoice, CreditMemo and Payment (docs/qbo-api.md §3.4, §3.7, §B4).
 
-Money is ``Decimal`` throughout. An invoice's ``TotalAmt`` is the sum of its sales (and group)
-lines minus discounts plus ``TxnTaxDetail.TotalTax``; its ``Balance`` is ``TotalAmt`` minus
-what live payments apply to it. Payments link to invoices (and credit memos, whose credit
-they apply) through ``Line[].LinkedTxn``; each linked record gets the reciprocal
-``LinkedTxn`` entry ``{TxnId, TxnType: "Payment"}``.
+Money is ``Decimal`` throughout. A sales form's (invoice's, credit memo's) ``TotalAmt`` is the
+sum of its sales (and group) lines minus discounts plus ``TxnTaxDetail.TotalTax``; an
+invoice's ``Balance`` is ``TotalAmt`` minus what live payments apply to it. Payments link to
+invoices through ``Line[].LinkedTxn``; each linked invoice gets the reciprocal ``LinkedTxn``
+entry ``{TxnId, TxnType: "Payment"}``. A credit memo carries the same kinds of lines as an
+invoice; what is left of it to use is its ``RemainingCredit`` (and ``Balance``).
+
+DocNumbers are checked across the sales forms (docs/billing.md, Numbering: QBO reports a
+DocNumber collision between an invoice and a credit memo too) [I].
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from typing import Any
 from .. import errors
 from .base import Books, Entity, blank, cents, decimal_field, ref_value, words
 
-__all__ = ["Invoice", "Payment"]
+__all__ = ["CreditMemo", "Invoice", "Payment"]
+
+#: The transaction types whose DocNumbers must not collide (custom transaction numbers on).
+NUMBERED_FORMS = ("Invoice", "CreditMemo")
 
 DOC_NUMBER_MAX = 21
 ZERO = Decimal("0")
@@ -63,47 +70,14 @@ def _date_field(value: Any, element: str, entity: str) -> str:
     return value.strip()
 
 
-class Invoice(Entity):
-    name = "Invoice"
-    path = "invoice"
-    transaction = True
-    deletable = True
-    voidable = True
-    fields = words(
-        """DocNumber TxnDate DueDate ShipDate SalesTermRef PrivateNote CustomerMemo BillAddr
-        ShipAddr ShipFromAddr BillEmail BillEmailCc BillEmailBcc EmailStatus PrintStatus
-        TxnTaxDetail GlobalTaxCalculation ApplyTaxAfterDiscount CustomField CurrencyRef
-        ExchangeRate DepartmentRef ClassRef Deposit DepositToAccountRef Line CustomerRef
-        AllowOnlineCreditCardPayment AllowOnlineACHPayment AllowIPNPayment AllowOnlinePayment
-        TrackingNum ShipMethodRef TxnSource TransactionLocationType ProjectRef
-        RecurDataRef TaxExemptionRef FreeFormAddress"""
-    )
-    read_only = frozenset(
-        {
-            "TotalAmt",
-            "Balance",
-            "HomeBalance",
-            "HomeTotalAmt",
-            "LinkedTxn",
-            "InvoiceLink",
-            "DeliveryInfo",
-            "TxnStatus",
-        }
-    )
-    queryable = frozenset(
-        {
-            "docnumber",
-            "txndate",
-            "duedate",
-            "customerref",
-            "balance",
-            "totalamt",
-            "emailstatus",
-            "printstatus",
-        }
-    )
+class SalesForm(Entity):
+    """What an invoice and a credit memo share: customer, lines, tax, number, note."""
 
-    def build(self, company, data, existing, include):
+    transaction = True
+    voidable = True
+
+    def build_form(self, company, data, existing, include) -> dict[str, Any]:
+        """The record's common properties; the subclass adds its own (terms, balances)."""
         if existing is not None and existing.get("_voided"):
             raise errors.business_validation("A voided transaction cannot be changed.")
         customer = self.reference(
@@ -128,18 +102,6 @@ class Invoice(Entity):
         record["TxnDate"] = (
             _optional_date(data, "TxnDate", self.name) or company.today().isoformat()
         )
-        term = self.reference(company, data, "SalesTermRef", "Term", name_field="Name")
-        if term:
-            record["SalesTermRef"] = term
-        due = _optional_date(data, "DueDate", self.name)
-        if due is not None:
-            record["DueDate"] = due
-        else:
-            # Due date from the term's DueDays when not given [I] (docs/qbo-api.md §3.4).
-            days = company.live("Term", term["value"]).get("DueDays", 0) if term else 0
-            record["DueDate"] = (
-                date.fromisoformat(record["TxnDate"]) + timedelta(days=days)
-            ).isoformat()
         record["DocNumber"] = self._doc_number(company, data.get("DocNumber"), existing, include)
         if record["DocNumber"] is None:
             del record["DocNumber"]
@@ -151,13 +113,6 @@ class Invoice(Entity):
         record.setdefault("PrintStatus", "NotSet")
         record.setdefault("ApplyTaxAfterDiscount", False)
         record.setdefault("CustomField", [])
-        applied = company.applied_to_invoice(existing["Id"]) if existing else {}
-        record["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in applied]
-        record["Balance"] = record["TotalAmt"] - sum(applied.values(), ZERO)
-        if record["Balance"] < 0:
-            raise errors.business_validation(
-                "The invoice total cannot be less than the payments applied to it.", "Line"
-            )
         return record
 
     def writable(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -352,9 +307,13 @@ class Invoice(Entity):
         # duplicate someone created earlier with include=allowduplicatedocnum.
         if check and not unchanged and "allowduplicatedocnum" not in include:
             own_id = existing.get("Id") if existing else None
-            for other in company.all_live(self.name):
-                if other.get("Id") != own_id and other.get("DocNumber") == value:
-                    raise errors.duplicate_doc_number(value, self.name, other["Id"])
+            for form in NUMBERED_FORMS:
+                for other in company.all_live(form):
+                    if other.get("DocNumber") == value and (form, other.get("Id")) != (
+                        self.name,
+                        own_id,
+                    ):
+                        raise errors.duplicate_doc_number(value, form, other["Id"])
         return value
 
     def after_write(self, company, record, previous):
@@ -363,17 +322,119 @@ class Invoice(Entity):
             company.refresh_customer_balance(previous["CustomerRef"]["value"])
 
     def void(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The voided invoice: TotalAmt 0, Balance 0, PrivateNote "Voided" (§2, PQB tests)."""
-        return dict(
+        """The voided form: TotalAmt 0, Balance 0, PrivateNote "Voided" (§2, PQB tests)."""
+        voided = dict(
             record, TotalAmt=ZERO, Balance=ZERO, PrivateNote="Voided", LinkedTxn=[], _voided=True
         )
+        if "RemainingCredit" in record:
+            voided["RemainingCredit"] = ZERO
+        return voided
+
+
+class Invoice(SalesForm):
+    name = "Invoice"
+    path = "invoice"
+    deletable = True
+    fields = words(
+        """DocNumber TxnDate DueDate ShipDate SalesTermRef PrivateNote CustomerMemo BillAddr
+        ShipAddr ShipFromAddr BillEmail BillEmailCc BillEmailBcc EmailStatus PrintStatus
+        TxnTaxDetail GlobalTaxCalculation ApplyTaxAfterDiscount CustomField CurrencyRef
+        ExchangeRate DepartmentRef ClassRef Deposit DepositToAccountRef Line CustomerRef
+        AllowOnlineCreditCardPayment AllowOnlineACHPayment AllowIPNPayment AllowOnlinePayment
+        TrackingNum ShipMethodRef TxnSource TransactionLocationType ProjectRef
+        RecurDataRef TaxExemptionRef FreeFormAddress"""
+    )
+    read_only = frozenset(
+        {
+            "TotalAmt",
+            "Balance",
+            "HomeBalance",
+            "HomeTotalAmt",
+            "LinkedTxn",
+            "InvoiceLink",
+            "DeliveryInfo",
+            "TxnStatus",
+        }
+    )
+    queryable = frozenset(
+        {
+            "docnumber",
+            "txndate",
+            "duedate",
+            "customerref",
+            "balance",
+            "totalamt",
+            "emailstatus",
+            "printstatus",
+        }
+    )
+
+    def build(self, company, data, existing, include):
+        record = self.build_form(company, data, existing, include)
+        term = self.reference(company, data, "SalesTermRef", "Term", name_field="Name")
+        if term:
+            record["SalesTermRef"] = term
+        due = _optional_date(data, "DueDate", self.name)
+        if due is not None:
+            record["DueDate"] = due
+        else:
+            # Due date from the term's DueDays when not given [I] (docs/qbo-api.md §3.4).
+            days = company.live("Term", term["value"]).get("DueDays", 0) if term else 0
+            record["DueDate"] = (
+                date.fromisoformat(record["TxnDate"]) + timedelta(days=days)
+            ).isoformat()
+        applied = company.applied_to_invoice(existing["Id"]) if existing else {}
+        record["LinkedTxn"] = [{"TxnId": pid, "TxnType": "Payment"} for pid in applied]
+        record["Balance"] = record["TotalAmt"] - sum(applied.values(), ZERO)
+        if record["Balance"] < 0:
+            raise errors.business_validation(
+                "The invoice total cannot be less than the payments applied to it.", "Line"
+            )
+        return record
 
     def before_remove(self, company, record):
         # Deleting or voiding an invoice leaves its payments unapplied [I] (QBO's UI warns so).
         company.unlink_payments_from(record["Id"])
 
 
+class CreditMemo(SalesForm):
+    """A credit to the customer (docs/qbo-api.md §B4): the lines of an invoice, left
+    unapplied as the customer's credit until a payment applies it to an invoice."""
+
+    name = "CreditMemo"
+    path = "creditmemo"
+    fields = words(
+        """DocNumber TxnDate PrivateNote CustomerMemo BillAddr ShipAddr BillEmail EmailStatus
+        PrintStatus TxnTaxDetail GlobalTaxCalculation ApplyTaxAfterDiscount CustomField
+        CurrencyRef ExchangeRate DepartmentRef ClassRef Line CustomerRef TxnSource
+        TransactionLocationType ProjectRef InvoiceRef"""
+    )
+    read_only = frozenset(
+        {"TotalAmt", "Balance", "RemainingCredit", "HomeBalance", "HomeTotalAmt", "TxnStatus"}
+    )
+    queryable = frozenset(
+        {"docnumber", "txndate", "customerref", "balance", "totalamt", "remainingcredit"}
+    )
+
+    def build(self, company, data, existing, include):
+        record = self.build_form(company, data, existing, include)
+        if record["TotalAmt"] < 0:
+            # A credit is written with positive amounts; a negative one would be a charge [I].
+            raise errors.business_validation("The credit memo total cannot be negative.", "Line")
+        used = company.credit_used(existing["Id"]) if existing else ZERO
+        record["RemainingCredit"] = record["Balance"] = record["TotalAmt"] - used
+        if record["RemainingCredit"] < 0:
+            raise errors.business_validation(
+                "The credit memo total cannot be less than the credit already used.", "Line"
+            )
+        return record
+
+
 class Payment(Entity):
+    """A payment received (§3.7). Its lines apply money to invoices, or take credit from
+    credit memos (TxnType ``CreditMemo``, §B6) — the $0 payment that applies a credit memo to
+    an invoice (§B4); each line links one kind or the other [I]."""
+
     name = "Payment"
     path = "payment"
     transaction = True
@@ -470,14 +531,14 @@ class Payment(Entity):
                 raise errors.business_validation(
                     f"{kind} {txn_id} belongs to another customer.", "Line.LinkedTxn.TxnId"
                 )
-            applied = (
-                company.applied_to_invoice(txn_id)
-                if kind == "Invoice"
-                else company.applied_to_credit_memo(txn_id)
-            )
-            left = target["TotalAmt"] - sum(
-                (a for pid, a in applied.items() if pid != own_id), ZERO
-            )
+            if kind == "Invoice":
+                applied = company.applied_to_invoice(txn_id)
+                left = target["TotalAmt"] - sum(
+                    (a for pid, a in applied.items() if pid != own_id), ZERO
+                )
+            else:  # what other payments have not taken of the credit yet
+                own = company.live("Payment", own_id) if own_id else None
+                left = target["TotalAmt"] - company.credit_used(txn_id) + _credit_taken(own, txn_id)
             if amount > left:
                 what = "open balance" if kind == "Invoice" else "remaining credit"
                 raise errors.business_validation(
@@ -507,3 +568,18 @@ class Payment(Entity):
         return dict(
             record, TotalAmt=ZERO, UnappliedAmt=ZERO, Line=lines, PrivateNote="Voided", _voided=True
         )
+
+
+def _credit_taken(payment: dict[str, Any] | None, credit_memo_id: str) -> Decimal:
+    """What one payment takes of a credit memo."""
+    return sum(
+        (
+            line["Amount"]
+            for line in (payment or {}).get("Line", [])
+            if any(
+                link["TxnId"] == credit_memo_id and link["TxnType"] == "CreditMemo"
+                for link in line["LinkedTxn"]
+            )
+        ),
+        ZERO,
+    )
