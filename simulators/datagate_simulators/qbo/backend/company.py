@@ -258,11 +258,14 @@ class Company:
                     used += line["Amount"]
         return used
 
-    def _touch(self, record: dict[str, Any], entity: str | None = None) -> None:
+    def _touch(self, record: dict[str, Any]) -> None:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         record["MetaData"] = dict(record["MetaData"], LastUpdatedTime=self.now())
-        if entity is not None:
-            self._changed(entity, record["Id"], "Update")
+
+    def _touch_and_tell(self, record: dict[str, Any], entity: str) -> None:
+        """A derived change (a balance a payment moved): a new version, and a webhook event."""
+        self._touch(record)
+        self._changed(entity, record["Id"], "Update")
 
     def _changed(self, entity: str, entity_id: str, operation: str) -> None:
         """Tell the listeners (the webhook emitter) that a record changed (§6.2)."""
@@ -288,7 +291,7 @@ class Company:
             if balance != invoice["Balance"] or linked != invoice.get("LinkedTxn"):
                 invoice["Balance"] = balance
                 invoice["LinkedTxn"] = linked
-                self._touch(invoice, "Invoice")
+                self._touch_and_tell(invoice, "Invoice")
             self.refresh_customer_balance(invoice["CustomerRef"]["value"])
 
     def refresh_credit_memos(self, credit_memo_ids: Iterable[str]) -> None:
@@ -301,7 +304,7 @@ class Company:
             remaining = memo["TotalAmt"] - self.credit_used(credit_id)
             if remaining != memo["RemainingCredit"]:
                 memo["Balance"] = memo["RemainingCredit"] = remaining
-                self._touch(memo, "CreditMemo")
+                self._touch_and_tell(memo, "CreditMemo")
 
     def unlink_payments_from(self, txn_id: str) -> None:
         """Drop payment lines linking a deleted/voided transaction; what they applied becomes
@@ -324,7 +327,7 @@ class Company:
                 keep, applied = [], ZERO
             payment["Line"] = keep
             payment["UnappliedAmt"] = payment["TotalAmt"] - applied
-            self._touch(payment, "Payment")
+            self._touch_and_tell(payment, "Payment")
         others = [link for link in touched if link["TxnId"] != txn_id]
         self.refresh_invoices({link["TxnId"] for link in others if link["TxnType"] == "Invoice"})
         self.refresh_credit_memos(
