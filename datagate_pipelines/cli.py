@@ -55,6 +55,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "held + reasons, final, exported, paid) and, per target, its export (the record's "
         "id, or why it failed).",
     ),
+    "payments": (
+        "payments",
+        "payments",
+        "Payments read back from QBO: each application to an invoice (amount, date, method, reference) and whether HaloPSA has it.",
+    ),
     "portals": ("portals", "portals", "Portal configuration, account access and health."),
     "prune-requests": (
         "reports",
@@ -77,6 +82,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "sync",
         "HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run).",
     ),
+    "webhooks": ("payments", "webhooks", "The QBO webhook receiver."),
     "usage": (
         "usage",
         "usage",

@@ -56,6 +56,10 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _optional_env_name(value: str | None) -> str | None:
+    return None if value is None else _env_name(value)
+
+
 class HaloPSASettings(_Strict):
     client_id_env: str
     client_secret_env: str
@@ -146,10 +150,14 @@ class QBOSettings(_Strict):
     tax_mode: Literal["us_automated", "tax_codes"] = "us_automated"
     # tax_codes mode: the QBO tax code of lines we did not tax (it must exist in QBO).
     exempt_tax_code: str = "Exempt"
+    # The environment variable holding the Intuit app's webhook verifier token (the key of
+    # `intuit-signature`, docs/qbo-api.md §6.2); without it this realm's webhooks are refused.
+    webhook_verifier_token_env: str | None = None
 
     _check_envs = field_validator("client_id_env", "client_secret_env", "refresh_token_env")(
         _env_name
     )
+    _check_optional_envs = field_validator("webhook_verifier_token_env")(_optional_env_name)
 
     @field_validator("realm_id")
     @classmethod
@@ -195,6 +203,20 @@ class PurchasingSettings(_Strict):
     write_vendor_ids: bool = False
 
 
+class PaymentSettings(_Strict):
+    """Payments read back from QBO and recorded on the HaloPSA invoices we exported."""
+
+    # Record each QBO payment on its HaloPSA invoice (/api/InvoicePayment). A portal uses
+    # this or HaloPSA's own QBO sync, never both: two writers would record payments twice.
+    halopsa_write_back: bool = True
+    # HaloPSA's InvoicePayment.method is an id from the tenant's payment-method list, whose
+    # values are unconfirmed (docs/halopsa-api.md §A5): the default for payments, the one for
+    # applied credit memos, and per QBO payment method name (PaymentMethodRef.name).
+    halopsa_method: int = 0
+    halopsa_credit_method: int = 0
+    halopsa_methods: dict[str, int] = Field(default_factory=dict)
+
+
 class PortalSettings(_Strict):
     id: str
     name: str
@@ -203,6 +225,7 @@ class PortalSettings(_Strict):
     halopsa: HaloPSASettings
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
+    payments: PaymentSettings = Field(default_factory=PaymentSettings)
     qbo: QBOSettings | None = None
     purchasing: PurchasingSettings | None = None
 
@@ -278,6 +301,18 @@ class Portal:
             refresh_token=SecretStr(
                 _require_env(env, self.id, "qbo.refresh_token_env", qbo.refresh_token_env)
             ),
+        )
+
+    def webhook_verifier_token(self, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+        """The QBO app's webhook verifier token; None when the portal names no variable."""
+        qbo = self.settings.qbo
+        if qbo is None or qbo.webhook_verifier_token_env is None:
+            return None
+        env = os.environ if environ is None else environ
+        return SecretStr(
+            _require_env(
+                env, self.id, "qbo.webhook_verifier_token_env", qbo.webhook_verifier_token_env
+            )
         )
 
 

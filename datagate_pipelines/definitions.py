@@ -2,11 +2,24 @@
 
 import dagster as dg
 
-from datagate_pipelines.assets import billing, catalog, exports, halopsa, purchasing, sql
+from datagate_pipelines.assets import (
+    billing,
+    catalog,
+    exports,
+    halopsa,
+    payments,
+    purchasing,
+    sql,
+)
 from datagate_pipelines.orchestration.jobs import billing as billing_job
 from datagate_pipelines.orchestration.jobs import exports as exports_job
+from datagate_pipelines.orchestration.jobs import payments as payments_job
 from datagate_pipelines.orchestration.jobs import portal_sync, sql_models
-from datagate_pipelines.orchestration.schedules import nightly_billing, nightly_sync
+from datagate_pipelines.orchestration.schedules import (
+    nightly_billing,
+    nightly_payments,
+    nightly_sync,
+)
 from datagate_pipelines.orchestration.terminal import terminal_logger
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
@@ -14,19 +27,20 @@ from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sensors.force_sync import force_sync
 from datagate_pipelines.sensors.portals import portal_registry
+from datagate_pipelines.sensors.qbo_webhooks import qbo_webhooks
 
 defs = dg.Definitions(
     assets=[
-        *dg.load_assets_from_modules([halopsa, purchasing, catalog, billing, exports]),
+        *dg.load_assets_from_modules([halopsa, purchasing, catalog, billing, exports, payments]),
         # One asset per SQL model in dbt_like_sql/, its dependencies parsed from the SQL.
         *sql.sql_model_assets(),
         billing.tax_rates,
         billing.product_templates,
         billing.usage_charges,
     ],
-    jobs=[portal_sync, billing_job, exports_job, sql_models],
-    schedules=[nightly_sync, nightly_billing],
-    sensors=[portal_registry, force_sync],
+    jobs=[portal_sync, billing_job, exports_job, payments_job, sql_models],
+    schedules=[nightly_sync, nightly_billing, nightly_payments],
+    sensors=[portal_registry, force_sync, qbo_webhooks],
     resources={
         "portals": PortalsResource(),
         "warehouse": WarehouseResource(),

@@ -23,6 +23,18 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 os.environ.setdefault("DATAGATE_ASSET_RETRY_DELAY", "0")
 
 
+@pytest.fixture(autouse=True)
+def _no_dagster_instance_left_in_context():
+    """Each test starts with no Dagster instance in context. Dagster keeps the storage of
+    the last instance entered in a context variable of the thread; a run executed in-process
+    (the CLI under CliRunner) can leave it pointing at an instance that is gone when the
+    test ends, and the next test's `materialize` then fails to read it."""
+    yield
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
 def _postgres_or_skip() -> None:
     try:
         with create_engine(POSTGRES_URL).connect() as connection:

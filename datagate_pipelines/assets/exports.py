@@ -1,4 +1,5 @@
-"""Exports: a period's final invoices into HaloPSA and QuickBooks Online, payments read back.
+"""Exports: a period's final invoices into HaloPSA and QuickBooks Online (payments come
+back per portal: assets/payments.py).
 
 Thin adapters over `datagate_pipelines.exporting`: build the client, call, describe. They
 run after `invoices` (whose blocking money checks gate them) and are safe to repeat or to
@@ -22,7 +23,6 @@ from datagate_pipelines.billing import period_label
 from datagate_pipelines.config import Portal
 from datagate_pipelines.exporting.halopsa import export_to_halopsa
 from datagate_pipelines.exporting.ledger import ExportOutcome
-from datagate_pipelines.exporting.payments import read_payments
 from datagate_pipelines.exporting.qbo import export_to_qbo
 from datagate_pipelines.exporting.qbo_references import (
     CUSTOMER,
@@ -308,7 +308,7 @@ def qbo_references(
                 yield dg.MaterializeResult(asset_key=asset, metadata=metadata)
 
 
-# --- QBO: invoices and payments ------------------------------------------------------------------
+# --- QBO: invoices ------------------------------------------------------------------------------
 
 
 @dg.asset(
@@ -352,35 +352,3 @@ def qbo_invoice_export(
     yield _exported(step, outcome, client.stats.as_dict())
     yield _check("qbo_exports_match", verification)
     _fail_unless_exported(step, verification)
-
-
-@dg.asset(
-    partitions_def=portal_period_partitions,
-    deps=["qbo_invoice_export"],
-    group_name=GROUP,
-    kinds={"quickbooks"},
-    owners=OWNERS,
-    retry_policy=API_RETRY_POLICY,
-    pool="qbo",
-    description="Each exported invoice's Balance read back from QBO: paid, partly paid or "
-    "unpaid on our invoice (voided when it was voided in QBO).",
-)
-def invoice_payments(
-    context: dg.AssetExecutionContext,
-    portals: PortalsResource,
-    warehouse: WarehouseResource,
-    qbo: QBOResource,
-) -> dg.MaterializeResult:
-    with export_step(context, portals, warehouse) as step:
-        if step.skips_qbo():
-            return dg.MaterializeResult(metadata=SKIPPED)
-        with step.qbo_client(qbo) as client:
-            outcome = read_payments(step.engine, client, step.portal.settings, step.period)
-    for key in outcome.missing[:10]:
-        context.log.warning(f"portal {step.portal.id}: the QBO invoice of {key} is gone from QBO")
-    return dg.MaterializeResult(
-        metadata={
-            **{name: dg.MetadataValue.int(value) for name, value in outcome.counts().items()},
-            **step.call_metadata(client.stats.as_dict()),
-        }
-    )

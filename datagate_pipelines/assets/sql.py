@@ -4,12 +4,15 @@ The views span every portal, so these assets are not partitioned. Building a mod
 rebuilds the models on top of it that exist (PostgreSQL will not drop a view others read).
 """
 
-from collections.abc import Sequence
+import base64
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
+from sqlalchemy import Engine
 
 from datagate_pipelines.assets.failures import fail_fast_unless_transient
+from datagate_pipelines.invoicing.aging import markdown_table, read_aging, svg_chart
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse import sql_models
 
@@ -39,13 +42,37 @@ TABLE_ASSETS: dict[str, tuple[str, ...]] = {
     "billing_periods": ("invoice_lines",),
     "exports": ("halo_invoice_export", "qbo_invoice_export"),
     "qbo_entities": ("qbo_customers", "qbo_items", "qbo_terms"),
+    "payment_applications": ("qbo_payments",),
+    "invoice_payment_states": ("qbo_payments",),
+    "halo_payment_exports": ("halo_invoice_payments",),
+}
+
+
+def _aging_metadata(engine: Engine) -> dict[str, dg.MetadataValue]:
+    with engine.connect() as connection:
+        report = read_aging(connection)
+    chart = base64.b64encode(svg_chart(report).encode()).decode()
+    return {
+        "aging": dg.MetadataValue.md(markdown_table(report)),
+        "aging_chart": dg.MetadataValue.md(f"![AR aging](data:image/svg+xml;base64,{chart})"),
+        "total_owed": dg.MetadataValue.text(f"{report.total:.2f}"),
+    }
+
+
+# Columns a model reads that another asset than the table's writer fills: ar_aging reads the
+# balances and payment statuses qbo_payments writes onto invoices.
+MODEL_DEPS: dict[str, tuple[str, ...]] = {"ar_aging": ("qbo_payments",)}
+
+# Models whose asset shows more than its row count and schema: what operators read there.
+MODEL_METADATA: dict[str, Callable[[Engine], dict[str, dg.MetadataValue]]] = {
+    "ar_aging": _aging_metadata,
 }
 
 
 def upstream_keys(model: sql_models.SQLModel) -> list[dg.AssetKey]:
     """The assets a model reads: the writers of its tables, and the models it builds on."""
     keys = {key for table in model.tables for key in TABLE_ASSETS.get(table, ())}
-    keys |= set(model.models)
+    keys |= set(model.models) | set(MODEL_DEPS.get(model.name, ()))
     return [dg.AssetKey(key) for key in sorted(keys)]
 
 
@@ -76,6 +103,7 @@ def _model_asset(
     def _build(warehouse: WarehouseResource) -> dg.MaterializeResult:
         with fail_fast_unless_transient():
             built = sql_models.materialize(warehouse.engine(), model, dependents=dependents)
+            report = MODEL_METADATA.get(model.name, lambda _engine: {})(warehouse.engine())
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(built.row_count),
@@ -88,6 +116,7 @@ def _model_asset(
                 ),
                 "materialized_as": dg.MetadataValue.text(built.materialized),
                 "sql": dg.MetadataValue.md(f"```sql\n{model.sql}\n```"),
+                **report,
             }
         )
 

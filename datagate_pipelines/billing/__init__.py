@@ -37,7 +37,7 @@ Where docs/billing.md is silent, the choices made (each module says more):
   column is true (pairs already on final invoices of P stay billed on a re-run).
 - Periods before the portal's billing start are refused; a is 0 or 1.
 - Numbering several periods at once numbers earlier periods first.
-- Finalization: "final" covers final, exported, paid and partly_paid.
+- Finalization: "final" covers final, exported, paid, partly_paid, credited and voided.
 """
 
 from __future__ import annotations

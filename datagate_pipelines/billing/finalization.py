@@ -5,7 +5,7 @@ earlier period are final. A held invoice is not final, so it blocks its agreemen
 invoices until its hold clears and it is finalized (rule 5).
 
 Where docs/billing.md is silent: "final" means any status after finalization — final,
-exported, paid, partly_paid. A period in which the agreement had no invoice (no lines)
+exported, paid, partly_paid, credited, voided. A period in which the agreement had no invoice (no lines)
 blocks nothing. Whether the invoice for P itself is held is the caller's other check: a
 held invoice is never finalized.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from datagate_pipelines.billing.periods import period_label
 
-FINAL_STATUSES = frozenset({"final", "exported", "paid", "partly_paid"})
+FINAL_STATUSES = frozenset({"final", "exported", "paid", "partly_paid", "credited", "voided"})
 
 
 def finalization_blockers(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 from sqlalchemy import func, select
@@ -10,11 +11,13 @@ from sqlalchemy import func, select
 from datagate_pipelines import DatagateError
 from datagate_pipelines.commands.common import engine, expected_errors, portal_option, print_json
 from datagate_pipelines.config import Portal, load_portals
+from datagate_pipelines.exporting.payment_report import payment_refreshes
 from datagate_pipelines.exporting.status import failed_purchasing, open_exports
 from datagate_pipelines.orchestration.run_history import last_runs
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
 from datagate_pipelines.warehouse.models import portals as portals_table
+from datagate_pipelines.warehouse.webhook_events import last_webhooks
 
 
 @click.group()
@@ -94,8 +97,8 @@ def check(portal_id: str | None) -> None:
 @expected_errors
 def status(as_json: bool) -> None:
     """Each portal: last successful sync, last run and its state, pending force syncs, held
-    invoices, failed exports (and how long the oldest has been failing) and final invoices
-    not yet exported."""
+    invoices, failed exports (and how long the oldest has been failing), final invoices not
+    yet exported, the last payment refresh and the last QBO webhook."""
     registry = load_portals()
     with engine().connect() as connection:
         synced = dict(
@@ -114,6 +117,8 @@ def status(as_json: bool) -> None:
                 .group_by(invoices.c.portal_id)
             ).all()
         )
+        refreshes = payment_refreshes(connection)
+        webhooks = last_webhooks(connection)
     now = datetime.now(UTC)
     rows = []
     failing_for: dict[str, str | None] = {}
@@ -142,6 +147,8 @@ def status(as_json: bool) -> None:
                 "not_yet_exported": sum(
                     1 for e in unexported if e.portal_id == pid and e.status != "failed"
                 ),
+                "last_payment_refresh": refreshes.get(pid),
+                "last_webhook": webhooks[pid].isoformat() if pid in webhooks else None,
             }
         )
         failing_for[pid] = _age(now - since) if since else None
@@ -162,6 +169,8 @@ def status(as_json: bool) -> None:
             f"last run {run['job'] + ' ' + run['status'] + ' ' + run['run_id'][:8] if run else 'none'}; "
             f"{row['pending_force_syncs']} pending force sync(s); {row['held_invoices']} held invoice(s); "
             + exports_text
+            + "; "
+            + _payments_text(row)
             + ("" if row["valid"] else "; INVALID in portals.yaml (see `datagate portals check`)")
         )
 
@@ -174,3 +183,13 @@ def _age(span: timedelta) -> str:
     if days:
         return f"{days} d {hours} h"
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _payments_text(row: dict[str, Any]) -> str:
+    refresh = row["last_payment_refresh"]
+    text = (
+        f"payments refreshed {refresh['at'][:19]} ({refresh['mode']}, {refresh['api_calls']} QBO call(s))"
+        if refresh
+        else "payments never refreshed"
+    )
+    return text + f"; last webhook {row['last_webhook'][:19] if row['last_webhook'] else 'never'}"

@@ -608,13 +608,12 @@ class HaloPSAClient(ApiClientBase):
     def create_invoice(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Create one invoice. Never retried after a 5xx or a dropped connection: the
         invoice may exist already; look it up (`find_invoices`) before trying again."""
+        return self._create_one("Invoice", payload)
+
+    def _create_one(self, resource: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         if payload.get("id"):
-            raise ValueError(
-                "create_invoice creates; to change an invoice use upsert('Invoice', …)"
-            )
-        body = self._call(
-            "POST", "Invoice", json=[dict(payload)], idempotent=False, entity="Invoice"
-        )
+            raise ValueError(f"this creates; to change a {resource} use upsert({resource!r}, …)")
+        body = self._call("POST", resource, json=[dict(payload)], idempotent=False, entity=resource)
         return body[0] if isinstance(body, list) and body else body
 
     def create_credit_note(self, payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -648,6 +647,24 @@ class HaloPSAClient(ApiClientBase):
             **(params or {}),
         }
         return self.list("Invoice", params=query)
+
+    # -- invoice payments (docs/halopsa-api.md §A5; the unconfirmed meanings: payments.py) --
+
+    def invoice_payments(self, invoice_id: int) -> Listing:
+        """The payments recorded against one invoice."""
+        return self.list("InvoicePayment", params={"invoice_id": invoice_id})
+
+    def create_invoice_payment(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Record one payment (`payments.payment_body`). Never retried after a 5xx or a
+        dropped connection: look it up (`invoice_payments`) before trying again."""
+        return self._create_one("InvoicePayment", payload)
+
+    def delete_invoice_payment(self, id: int) -> Any:
+        """Delete a payment record; one already gone counts as deleted."""
+        try:
+            return self.delete("InvoicePayment", id)
+        except HaloPSANotFoundError:
+            return None
 
     def void_invoice(self, id: int) -> Any:
         """Void an invoice (`POST /Invoice/{id}/void`, with an empty object as RDX sends)."""

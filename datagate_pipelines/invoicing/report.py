@@ -12,15 +12,18 @@ from datagate_pipelines.billing import period_label
 from datagate_pipelines.warehouse.models import exports, invoice_lines, invoices, sites
 
 EXPORT_TARGETS = ("halopsa", "qbo")
+#: What the payments refresh reads from QBO, shown instead of final/exported.
+PAYMENT_STATUSES = ("paid", "partly_paid", "credited", "voided")
 
 
 def display_status(
     status: str, payment_status: str | None, exported_to: set[str], targets: tuple[str, ...]
 ) -> str:
-    """draft | held | final | exported | paid | partly_paid (docs/operations.md, `datagate invoices --json`)."""
+    """draft | held | final | exported | paid | partly_paid | credited | voided
+    (docs/operations.md, `datagate invoices --json`); the last four come from QBO."""
     if status != "final":
         return status
-    if payment_status in ("paid", "partly_paid"):
+    if payment_status in PAYMENT_STATUSES:
         return payment_status
     if targets and set(targets) <= exported_to:
         return "exported"

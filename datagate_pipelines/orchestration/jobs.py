@@ -16,7 +16,6 @@ EXPORT_ASSETS = (
     "qbo_terms",
     "halo_invoice_export",
     "qbo_invoice_export",
-    "invoice_payments",
 )
 
 portal_sync = dg.define_asset_job(
@@ -44,8 +43,8 @@ exports = dg.define_asset_job(
     "exports",
     selection=dg.AssetSelection.groups("exports"),
     partitions_def=portal_period_partitions,
-    description="Export a period's final invoices to HaloPSA and QBO (each exactly once) and read "
-    "payments back; safe to repeat.",
+    description="Export a period's final invoices to HaloPSA and QBO (each exactly once); safe "
+    "to repeat.",
     tags={"datagate/kind": "exports"},
 )
 
@@ -56,4 +55,13 @@ sql_models = dg.define_asset_job(
     selection=dg.AssetSelection.groups("sql"),
     description="Build the SQL models of dbt_like_sql/ (views over every portal's tables).",
     tags={"datagate/kind": "sql"},
+)
+
+payments = dg.define_asset_job(
+    "payments",
+    selection=dg.AssetSelection.groups("payments"),
+    partitions_def=portal_partitions,
+    description="Payments recorded in QBO since the last refresh, into the warehouse and onto "
+    "the HaloPSA invoices; nightly and on QBO webhooks. Safe to repeat.",
+    tags={"datagate/kind": "payments"},
 )

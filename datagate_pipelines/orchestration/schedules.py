@@ -120,3 +120,37 @@ def nightly_billing(
     starts = {p: registry.get(p).settings.billing_start for p in portal_ids}
     requests = billing_run_requests(portal_ids, today, closed, starts, unexported)
     return requests or dg.SkipReason("no portals to bill")
+
+
+PAYMENTS_CRON = os.environ.get("DATAGATE_PAYMENTS_CRON", "0 5 * * *")
+
+
+def payment_run_requests(portal_ids: list[str], day: date) -> list[dg.RunRequest]:
+    """One `payments` run per portal with a QBO company."""
+    return [
+        dg.RunRequest(
+            run_key=f"nightly-payments:{portal_id}:{day.isoformat()}",
+            partition_key=portal_id,
+            tags={PORTAL_TAG: portal_id, "datagate/trigger": "schedule"},
+        )
+        for portal_id in portal_ids
+    ]
+
+
+@dg.schedule(
+    job_name="payments",
+    cron_schedule=PAYMENTS_CRON,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly payments (DATAGATE_PAYMENTS_CRON, default 05:00 UTC): every portal with a "
+    "QBO company reads what QBO recorded since its last refresh and writes it back to HaloPSA.",
+)
+def nightly_payments(context: dg.ScheduleEvaluationContext, portals: PortalsResource):
+    day = (context.scheduled_execution_time or datetime.now(UTC)).date()
+    registry = portals.registry()
+    portal_ids = [
+        p
+        for p in _portals(context)
+        if p in registry.portals and registry.get(p).settings.qbo is not None
+    ]
+    return payment_run_requests(portal_ids, day) or dg.SkipReason("no portals with QBO")

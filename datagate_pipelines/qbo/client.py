@@ -28,7 +28,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
@@ -192,6 +192,8 @@ class QBOClient(ApiClientBase):
         )
         self.realm_id = str(realm_id)
         self.tokens = tokens
+        #: QBO's clock: the `time` of the last answer (readers of changes start from it).
+        self.last_answer_time: str | None = None
         self._close_tokens = close_tokens
         self.minor_version = minor_version
         self.batch_size = batch_size
@@ -304,6 +306,8 @@ class QBOClient(ApiClientBase):
             error.our_id = None if our_id is None else str(our_id)
             error.qbo_id = None if qbo_id is None else str(qbo_id)
             raise
+        if isinstance(body, dict) and body.get("time"):
+            self.last_answer_time = str(body["time"])
         return body
 
     def _parse(self, response: httpx.Response, entity: str | None, label: Any) -> Any:
@@ -498,6 +502,31 @@ class QBOClient(ApiClientBase):
         response = body.get("QueryResponse") if isinstance(body, dict) else None
         total = response.get("totalCount", 0) if isinstance(response, dict) else 0
         return int(total)
+
+    def cdc(self, entities: Sequence[str], changed_since: datetime) -> tuple[dict[str, Any], str]:
+        """One change-data-capture call (`GET /cdc`, docs/qbo-api.md §6.1): the records
+        changed since `changed_since` by entity (deleted ones with `"status": "Deleted"`),
+        and QBO's `time` of the answer. At most 1000 objects over all entities; paging
+        beyond that is `qbo.cdc.read_changes`'s job."""
+        for entity in entities:
+            check_entity(entity)
+        body = self._call(
+            "GET",
+            ["cdc"],
+            params={
+                "entities": ",".join(entities),
+                "changedSince": changed_since.isoformat(timespec="seconds"),
+            },
+            entity="CDC",
+        )
+        changes: dict[str, Any] = {}
+        responses = body.get("CDCResponse") if isinstance(body, dict) else None
+        for response in responses or []:
+            for part in (response or {}).get("QueryResponse") or []:
+                for entity, records in (part or {}).items():
+                    if isinstance(records, list):
+                        changes.setdefault(entity, []).extend(records)
+        return changes, str(body.get("time", "")) if isinstance(body, dict) else ""
 
     # -- single records --------------------------------------------------------------------
 

@@ -659,3 +659,142 @@ qbo_tokens = Table(
     # Where the current refresh token came from: portals.yaml, refresh or connect.
     Column("source", String(16)),
 )
+
+# --- Payments (QBO → warehouse → HaloPSA) -----------------------------------------------
+# History is appended, never overwritten: a payment application or an invoice's QBO state
+# gets a new row when it changes, keyed by the QBO version it was read at, so re-reading the
+# same version stores nothing. `invoices.payment_status` / `balance` hold the latest.
+
+qbo_webhook_events = Table(
+    "qbo_webhook_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("realm_id", String(32), nullable=False),
+    # CloudEvents `id`; legacy notifications have none (docs/qbo-api.md §6.2–6.3).
+    Column("event_id", String(100)),
+    Column("format", String(16), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("operation", String(32), nullable=False),
+    Column("last_updated", UTCDateTime()),
+    Column("deleted_id", String(64)),
+    Column("received_at", UTCDateTime(), nullable=False),
+    # Set by the qbo_webhooks sensor: the run that reads the change, or why none does.
+    Column("run_key", String(200)),
+    Column("handled_at", UTCDateTime()),
+    Column("note", String(300)),
+    # A replay (Intuit sends again when it got no 200 in time) is an event already stored.
+    UniqueConstraint("portal_id", "event_id", name="uq_qbo_webhook_events_event_id"),
+    UniqueConstraint(
+        "portal_id",
+        "entity",
+        "entity_id",
+        "operation",
+        "last_updated",
+        name="uq_qbo_webhook_events_change",
+    ),
+    CheckConstraint("format IN ('legacy', 'cloudevents')", name="format"),
+    Index(None, "portal_id", "received_at"),
+)
+
+payment_applications = Table(
+    "payment_applications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    # One QBO Payment applied to one QBO invoice; `invoice_id` is ours (None: an invoice we
+    # never exported, kept so nothing read is lost).
+    Column("qbo_payment_id", String(64), nullable=False),
+    Column("qbo_invoice_id", String(64), nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id")),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("payment_date", Date),
+    Column("method", String(100)),
+    Column("reference", String(200)),
+    # The QBO version this row was read at: the payment's SyncToken, or what removed it.
+    Column("qbo_version", String(64), nullable=False),
+    Column("qbo_updated_at", UTCDateTime()),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("run_id", String(64)),
+    UniqueConstraint(
+        "portal_id",
+        "qbo_payment_id",
+        "qbo_invoice_id",
+        "qbo_version",
+        name="uq_payment_applications_version",
+    ),
+    CheckConstraint("kind IN ('payment', 'credit')", name="kind"),
+    CheckConstraint("state IN ('applied', 'removed')", name="state"),
+    Index(None, "portal_id", "invoice_id"),
+)
+
+invoice_payment_states = Table(
+    "invoice_payment_states",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False),
+    Column("qbo_invoice_id", String(64), nullable=False),
+    Column("payment_status", String(16), nullable=False),
+    Column("balance", Money()),
+    Column("qbo_total", Money()),
+    # open, voided, or deleted (gone from QBO: the invoice keeps its last status).
+    Column("qbo_state", String(16), nullable=False),
+    Column("qbo_version", String(64), nullable=False),
+    Column("qbo_updated_at", UTCDateTime()),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("run_id", String(64)),
+    UniqueConstraint("invoice_id", "qbo_version", name="uq_invoice_payment_states_version"),
+    CheckConstraint("qbo_state IN ('open', 'voided', 'deleted')", name="qbo_state"),
+)
+
+qbo_payment_cursors = Table(
+    "qbo_payment_cursors",
+    metadata,
+    Column("portal_id", PORTAL_ID, ForeignKey("portals.id"), primary_key=True),
+    Column("realm_id", String(32), nullable=False),
+    # QBO's own clock: the next refresh asks CDC for changes since this time.
+    Column("changed_since", UTCDateTime(), nullable=False),
+    Column("refreshed_at", UTCDateTime(), nullable=False),
+    Column("mode", String(32), nullable=False),
+    Column("api_calls", Integer, nullable=False),
+    Column("changed_objects", Integer, nullable=False),
+    Column("run_id", String(64)),
+)
+
+halo_payment_exports = Table(
+    "halo_payment_exports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    # One payment application recorded on its HaloPSA invoice; a new version when QBO's
+    # amount changes (the old HaloPSA payment is deleted first).
+    Column("qbo_payment_id", String(64), nullable=False),
+    Column("qbo_invoice_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("invoice_id", Integer, ForeignKey("invoices.id"), nullable=False),
+    Column("halo_invoice_id", BigInteger, nullable=False),
+    Column("amount", Money(), nullable=False),
+    Column("payment_date", Date, nullable=False),
+    Column("method", Integer, nullable=False),
+    # Our reference, written into the HaloPSA record and looked up before every create.
+    Column("reference", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("halo_payment_id", BigInteger),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("exported_at", UTCDateTime()),
+    UniqueConstraint(
+        "portal_id",
+        "qbo_payment_id",
+        "qbo_invoice_id",
+        "version",
+        name="uq_halo_payment_exports_version",
+    ),
+    UniqueConstraint("portal_id", "reference", name="uq_halo_payment_exports_reference"),
+    CheckConstraint("status IN ('pending', 'exported', 'failed', 'removed')", name="status"),
+)

@@ -39,7 +39,7 @@ def test_the_env_file_and_the_try_lines_work_in_a_new_shell(tmp_path):
     assert result.stdout.splitlines() == [
         "portal demo: no invoices for 2026-11",
         "demo: last successful sync never; last run none; 0 pending force sync(s); "
-        "0 held invoice(s); 0 failed export(s)",
+        "0 held invoice(s); 0 failed export(s); payments never refreshed; last webhook never",
         "no requests match",
     ]
     assert (folder / "warehouse.db").exists() and (tmp_path / "dagster" / "dagster.yaml").exists()

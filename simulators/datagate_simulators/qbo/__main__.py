@@ -139,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a replaced refresh token keeps working",
     )
     tokens.add_argument("--code-ttl", type=float, default=600)
+    hooks = parser.add_argument_group("webhooks (docs/qbo-api.md §6.2–§6.3)")
+    hooks.add_argument("--webhook-url", help="POST change notifications here")
+    hooks.add_argument(
+        "--webhook-verifier-token",
+        default=os.environ.get("QBO_SIM_WEBHOOK_VERIFIER_TOKEN", ""),
+        help="the app's verifier token that signs them (or QBO_SIM_WEBHOOK_VERIFIER_TOKEN)",
+    )
+    hooks.add_argument("--webhook-format", choices=("cloudevents", "legacy"), default="cloudevents")
+    hooks.add_argument(
+        "--webhook-delay", type=float, default=0.0, help="seconds events wait before sending"
+    )
     parser.add_argument(
         "--fake-clock",
         action="store_true",
@@ -182,6 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         tax_codes=args.tax_code,
         redirect_uris=args.redirect_uri,
     )
+    if args.webhook_url:
+        backend.webhooks.configure(
+            url=args.webhook_url,
+            verifier_token=args.webhook_verifier_token,
+            format=args.webhook_format,
+            delay=args.webhook_delay,
+        )
+        backend.webhooks.start()
     app = create_app(backend)
     apply_fault_arguments(app.state.fault_plan, args)
 

@@ -55,6 +55,8 @@ ENDPOINTS = {
     "POST /_sim/qbo/oauth/consent": "{approve: bool, realm_id?}: the consent screen's answer",
     "GET|POST /_sim/qbo/settings": "throttle limits and behaviour switches",
     "POST /_sim/qbo/clock/advance": "{seconds}: move a FakeClock forward",
+    "GET|POST /_sim/qbo/webhooks": "{url, verifier_token, format, entities, delay, retry_delays}",
+    "POST /_sim/qbo/webhooks/flush": "send the webhook notifications that are due now",
 }
 
 _SWITCHES = (
@@ -285,6 +287,19 @@ async def _advance(request: Request, backend: QBOBackend) -> Response:
     return json_response(200, {"now": moment.isoformat()})
 
 
+async def _webhooks(request: Request, backend: QBOBackend) -> Response:
+    if request.method == "POST":
+        backend.webhooks.configure(**await _json(request))
+    return json_response(200, backend.webhooks.snapshot())
+
+
+async def _flush_webhooks(request: Request, backend: QBOBackend) -> Response:
+    sent = backend.webhooks.flush()
+    return json_response(
+        200, {"sent": [{"attempt": d.attempt, "status": d.status, "error": d.error} for d in sent]}
+    )
+
+
 def _control_app(backend: QBOBackend) -> Starlette:
     p = CONTROL_PREFIX
     routes = [
@@ -299,6 +314,8 @@ def _control_app(backend: QBOBackend) -> Starlette:
         Route(f"{p}/oauth/consent", _handle(_consent), methods=["POST"]),
         Route(f"{p}/settings", _handle(_settings), methods=["GET", "POST"]),
         Route(f"{p}/clock/advance", _handle(_advance), methods=["POST"]),
+        Route(f"{p}/webhooks", _handle(_webhooks), methods=["GET", "POST"]),
+        Route(f"{p}/webhooks/flush", _handle(_flush_webhooks), methods=["POST"]),
     ]
     app = Starlette(routes=routes)
     app.state.backend = backend

@@ -5,7 +5,7 @@ switches. The rules live beside it, a module per concern:
 
 - ``base``         what every resource shares (typed fields, upserts, list queries) and the
   ``Tenant`` protocol through which resources see the backend;
-- ``customers``, ``catalog``, ``fields``, ``invoices``  the resource families;
+- ``customers``, ``catalog``, ``fields``, ``invoices``, ``payments``  the resource families;
 - ``store``        one resource's table of records;
 - ``list_faults``  faults applied to list responses.
 
@@ -38,6 +38,7 @@ from datagate_simulators.halopsa.backend.list_faults import (
     add_records,
     delete_first_records,
 )
+from datagate_simulators.halopsa.backend.payments import InvoicePayment
 from datagate_simulators.halopsa.backend.purchasing import (
     GOODS_IN,
     PO_LINE_QUANTITY,
@@ -60,7 +61,7 @@ RESOURCES: dict[str, Resource] = {
     r.name: r
     for r in (
         Client(), Site(), ClientContract(), Item(), AssetGroup(), ItemGroup(), Tax(), FieldInfo(),
-        RecurringInvoice(), Invoice(), Supplier(), PurchaseOrder(),
+        RecurringInvoice(), Invoice(), InvoicePayment(), Supplier(), PurchaseOrder(),
     )
 }  # fmt: skip
 

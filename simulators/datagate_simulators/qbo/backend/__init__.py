@@ -1,7 +1,7 @@
 """The QBO backend: the companies' state and rules in plain Python, no HTTP.
 
-:class:`QBOBackend` holds the companies (realms), the OAuth server, the throttles and the
-counters. The rules live beside it, a module per concern:
+:class:`QBOBackend` holds the companies (realms), the OAuth server, the throttles, the
+counters and the webhook emitter. The rules live beside it, a module per concern:
 
 - ``base``          what every entity shares (field checks, references, money) and the
   ``Books`` protocol through which entities see their company;
@@ -32,6 +32,7 @@ from ..generator import populate_company
 from ..oauth import ACCOUNTING_SCOPE, OAuthServer
 from ..settings import QBOSettings
 from ..throttle import RealmStats, Throttle
+from ..webhooks import WebhookEmitter, WebhookSettings
 from .company import Company
 
 __all__ = ["QBOBackend"]
@@ -48,6 +49,10 @@ class QBOBackend:
         self.oauth = OAuthServer(self.clock, self.settings.oauth)
         self.throttle = Throttle(self.clock, self.settings.throttle)
         self.stats = RealmStats()
+        #: Change notifications to the app's webhook URL (configure ``url`` to send any).
+        self.webhooks = WebhookEmitter(
+            self.clock, WebhookSettings(utc_offset_hours=self.settings.utc_offset_hours)
+        )
 
     # ------------------------------------------------------------------ companies
 
@@ -109,6 +114,7 @@ class QBOBackend:
             )
             self.oauth.register_app(client_id, client_secret, tuple(redirect_uris))
             self.oauth.connect(client_id, realm_id, refresh_token, tuple(scopes))
+            company.listeners.append(self.webhooks.notify)
             self._companies[realm_id] = company
             return company
 

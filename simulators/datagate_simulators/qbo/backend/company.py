@@ -94,6 +94,13 @@ def _project(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def _applied_total(lines: list[dict[str, Any]], txn_type: str) -> Decimal:
+    """What payment lines linking ``txn_type`` records add up to."""
+    return sum(
+        (line["Amount"] for line in lines if line["LinkedTxn"][0]["TxnType"] == txn_type), ZERO
+    )
+
+
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run the method under the backend's lock (one lock for all companies: simple, enough)."""
 
@@ -138,6 +145,8 @@ class Company:
         self._doc_high: dict[str, int] = {}
         #: requestid → (status, body, content type) of the first answer (docs/qbo-api.md §7.1)
         self.replays: dict[str, tuple[int, bytes, str]] = {}
+        #: Called with (realm, entity, id, operation, time) after every change (webhooks).
+        self.listeners: list[Callable[[str, str, str, str, datetime], None]] = []
         now = self.now()
         meta = {"CreateTime": now, "LastUpdatedTime": now}
         self._preferences: dict[str, Any] = {
@@ -272,7 +281,8 @@ class Company:
     def applied_to_invoice(self, invoice_id: str) -> dict[str, Decimal]:
         """Payment Id → amount that live payments apply to the invoice, by payment Id."""
         applied: dict[str, Decimal] = {}
-        for payment in sorted(self._live["Payment"].values(), key=lambda p: int(p["Id"])):
+        # Payments are kept in the order they were created, which is their Id order.
+        for payment in self._live["Payment"].values():
             for line in payment.get("Line", []):
                 if line["Amount"] and any(
                     link["TxnId"] == invoice_id and link["TxnType"] == "Invoice"
@@ -297,6 +307,16 @@ class Company:
         record["SyncToken"] = str(int(record["SyncToken"]) + 1)
         record["MetaData"] = dict(record["MetaData"], LastUpdatedTime=self.now())
 
+    def _touch_and_tell(self, record: dict[str, Any], entity: str) -> None:
+        """A derived change (a balance a payment moved): a new version, and a webhook event."""
+        self._touch(record)
+        self._changed(entity, record["Id"], "Update")
+
+    def _changed(self, entity: str, entity_id: str, operation: str) -> None:
+        """Tell the listeners (the webhook emitter) that a record changed (§6.2)."""
+        for listener in self.listeners:
+            listener(self.realm_id, entity, entity_id, operation, self.now())
+
     def refresh_invoices(self, invoice_ids: Iterable[str]) -> None:
         """Recompute Balance and LinkedTxn of invoices whose payments changed.
 
@@ -316,22 +336,48 @@ class Company:
             if balance != invoice["Balance"] or linked != invoice.get("LinkedTxn"):
                 invoice["Balance"] = balance
                 invoice["LinkedTxn"] = linked
-                self._touch(invoice)
+                self._touch_and_tell(invoice, "Invoice")
             self.refresh_customer_balance(invoice["CustomerRef"]["value"])
 
-    def unlink_payments_from(self, invoice_id: str) -> None:
-        """Drop payment lines applied to a deleted/voided invoice; they become unapplied."""
+    def refresh_credit_memos(self, credit_memo_ids: Iterable[str]) -> None:
+        """Recompute RemainingCredit (and Balance) of credit memos payments take from (§B4);
+        a change bumps the memo's SyncToken, so CDC reports it [I]."""
+        for credit_id in sorted(set(credit_memo_ids), key=int):
+            memo = self.live("CreditMemo", credit_id)
+            if memo is None or memo.get("_voided"):
+                continue
+            remaining = memo["TotalAmt"] - self.credit_used(credit_id)
+            if remaining != memo["RemainingCredit"]:
+                memo["Balance"] = memo["RemainingCredit"] = remaining
+                self._touch_and_tell(memo, "CreditMemo")
+
+    def unlink_payments_from(self, txn_id: str) -> None:
+        """Drop payment lines linking a deleted/voided transaction; what they applied becomes
+        unapplied. A payment whose remaining lines no longer balance (more credit than
+        invoices, or more applied than paid) is left unapplied whole [I]."""
+        touched: list[dict[str, Any]] = []
         for payment in self._live["Payment"].values():
-            keep, freed = [], ZERO
-            for line in payment.get("Line", []):
-                if any(link["TxnId"] == invoice_id for link in line["LinkedTxn"]):
-                    freed += line["Amount"]
-                else:
-                    keep.append(line)
-            if len(keep) != len(payment.get("Line", [])):
-                payment["Line"] = keep
-                payment["UnappliedAmt"] = payment["UnappliedAmt"] + freed
-                self._touch(payment)
+            lines = payment.get("Line", [])
+            keep = [
+                line
+                for line in lines
+                if not any(link["TxnId"] == txn_id for link in line["LinkedTxn"])
+            ]
+            if len(keep) == len(lines):
+                continue
+            credits = _applied_total(keep, "CreditMemo")
+            applied = _applied_total(keep, "Invoice") - credits
+            if applied < 0 or applied > payment["TotalAmt"]:
+                touched += [link for line in keep for link in line["LinkedTxn"]]
+                keep, applied = [], ZERO
+            payment["Line"] = keep
+            payment["UnappliedAmt"] = payment["TotalAmt"] - applied
+            self._touch_and_tell(payment, "Payment")
+        others = [link for link in touched if link["TxnId"] != txn_id]
+        self.refresh_invoices({link["TxnId"] for link in others if link["TxnType"] == "Invoice"})
+        self.refresh_credit_memos(
+            {link["TxnId"] for link in others if link["TxnType"] == "CreditMemo"}
+        )
 
     def vendor_open_balance(self, vendor_id: str) -> Decimal:
         return sum(
@@ -406,7 +452,11 @@ class Company:
     # ------------------------------------------------------------------ storing
 
     def _store(
-        self, spec: Entity, record: dict[str, Any], existing: dict[str, Any] | None
+        self,
+        spec: Entity,
+        record: dict[str, Any],
+        existing: dict[str, Any] | None,
+        operation: str | None = None,
     ) -> dict[str, Any]:
         now = self.now()
         if existing is None:
@@ -426,6 +476,9 @@ class Company:
         }
         self._live[spec.name][entity_id] = stored
         self._note_doc_number(spec.name, stored.get("DocNumber"))
+        self._changed(
+            spec.name, entity_id, operation or ("Create" if existing is None else "Update")
+        )
         spec.after_write(self, stored, existing)
         return stored
 
@@ -515,6 +568,7 @@ class Company:
             "Id": existing["Id"],
             "MetaData": {"LastUpdatedTime": now},
         }
+        self._changed(spec.name, existing["Id"], "Delete")
         spec.after_write(self, existing, None)
         return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
 
@@ -529,7 +583,7 @@ class Company:
     def _void(self, spec: Entity, existing: dict[str, Any]) -> dict[str, Any]:
         spec.before_remove(self, existing)
         voided = spec.void(existing)
-        return public(self._store(spec, voided, existing), self.tz)
+        return public(self._store(spec, voided, existing, "Void"), self.tz)
 
     @_locked
     def create_tax_code(self, body: Any) -> dict[str, Any]:

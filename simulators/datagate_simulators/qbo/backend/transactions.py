@@ -484,6 +484,10 @@ class CreditMemo(SalesForm):
 
 
 class Payment(Entity):
+    """A payment received (§3.7). Its lines apply money to invoices, or take credit from
+    credit memos (TxnType ``CreditMemo``, §B6) — the $0 payment that applies a credit memo to
+    an invoice (§B4); each line links one kind or the other [I]."""
+
     name = "Payment"
     path = "payment"
     transaction = True
@@ -511,11 +515,23 @@ class Payment(Entity):
         record = dict(data, CustomerRef=customer, TotalAmt=total)
         own_id = existing["Id"] if existing else None
         lines = []
-        applied = ZERO
+        to_invoices = from_credits = ZERO
         for raw in data.get("Line") or []:
             line = self._line(company, raw, customer["value"], own_id)
-            applied += line["Amount"]
+            if line["LinkedTxn"][0]["TxnType"] == "CreditMemo":
+                from_credits += line["Amount"]
+            else:
+                to_invoices += line["Amount"]
             lines.append(line)
+        # Credit applied pays invoices too: the money needed is what credit does not cover
+        # (the $0 payment that applies a credit memo, docs/qbo-api.md §B4).
+        if from_credits > to_invoices:
+            raise errors.business_validation(
+                f"The credit applied ({from_credits}) exceeds the amount applied to invoices "
+                f"({to_invoices}).",
+                "Line.Amount",
+            )
+        applied = to_invoices - from_credits
         if applied > total:
             raise errors.business_validation(
                 f"The amount applied to invoices ({applied}) exceeds the payment amount ({total}).",
@@ -550,39 +566,54 @@ class Payment(Entity):
         if not isinstance(links, list) or not links:
             raise errors.required_param_missing("Line.LinkedTxn")
         out_links = []
+        kinds = {link.get("TxnType") if isinstance(link, dict) else None for link in links}
+        if len(kinds) > 1:
+            # One line applies to invoices or takes from credit memos, not both [I].
+            raise errors.invalid_enumeration("Line.LinkedTxn.TxnType", ", ".join(map(str, kinds)))
         for link in links:
             if not isinstance(link, dict) or blank(link.get("TxnId")):
                 raise errors.required_param_missing("Line.LinkedTxn.TxnId")
-            if link.get("TxnType") != "Invoice":
-                raise errors.invalid_enumeration("Line.LinkedTxn.TxnType", link.get("TxnType"))
+            kind = link.get("TxnType")
+            if kind not in ("Invoice", "CreditMemo"):  # docs/qbo-api.md §B6
+                raise errors.invalid_enumeration("Line.LinkedTxn.TxnType", kind)
             txn_id = ref_value(link["TxnId"])
-            invoice = company.live("Invoice", txn_id)
-            if invoice is None:
-                raise errors.invalid_reference("Line.LinkedTxn.TxnId", "Invoice", txn_id)
-            if invoice["CustomerRef"]["value"] != customer_id:
+            target = company.live(kind, txn_id)
+            if target is None:
+                raise errors.invalid_reference("Line.LinkedTxn.TxnId", kind, txn_id)
+            if target["CustomerRef"]["value"] != customer_id:
                 raise errors.business_validation(
-                    f"Invoice {txn_id} belongs to another customer.", "Line.LinkedTxn.TxnId"
+                    f"{kind} {txn_id} belongs to another customer.", "Line.LinkedTxn.TxnId"
                 )
-            open_balance = invoice["TotalAmt"] - sum(
-                (a for pid, a in company.applied_to_invoice(txn_id).items() if pid != own_id),
-                ZERO,
-            )
-            if amount > open_balance:
+            if kind == "Invoice":
+                applied = company.applied_to_invoice(txn_id)
+                left = target["TotalAmt"] - sum(
+                    (a for pid, a in applied.items() if pid != own_id), ZERO
+                )
+            else:  # what other payments have not taken of the credit yet
+                own = company.live("Payment", own_id) if own_id else None
+                left = target["TotalAmt"] - company.credit_used(txn_id) + _credit_taken(own, txn_id)
+            if amount > left:
+                what = "open balance" if kind == "Invoice" else "remaining credit"
                 raise errors.business_validation(
-                    f"The payment amount ({amount}) exceeds the open balance ({open_balance}) "
-                    f"of invoice {txn_id}.",
+                    f"The payment amount ({amount}) exceeds the {what} ({left}) of {kind} "
+                    f"{txn_id}.",
                     "Line.Amount",
                 )
-            out_links.append({"TxnId": txn_id, "TxnType": "Invoice"})
+            out_links.append({"TxnId": txn_id, "TxnType": kind})
         return {**raw, "Amount": amount, "LinkedTxn": out_links}
 
     def after_write(self, company, record, previous):
-        invoices = {link["TxnId"] for line in record.get("Line", []) for link in line["LinkedTxn"]}
-        if previous:
-            invoices |= {
-                link["TxnId"] for line in previous.get("Line", []) for link in line["LinkedTxn"]
-            }
-        company.refresh_invoices(invoices)
+        linked = [
+            link
+            for payment in (record, previous or {})
+            for line in payment.get("Line", [])
+            for link in line["LinkedTxn"]
+        ]
+        for kind, refresh in (
+            ("Invoice", company.refresh_invoices),
+            ("CreditMemo", company.refresh_credit_memos),
+        ):
+            refresh({link["TxnId"] for link in linked if link["TxnType"] == kind})
 
     def void(self, record: dict[str, Any]) -> dict[str, Any]:
         """The voided payment: nothing received, nothing applied (§2, PQB VoidMixin)."""
@@ -590,3 +621,18 @@ class Payment(Entity):
         return dict(
             record, TotalAmt=ZERO, UnappliedAmt=ZERO, Line=lines, PrivateNote="Voided", _voided=True
         )
+
+
+def _credit_taken(payment: dict[str, Any] | None, credit_memo_id: str) -> Decimal:
+    """What one payment takes of a credit memo."""
+    return sum(
+        (
+            line["Amount"]
+            for line in (payment or {}).get("Line", [])
+            if any(
+                link["TxnId"] == credit_memo_id and link["TxnType"] == "CreditMemo"
+                for link in line["LinkedTxn"]
+            )
+        ),
+        ZERO,
+    )
