@@ -67,7 +67,7 @@ portals:
     name: Bench Telecom
     billing_start: 2026-07
     halopsa: {{client_id_env: X, client_secret_env: Y, authorization_server: "http://h/auth", resource_server: "http://h/api"}}
-    invoicing: {{number_prefix: "B-", next_number: 100001, payment_terms_days: 30}}
+    invoicing: {{number_prefix: "B-", next_number: 100001, payment_terms_days: 30, approval: auto}}
     qbo:
       realm_id: "{realm}"
       client_id_env: BENCH_QBO_CLIENT_ID

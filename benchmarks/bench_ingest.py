@@ -410,6 +410,7 @@ portals:
       resource_server: {base}/api
       rate_limit_requests: {requests}
       rate_limit_window_seconds: {window}
+    invoicing: {{approval: auto}}
 """
 
 

@@ -58,7 +58,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "payments": (
         "payments",
         "payments",
-        "Payments read back from QBO: each application to an invoice (amount, date, method, reference) and whether HaloPSA has it.",
+        "Payments read back from QBO: each application to an invoice (amount, date, method, "
+        "reference) and whether HaloPSA has it.",
     ),
     "portals": ("portals", "portals", "Portal configuration, account access and health."),
     "prune-requests": (
@@ -67,6 +68,37 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Keep the request log to a retention: it grows by one row per API call.",
     ),
     "qbo": ("qbo", "qbo", "QuickBooks Online: connect and disconnect portals."),
+    "review": (
+        "review",
+        "review",
+        "What changed since the previous period, invoice by invoice and line by line, the flagged "
+        "invoices with their reasons, and the drafts' fingerprint to approve them with.",
+    ),
+    "approve": (
+        "review",
+        "approve",
+        "Approve a closed period's drafts: they are finalized, numbered and exported by a run the "
+        "approvals sensor launches at the top of the queue (refused, naming what changed, if the "
+        "drafts change before it runs).",
+    ),
+    "hold": (
+        "review",
+        "hold",
+        "Hold a draft invoice: no number, no export, and its agreement's later invoices wait too "
+        "(docs/billing.md rules 4 and 5), until `datagate release`.",
+    ),
+    "release": (
+        "review",
+        "release",
+        "Release an invoice's manual hold: it is a draft again (unless its data still holds it), "
+        "to be finalized with the next approval.",
+    ),
+    "audit": (
+        "review",
+        "audit",
+        "The portal's audit trail, oldest first: approvals, holds, releases, finalizations, "
+        "exports (and credits and voids), with who, when, what and the run.",
+    ),
     "requests": (
         "reports",
         "requests",

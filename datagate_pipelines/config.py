@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +106,9 @@ class InvoicingSettings(_Strict):
     number_prefix: str = ""
     next_number: int = Field(1001, ge=1)
     payment_terms_days: int = Field(30, ge=0, le=365)
+    # manual: a closed period waits, ready for review, until `datagate approve`; auto: the
+    # nightly run finalizes, numbers and exports it by itself (docs/operations.md, "Review and approve a period").
+    approval: Literal["manual", "auto"] = "manual"
 
     @model_validator(mode="after")
     def _doc_number_fits(self) -> InvoicingSettings:
@@ -113,6 +117,39 @@ class InvoicingSettings(_Strict):
                 f"number_prefix + next_number is longer than QBO's {MAX_DOC_NUMBER}-character DocNumber"
             )
         return self
+
+
+class ReviewSettings(_Strict):
+    """When the variance review flags an invoice, and when a waiting period is reminded."""
+
+    # An invoice whose total moved by more than this percentage, or this amount, since the
+    # agreement's previous invoice is flagged.
+    flag_change_percent: Decimal = Field(Decimal("20"), ge=0, max_digits=9, decimal_places=2)
+    flag_change_amount: Decimal = Field(Decimal("500.00"), ge=0, max_digits=14, decimal_places=2)
+    # A period waiting for approval longer than this reminds the portal's operators.
+    remind_after_days: int = Field(3, ge=1, le=90)
+
+
+class NotifySettings(_Strict):
+    """Who hears about a period waiting for approval and about failed runs of the portal."""
+
+    email: list[str] = Field(default_factory=list)
+    # The name of the environment variable holding a webhook URL (a Slack or Teams incoming
+    # webhook, or any receiver of a JSON POST): the URL is a secret, so not in this file.
+    webhook_url_env: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+", address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+    @field_validator("webhook_url_env")
+    @classmethod
+    def _webhook_env(cls, value: str | None) -> str | None:
+        return None if value is None else _env_name(value)
 
 
 class QBOSettings(_Strict):
@@ -226,6 +263,8 @@ class PortalSettings(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     invoicing: InvoicingSettings = Field(default_factory=InvoicingSettings)
     payments: PaymentSettings = Field(default_factory=PaymentSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     qbo: QBOSettings | None = None
     purchasing: PurchasingSettings | None = None
 

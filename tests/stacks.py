@@ -24,6 +24,7 @@ portals:
       authorization_server: {base}/auth
       resource_server: {base}/api
     sync: {sync}
+    invoicing: {{approval: {approval}}}
 """
 
 
@@ -34,9 +35,14 @@ class Stack:
     portals_file: Path
     database_url: str
 
-    def configure(self, *, sync: str = "{}", billing_start: str = "2026-07") -> None:
+    def configure(
+        self, *, sync: str = "{}", billing_start: str = "2026-07", approval: str = "auto"
+    ) -> None:
+        """The portal's entry; `approval: auto` unless a test is about approval."""
         self.portals_file.write_text(
-            PORTAL_YAML.format(base=self.base_url, sync=sync, billing_start=billing_start)
+            PORTAL_YAML.format(
+                base=self.base_url, sync=sync, billing_start=billing_start, approval=approval
+            )
         )
 
 

@@ -15,13 +15,15 @@ from sqlalchemy import Engine, func, select
 
 from datagate_pipelines.assets.failures import fail_fast_unless_transient
 from datagate_pipelines.billing import period_label
-from datagate_pipelines.config import Portal
+from datagate_pipelines.config import Portal, PortalSettings
+from datagate_pipelines.invoicing.approval import finalize_approved
 from datagate_pipelines.invoicing.drafts import compute_drafts
-from datagate_pipelines.invoicing.finalize import finalize_period
+from datagate_pipelines.invoicing.finalize import FinalizeOutcome, finalize_period
 from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse.audit import audit_context
 from datagate_pipelines.warehouse.models import billing_ledger
 from datagate_pipelines.warehouse.models import invoice_lines as lines_table
 from datagate_pipelines.warehouse.models import invoices as invoices_table
@@ -107,7 +109,10 @@ def invoice_lines(
 
 class InvoicesConfig(dg.Config):
     finalize: bool = False
-    """Finalize and number the period's drafts (only once the period has ended)."""
+    """Finalize and number the period's drafts (only once the period has ended). With
+    invoicing.approval: manual, only the drafts an approval approved (`datagate approve`)."""
+    approval_id: int | None = None
+    """The approval to carry out (set by the approvals sensor); default: the period's open one."""
 
 
 CHECKS = [
@@ -160,12 +165,12 @@ def invoices(
     if config.finalize:
         with (
             fail_fast_unless_transient(),
+            audit_context(run_id=context.run_id),
             numbers_taken_in_qbo(
                 portals.portal(portal_id), qbo, engine, context.run_id
             ) as is_taken,
-            engine.begin() as connection,
         ):
-            done = finalize_period(connection, portal, period, is_taken=is_taken)
+            done = _finalize(engine, portal, period, config.approval_id, is_taken)
         context.log.info(
             f"portal {portal_id} {period_label(period)}: finalized {len(done.finalized)}, "
             f"held {len(done.held)}, blocked {len(done.blocked)}"
@@ -242,6 +247,22 @@ def invoices(
             ),
         },
     )
+
+
+def _finalize(
+    engine: Engine,
+    portal: PortalSettings,
+    period: date,
+    approval_id: int | None,
+    is_taken: Callable[[str], bool],
+) -> FinalizeOutcome:
+    """Manual approval: what an approval approved (invoicing/approval.py); auto: every draft."""
+    if portal.invoicing.approval == "manual":
+        return finalize_approved(
+            engine, portal, period, approval_id=approval_id, is_taken=is_taken
+        ).outcome
+    with audit_context(actor="datagate (approval: auto)"), engine.begin() as connection:
+        return finalize_period(connection, portal, period, is_taken=is_taken)
 
 
 @contextmanager

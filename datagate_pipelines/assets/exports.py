@@ -42,6 +42,7 @@ from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
+from datagate_pipelines.warehouse.audit import audit_context
 from datagate_pipelines.warehouse.request_log import recording
 
 # Checks partitioned like their asset judge the partition just exported (Dagster 1.13: a
@@ -112,7 +113,7 @@ def export_step(
     themselves fail it at once, transient ones go to its retry policy."""
     portal_id, period = portal_and_period(context)
     started = time.monotonic()
-    with fail_fast_unless_transient():
+    with fail_fast_unless_transient(), audit_context(run_id=context.run_id, actor="datagate"):
         yield ExportStep(context, portals.portal(portal_id), period, warehouse.engine(), started)
 
 

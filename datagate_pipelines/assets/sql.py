@@ -45,6 +45,8 @@ TABLE_ASSETS: dict[str, tuple[str, ...]] = {
     "payment_applications": ("qbo_payments",),
     "invoice_payment_states": ("qbo_payments",),
     "halo_payment_exports": ("halo_invoice_payments",),
+    # Finalizations and exports write their events (approvals and holds come from operators).
+    "audit_events": ("invoices", "halo_invoice_export", "qbo_invoice_export"),
 }
 
 

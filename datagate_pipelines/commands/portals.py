@@ -9,10 +9,12 @@ import click
 from sqlalchemy import func, select
 
 from datagate_pipelines import DatagateError
+from datagate_pipelines.billing.periods import period_label
 from datagate_pipelines.commands.common import engine, expected_errors, portal_option, print_json
 from datagate_pipelines.config import Portal, load_portals
 from datagate_pipelines.exporting.payment_report import payment_refreshes
 from datagate_pipelines.exporting.status import failed_purchasing, open_exports
+from datagate_pipelines.invoicing.approval import periods_awaiting_approval
 from datagate_pipelines.orchestration.run_history import last_runs
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
@@ -97,8 +99,9 @@ def check(portal_id: str | None) -> None:
 @expected_errors
 def status(as_json: bool) -> None:
     """Each portal: last successful sync, last run and its state, pending force syncs, held
-    invoices, failed exports (and how long the oldest has been failing), final invoices not
-    yet exported, the last payment refresh and the last QBO webhook."""
+    invoices, closed periods awaiting approval, failed exports (and how long the oldest has
+    been failing), final invoices not yet exported, the last payment refresh and the last
+    QBO webhook."""
     registry = load_portals()
     with engine().connect() as connection:
         synced = dict(
@@ -119,6 +122,10 @@ def status(as_json: bool) -> None:
         )
         refreshes = payment_refreshes(connection)
         webhooks = last_webhooks(connection)
+        manual = [
+            p for p in registry.ids if registry.get(p).settings.invoicing.approval == "manual"
+        ]
+        waiting = periods_awaiting_approval(connection, manual, datetime.now(UTC).date())
     now = datetime.now(UTC)
     rows = []
     failing_for: dict[str, str | None] = {}
@@ -141,6 +148,10 @@ def status(as_json: bool) -> None:
                 else {"run_id": last.run_id, "job": last.job, "status": last.status},
                 "pending_force_syncs": pending.get(pid, 0),
                 "held_invoices": held.get(pid, 0),
+                # closed periods whose drafts wait for `datagate approve`
+                "awaiting_approval": [
+                    period_label(w.period) for w in waiting if w.portal_id == pid
+                ],
                 "failed_exports": len(failed) + len(failed_orders),
                 "failed_purchasing_exports": len(failed_orders),
                 "oldest_failed_export_since": since.isoformat() if since else None,
@@ -169,6 +180,11 @@ def status(as_json: bool) -> None:
             f"last run {run['job'] + ' ' + run['status'] + ' ' + run['run_id'][:8] if run else 'none'}; "
             f"{row['pending_force_syncs']} pending force sync(s); {row['held_invoices']} held invoice(s); "
             + exports_text
+            + (
+                f"; awaiting approval: {', '.join(row['awaiting_approval'])}"
+                if row["awaiting_approval"]
+                else ""
+            )
             + "; "
             + _payments_text(row)
             + ("" if row["valid"] else "; INVALID in portals.yaml (see `datagate portals check`)")

@@ -27,6 +27,8 @@ from datagate_pipelines.commands.preflight import (
 )
 from datagate_pipelines.config import PortalSettings, load_portals
 from datagate_pipelines.exporting.status import open_exports
+from datagate_pipelines.invoicing.approval import waits_for_approval
+from datagate_pipelines.invoicing.finalize import ApprovalRequiredError, approval_required_message
 from datagate_pipelines.orchestration.instance import instance
 from datagate_pipelines.orchestration.run_failures import RunFailedError
 from datagate_pipelines.warehouse.force_sync import file_request
@@ -78,6 +80,9 @@ def bill(
     portal = load_portals().get(portal_id)
     periods = [period] if period else periods_between(first, last)  # type: ignore[arg-type]
     check_periods(portal.settings, periods, export=export)
+    if export:
+        for each in periods:
+            check_approved(portal.settings, each)
     check_billing_secrets(portal, export=export)
     from datagate_pipelines.orchestration.launch import run_billing  # Dagster, once it is needed
 
@@ -98,6 +103,16 @@ def bill(
         click.echo(f"ok: billing run {outcome.run_id} succeeded")
     if with_failed_exports:
         report_failed_exports(portal.settings, with_failed_exports)
+
+
+def check_approved(portal: PortalSettings, period: date) -> None:
+    """With approval manual, `--export` finalizes only what an approval approved: a period
+    with drafts (or none computed yet) and no approval under way is refused before any run."""
+    if portal.invoicing.approval != "manual":
+        return
+    with engine().connect() as connection:
+        if waits_for_approval(connection, portal.id, period):
+            raise ApprovalRequiredError(approval_required_message(portal.id, period))
 
 
 def report_failed_exports(portal: PortalSettings, periods: list[date]) -> NoReturn:

@@ -94,6 +94,8 @@ portals:
     invoicing:
       next_number: 1001
       payment_terms_days: 30
+      # The demo ends with exported invoices: no approval step (portals default to manual).
+      approval: auto
     qbo:
       realm_id: "{REALM_ID}"
       client_id_env: DEMO_QBO_CLIENT_ID
@@ -285,6 +287,11 @@ def run_demo_pipeline(folder: Path, period: date, say: Callable[[str], None]) ->
             f"exports:   {exported} exported ({credits} as credit memos / credit notes), "
             f"{len(summary.failed_exports)} failed, "
             f"{sum(1 for e in open_now if e.status != 'failed')} not yet exported"
+        )
+        summary.add(
+            "approval:  auto for the demo portal (invoicing.approval): its invoices were "
+            "finalized and exported without `datagate review` / `datagate approve`, which a "
+            "portal does by default"
         )
         summary.add(f"rejected rows: {count(m.rejects, m.rejects.c.portal_id == PORTAL_ID)}")
         summary.add(f"SQL views: {', '.join(model.name for model in discover())}")

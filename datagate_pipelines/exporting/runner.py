@@ -9,6 +9,8 @@ steps around its own lookups and creates:
    records every outcome (`record_outcome`, `record_failure`) right after the answer;
 4. log the failures. What `send` raises (the target stopped answering) propagates: what
    was recorded stays, and the next run starts again from step 1.
+
+Each invoice the target now has is an audit event (`export`), written with its record.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from datagate_pipelines.exporting.ledger import (
     record_exported,
     record_failed,
 )
+from datagate_pipelines.warehouse.audit import EXPORT, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,22 @@ def record_outcome(
         ledger=outcome.ledger,
         **extra,
     )
+    if isinstance(document, InvoiceDocument):  # purchasing documents are not in the trail
+        record_event(
+            connection,
+            document.portal_id,
+            EXPORT,
+            period=document.period,
+            invoice_key=document.invoice_key,
+            details={
+                "target": outcome.target,
+                "number": document.doc_number,
+                "total": document.total,
+                "after": {"id": external_id, "number": external_number, "type": external_type},
+                # found: it was there already (an earlier run created it and died before recording)
+                "created": created,
+            },
+        )
     (outcome.created if created else outcome.found).append(document.key)
 
 

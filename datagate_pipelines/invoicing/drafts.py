@@ -25,6 +25,7 @@ from datagate_pipelines.billing import (
 )
 from datagate_pipelines.billing.periods import add_months
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.invoicing.holds import apply_manual_holds
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.schemas import billing as schemas
 from datagate_pipelines.schemas.checks import records
@@ -161,7 +162,10 @@ def compute_drafts(
     ]
     if ledger_rows:
         connection.execute(insert(billing_ledger), ledger_rows)
-    held = int((fresh["status"] == "held").sum())
+    # Operators' holds outlive the recomputation (docs/billing.md rules 4 and 5 apply to them).
+    held = int((fresh["status"] == "held").sum()) + apply_manual_holds(
+        connection, portal.id, period
+    )
     upsert(
         connection,
         billing_periods,

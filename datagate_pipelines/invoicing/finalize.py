@@ -1,12 +1,16 @@
 """Finalization: drafts of a closed period become final invoices with numbers.
 
 A number is given once and never reused: the portal's next number is stored in the same
-transaction that finalizes, before anything is exported.
+transaction that finalizes, before anything is exported. Each finalized invoice is an
+audit event in that transaction too.
+
+With `invoicing.approval: manual` only approved drafts are finalized: the caller passes
+the approved invoice keys (invoicing/approval.py), and a call without them is refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -21,11 +25,25 @@ from datagate_pipelines.billing import (
     period_label,
 )
 from datagate_pipelines.config import PortalSettings
+from datagate_pipelines.warehouse.audit import FINALIZE, record_event
 from datagate_pipelines.warehouse.models import billing_periods, invoices, portals
 
 
 class PeriodOpenError(DatagateError):
     """A period is finalized only once it has ended."""
+
+
+class ApprovalRequiredError(DatagateError):
+    """A portal with `invoicing.approval: manual` finalizes approved drafts only."""
+
+
+def approval_required_message(portal_id: str, period: date) -> str:
+    label = period_label(period)
+    return (
+        f"portal {portal_id}: billing period {label} waits for approval (invoicing.approval: "
+        f"manual): `datagate review --portal {portal_id} --period {label}`, then "
+        f"`datagate approve --portal {portal_id} --period {label}`"
+    )
 
 
 @dataclass
@@ -43,12 +61,16 @@ def finalize_period(
     *,
     is_taken: Callable[[str], bool] = lambda doc_number: False,
     today: date | None = None,
+    approved: Collection[str] | None = None,
 ) -> FinalizeOutcome:
-    """Finalize and number every draft of the period that rules 4 and 5 allow.
+    """Finalize and number every draft of the period that rules 4 and 5 allow (and, when
+    `approved` is given, that is among those invoice keys).
 
     `is_taken(doc_number)` says whether the number already exists elsewhere (QBO's
     DocNumbers); taken numbers are skipped.
     """
+    if approved is None and portal.invoicing.approval == "manual":
+        raise ApprovalRequiredError(approval_required_message(portal.id, period))
     today = today or datetime.now(UTC).date()
     if invoice_date(period) > today:
         raise PeriodOpenError(
@@ -76,13 +98,14 @@ def finalize_period(
                 invoices.c.customer_name,
                 invoices.c.agreement_key,
                 invoices.c.status,
+                invoices.c.total,
             ).where(
                 invoices.c.portal_id == portal.id,
                 invoices.c.period == period,
                 invoices.c.status != "final",
             )
         ).all(),
-        columns=["invoice_key", "customer_id", "customer_name", "agreement_key", "status"],
+        columns=["invoice_key", "customer_id", "customer_name", "agreement_key", "status", "total"],
     )
     outcome = FinalizeOutcome(
         blocked={k: v for k, v in blocked.items() if k in set(candidates["agreement_key"])},
@@ -91,12 +114,15 @@ def finalize_period(
     ready = candidates[
         (candidates["status"] == "draft") & ~candidates["agreement_key"].isin(blocked)
     ]
+    if approved is not None:
+        ready = ready[ready["invoice_key"].isin(set(approved))]
     if ready.empty:
         return outcome
     assignments = assign_numbers(
         ready, next_number=next_number, prefix=portal.invoicing.number_prefix, is_taken=is_taken
     )
     now = datetime.now(UTC)
+    totals = dict(zip(ready["invoice_key"], ready["total"], strict=True))
     for row in assignments.numbers.itertuples():
         connection.execute(
             update(invoices)
@@ -107,12 +133,29 @@ def finalize_period(
         )
         outcome.finalized.append(row.invoice_key)
         outcome.numbers[row.invoice_key] = row.doc_number
+        record_event(
+            connection,
+            portal.id,
+            FINALIZE,
+            period=period,
+            invoice_key=row.invoice_key,
+            details={
+                "before": {"status": "draft"},
+                "after": {"status": "final", "number": row.doc_number},
+                "total": totals[row.invoice_key],
+                "approval": portal.invoicing.approval,
+            },
+        )
     connection.execute(
         update(portals)
         .where(portals.c.id == portal.id)
         .values(next_invoice_number=assignments.next_number)
     )
-    if not outcome.blocked and not outcome.held:
+    if (
+        not outcome.blocked
+        and not outcome.held
+        and len(ready) == int((candidates["status"] == "draft").sum())
+    ):
         connection.execute(
             update(billing_periods)
             .where(billing_periods.c.portal_id == portal.id, billing_periods.c.period == period)

@@ -30,8 +30,8 @@ portal_sync = dg.define_asset_job(
 billing = dg.define_asset_job(
     "billing",
     # The exports follow the invoices in the same run, gated by their blocking money checks;
-    # on a drafts-only run they find nothing final to export.
-    selection=dg.AssetSelection.assets("invoice_lines", "invoices")
+    # on a drafts-only run they find nothing final to export. The review follows the drafts.
+    selection=dg.AssetSelection.assets("invoice_lines", "invoices", "invoice_review")
     | dg.AssetSelection.groups("exports"),
     partitions_def=portal_period_partitions,
     description="Draft invoices for one portal and billing period; with invoices config "
@@ -64,4 +64,21 @@ payments = dg.define_asset_job(
     description="Payments recorded in QBO since the last refresh, into the warehouse and onto "
     "the HaloPSA invoices; nightly and on QBO webhooks. Safe to repeat.",
     tags={"datagate/kind": "payments"},
+)
+
+#: Tag naming the approval a finalize_approved run carries out.
+APPROVAL_TAG = "datagate/approval"
+
+finalize_approved = dg.define_asset_job(
+    "finalize_approved",
+    # Not invoice_lines: the drafts finalized are the drafts approved, never recomputed on
+    # the way (a recomputation that changed them would void the approval).
+    selection=dg.AssetSelection.assets("invoices", "invoice_review")
+    | dg.AssetSelection.groups("exports"),
+    partitions_def=portal_period_partitions,
+    description="Carry out an approval (`datagate approve`, or the approve_period job): "
+    "finalize and number the approved drafts of the period — refused, with what changed, "
+    "when they changed since — and export them to HaloPSA and QBO. Launched by the approvals "
+    "sensor at the top of the queue.",
+    tags={"datagate/kind": "approval"},
 )

@@ -47,10 +47,16 @@ def billing_run_requests(
     closed_periods: dict[str, set[date]],
     billing_starts: dict[str, date],
     unexported: dict[str, list[date]] | None = None,
+    *,
+    needs_approval: set[str] | frozenset[str] = frozenset(),
 ) -> list[dg.RunRequest]:
     """Per portal: close last month once (finalize + export), refresh this month's drafts,
     and export again every period (of any age) with a final invoice whose export failed or
-    is missing — only the export steps of the billing job, until nothing is left open."""
+    is missing — only the export steps of the billing job, until nothing is left open.
+
+    A portal in `needs_approval` (invoicing.approval: manual) gets last month only as far
+    as ready for review: its drafts (and review) refreshed each night until an approval
+    finalizes it; nothing is numbered or exported without one."""
     open_period = today.replace(day=1)
     last_period = add_months(open_period, -1)
     requests = []
@@ -74,12 +80,14 @@ def billing_run_requests(
         start = billing_starts.get(portal_id)
         if start is None:
             continue
-        for period, finalize in ((last_period, True), (open_period, False)):
-            if period < start or (finalize and period in closed_periods.get(portal_id, set())):
+        for period, closing_run in ((last_period, True), (open_period, False)):
+            if period < start or (closing_run and period in closed_periods.get(portal_id, set())):
                 continue
+            finalize = closing_run and portal_id not in needs_approval
+            kind = "close" if finalize else ("review" if closing_run else "refresh")
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{'close' if finalize else 'refresh'}:{portal_id}:{period_label(period)}:{today}",
+                    run_key=f"{kind}:{portal_id}:{period_label(period)}:{today}",
                     partition_key=billing_partition(portal_id, period),
                     run_config={"ops": {"invoices": {"config": {"finalize": finalize}}}},
                     tags={
@@ -99,7 +107,9 @@ def billing_run_requests(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly billing (DATAGATE_BILLING_CRON, default 04:00 UTC): finalize and export the "
     "period that just closed — once; later nights find it closed —, refresh the open period's "
-    "drafts, and retry the exports of every period with a failed or missing export.",
+    "drafts, and retry the exports of every period with a failed or missing export. Portals with "
+    "invoicing.approval: manual get the closed period as far as ready for review (drafts and "
+    "invoice_review refreshed nightly) until `datagate approve` finalizes it.",
 )
 def nightly_billing(
     context: dg.ScheduleEvaluationContext, portals: PortalsResource, warehouse: WarehouseResource
@@ -118,7 +128,10 @@ def nightly_billing(
         targets = {p: registry.get(p).settings.export_targets for p in portal_ids}
         unexported = periods_to_export(connection, targets)
     starts = {p: registry.get(p).settings.billing_start for p in portal_ids}
-    requests = billing_run_requests(portal_ids, today, closed, starts, unexported)
+    manual = {p for p in portal_ids if registry.get(p).settings.invoicing.approval == "manual"}
+    requests = billing_run_requests(
+        portal_ids, today, closed, starts, unexported, needs_approval=manual
+    )
     return requests or dg.SkipReason("no portals to bill")
 
 

@@ -6,6 +6,7 @@ Three layers:
 - Domain tables (`customers`, `sites`, `products`, `agreements`, imports, `invoices`, the
   billing ledger, `exports`, `purchasing_exports`): what we bill and send.
 - Operations (`api_requests`, `rejects`, `sync_runs`, `force_sync_requests`, `qbo_tokens`).
+- Review (`approvals`, `invoice_holds`) and the append-only `audit_events`.
 
 Money invariants live in unique constraints, so a bug or a re-run can never bill or export
 twice: one ledger row per (portal, product, service month); one invoice number per portal;
@@ -797,4 +798,69 @@ halo_payment_exports = Table(
     ),
     UniqueConstraint("portal_id", "reference", name="uq_halo_payment_exports_reference"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'removed')", name="status"),
+)
+
+# --- Review, approval and the audit trail ------------------------------------------------
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    Column("period", Date, nullable=False),
+    Column("approved_by", String(200), nullable=False),
+    Column("approved_at", UTCDateTime(), nullable=False),
+    Column("note", Text),
+    # The drafts approved: their fingerprint, and each invoice key's own digest, so a change
+    # between approval and finalization can be named; the keys left out (`--except`).
+    Column("fingerprint", String(64), nullable=False),
+    Column("invoices", JSON, nullable=False),
+    Column("excepted", JSON, nullable=False),
+    # pending (filed) → launched (its run queued) → finalized | refused (drafts changed) |
+    # failed (the run broke; approve again)
+    Column("status", String(16), nullable=False),
+    Column("run_key", String(100)),
+    Column("run_id", String(64)),
+    Column("outcome", Text),
+    Column("settled_at", UTCDateTime()),
+    CheckConstraint(
+        "status IN ('pending', 'launched', 'finalized', 'refused', 'failed')", name="status"
+    ),
+    Index(None, "portal_id", "period"),
+)
+
+invoice_holds = Table(
+    "invoice_holds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _portal(),
+    # By invoice key: drafts are recomputed from scratch, the key stays (docs/billing.md,
+    # rule 3), so the hold outlives every recomputation until it is released.
+    Column("invoice_key", String(150), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("held_by", String(200), nullable=False),
+    Column("held_at", UTCDateTime(), nullable=False),
+    Column("released_by", String(200)),
+    Column("released_at", UTCDateTime()),
+    Index(None, "portal_id", "invoice_key"),
+)
+
+# Append-only: triggers made by migration 0010 refuse UPDATE and DELETE (and TRUNCATE on
+# PostgreSQL). Rows are written by `warehouse/audit.py` only.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # No foreign key: an event is never refused for the state of another table.
+    Column("portal_id", PORTAL_ID, nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("period", Date),
+    Column("invoice_key", String(150)),
+    # What changed that matters (before/after, numbers, targets), as JSON.
+    Column("details", JSON, nullable=False),
+    Column("run_id", String(64)),
+    Index(None, "portal_id", "occurred_at"),
+    Index(None, "portal_id", "invoice_key"),
 )

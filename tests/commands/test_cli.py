@@ -31,6 +31,11 @@ def test_help_lists_every_command(cli):
         "prune-requests",
         "simulators",
         "demo",
+        "review",
+        "approve",
+        "hold",
+        "release",
+        "audit",
     ):
         assert command in out
 

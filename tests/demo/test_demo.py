@@ -65,6 +65,8 @@ def test_demo_runs_to_a_summary_and_stops_its_simulators(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "Summary" in out and "customers:" in out and "invoices" in out
+    # the demo portal approves by itself, and says so (portals default to manual approval)
+    assert "approval:  auto for the demo portal" in out
     env_file = (tmp_path / "demo" / "env").read_text()
     assert "DATAGATE_PORTALS_FILE" in env_file and "DATAGATE_DATABASE_URL" in env_file
     # Every secret the demo made stays out of its output.

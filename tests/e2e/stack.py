@@ -49,7 +49,7 @@ PORTAL = """  - id: {id}
       use_default_agreement: true
       in_advance_months: 1
       allow_pro_rata: true
-    invoicing: {{number_prefix: "{prefix}-", next_number: 1001, payment_terms_days: 30}}
+    invoicing: {{number_prefix: "{prefix}-", next_number: 1001, payment_terms_days: 30, approval: {approval}}}
 """
 QBO_SECTION = """    qbo:
       realm_id: "{realm}"
@@ -169,9 +169,14 @@ def qbo_sim(portal_id: str, realm_id: str = "9130350000000077") -> Iterator[QBOS
 
 
 def write_portals_yaml(
-    path: Path, sims: list[PortalSim], qbo: dict[str, QBOSim] | None = None
+    path: Path,
+    sims: list[PortalSim],
+    qbo: dict[str, QBOSim] | None = None,
+    approval: dict[str, str] | None = None,
 ) -> None:
-    """portals.yaml for the simulated portals; those in `qbo` export to their QBO company."""
+    """portals.yaml for the simulated portals; those in `qbo` export to their QBO company.
+    Approval is `auto` (closing a period is not what most phases test) unless `approval`
+    names a portal's."""
     entries = "".join(
         PORTAL.format(
             id=s.id,
@@ -180,6 +185,7 @@ def write_portals_yaml(
             env=s.env_prefix,
             base=s.server.base_url,
             prefix=s.id[:3].upper(),
+            approval=(approval or {}).get(s.id, "auto"),
         )
         + (
             QBO_SECTION.format(

@@ -15,8 +15,13 @@ period with launch.run_sync/run_billing, is the reference for the backfill):
 5. the backfill bills the periods in order, exactly as billing them one by one does;
 6. closing June (finalize) numbers the invoices and exports them to HaloPSA and QBO, and
    the same run again exports nothing twice;
-7. the asset graph renders in headless Chromium (screenshots in test-output/e2e/<kind>/);
-8. everything stops: no process, database or secret is left behind.
+7. acme turns to `approval: manual`: `datagate review` gives July's fingerprint, the
+   `approve_period` job launched through GraphQL as the UI's launchpad does records the
+   approval, and the approvals sensor's `finalize_approved` run (priority 10) numbers and
+   exports July;
+8. the asset graph and the invoice_review asset's page render in headless Chromium
+   (screenshots in test-output/e2e/<kind>/);
+9. everything stops: no process, database or secret is left behind.
 
 Known bugs of the code under test are worked around where they would block the rest, and
 the test then ends XFAIL naming them.
@@ -33,6 +38,7 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 import pytest
@@ -225,6 +231,9 @@ def test_end_to_end(kind, tmp_path, monkeypatch, record_property):
         if exports_are_defined(dev):
             with phases("close a period: finalize + export"):
                 closing_a_period_exports_it_exactly_once(dev, warehouse, qbo)
+            with phases("approve a period from the launchpad"):
+                stack.write_portals_yaml(portals_file, sims, {"acme": qbo}, {"acme": "manual"})
+                approving_from_the_launchpad_finalizes_and_exports(dev, env, warehouse, qbo)
 
         if chromium:
             with phases("UI"):
@@ -544,6 +553,73 @@ def closing_a_period_exports_it_exactly_once(
     assert sorted(invoice["DocNumber"] for invoice in qbo.invoices()) == in_qbo
 
 
+def approving_from_the_launchpad_finalizes_and_exports(
+    dev: DagsterDev, env: dict[str, str], warehouse: Engine, qbo: stack.QBOSim
+) -> None:
+    """July, now that acme approves by hand: the review's fingerprint (CLI), the approve_period
+    job launched with its typed config through GraphQL (what the launchpad sends), then the
+    sensor's finalize_approved run at the top of the queue numbers and exports July."""
+    period = PERIODS[1]
+    review = json.loads(
+        stack.datagate(env, "review", "--portal", "acme", "--period", "2026-07", "--json")
+    )
+    assert review["state"] == "ready for review" and review["fingerprint"]
+    launched = dev.graphql(
+        LAUNCH_RUN,
+        params={
+            "selector": {**REPOSITORY, "jobName": "approve_period"},
+            "runConfigData": {
+                "ops": {
+                    "approve": {
+                        "config": {
+                            "portal": "acme",
+                            "period": "2026-07",
+                            "approved_by": "e2e-operator",
+                            "fingerprint": review["fingerprint"],
+                            "note": "approved from the launchpad",
+                            "except_invoices": [],
+                        }
+                    }
+                }
+            },
+        },
+    )["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    dev.wait_for_run(launched["run"]["runId"], timeout=RUN_TIMEOUT)
+
+    def finalize_run() -> dict[str, Any] | None:
+        runs = dev.runs(job="finalize_approved", tags={"datagate/approval": "1"})
+        return runs[0] if runs else None
+
+    run = dev.wait_for("the approval's finalize_approved run", finalize_run, SENSOR_TIMEOUT)
+    finished = dev.wait_for_run(run["runId"], timeout=RUN_TIMEOUT)
+    assert tag(finished, "dagster/priority") == "10"
+    assert tag(finished, "dagster/partition") == "2026-07-01|acme"
+    with warehouse.connect() as connection:
+        finals = dict(
+            connection.execute(
+                select(m.invoices.c.invoice_key, m.invoices.c.doc_number).where(
+                    m.invoices.c.portal_id == "acme",
+                    m.invoices.c.period == period,
+                    m.invoices.c.status == "final",
+                )
+            ).all()
+        )
+        approval = connection.execute(select(m.approvals)).one()
+        trail = connection.execute(
+            select(m.audit_events.c.action, m.audit_events.c.actor).where(
+                m.audit_events.c.period == period
+            )
+        ).all()
+    # every approved draft is final (rule 4 could hold one back only behind a June hold)
+    assert finals and set(finals) <= set(approval.invoices)
+    assert (approval.status, approval.approved_by) == ("finalized", "e2e-operator")
+    assert ("approve", "e2e-operator") in trail
+    assert sum(1 for action, _ in trail if action == "finalize") == len(finals)
+    july_numbers = set(finals.values())
+    assert july_numbers <= {invoice["DocNumber"] for invoice in qbo.invoices()}
+
+
 def exports_of(connection, invoices: dict[int, str]) -> dict[tuple[int, str], tuple]:
     rows = connection.execute(
         select(m.exports).where(m.exports.c.invoice_id.in_(list(invoices)))
@@ -601,6 +677,17 @@ def the_asset_graph_renders(dev: DagsterDev, chromium: str, output: Path) -> Non
         for asset in assets:
             assert asset in page.text
         assert page.screenshot.stat().st_size > 20_000  # a drawn graph, not a blank page
+    # The review an operator reads before approving: July's invoice_review partition.
+    partition = quote("2026-07-01|acme", safe="")
+    page = render(
+        chromium,
+        f"{dev.url}/assets/invoice_review?view=partitions&partition={partition}",
+        output / "invoice-review.png",
+        wait_for_text=["invoice_review", "fingerprint"],
+    )
+    (output / "invoice-review.html").write_text(page.html)
+    for label in ("flagged_invoices", "changes_by_kind", "total_by_period"):
+        assert label in page.text, label
 
 
 def no_secret_leaked(

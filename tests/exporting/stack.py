@@ -54,7 +54,7 @@ portals:
       tenant: acme
       authorization_server: {halo}/auth
       resource_server: {halo}/api
-    invoicing: {{number_prefix: "INV-", next_number: 1001, payment_terms_days: 30}}
+    invoicing: {{number_prefix: "INV-", next_number: 1001, payment_terms_days: 30, approval: auto}}
 {qbo}
 """
 QBO_YAML = """    qbo:

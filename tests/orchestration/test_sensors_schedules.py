@@ -25,6 +25,7 @@ ENTRY = """  - id: {id}
     name: {id}
     billing_start: 2026-07
     halopsa: {{client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}}
+    invoicing: {{approval: auto}}
 """
 
 

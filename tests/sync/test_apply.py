@@ -29,6 +29,7 @@ portals:
     billing_start: 2026-07
     halopsa: {{client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}}
     sync: {sync}
+    invoicing: {{approval: auto}}
 """
 SEEN = datetime(2026, 8, 15, 2, 0, tzinfo=UTC)
 
