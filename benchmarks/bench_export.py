@@ -254,6 +254,8 @@ class Calls:
     def kinds(self, since: int = 0) -> Counter:
         counts: Counter = Counter()
         for r in self.records[since:]:
+            if "bId" in r.params:
+                continue  # a refused item of a batch, logged on its own: not a request
             if r.path.endswith("/batch"):
                 counts["batch"] += 1
             elif r.path.endswith("/query"):
