@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from datagate_pipelines.assets.failures import fail_fast_unless_transient
 from datagate_pipelines.billing import period_label
 from datagate_pipelines.config import Portal, PortalSettings
-from datagate_pipelines.invoicing.approval import finalize_approved
+from datagate_pipelines.invoicing.approved import finalize_approved
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import FinalizeOutcome, finalize_period
 from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions

@@ -16,10 +16,10 @@ from datagate_pipelines.invoicing.approval import (
     ApprovalStaleError,
     approvals_of,
     approve_period,
-    finalize_approved,
     periods_awaiting_approval,
     waits_for_approval,
 )
+from datagate_pipelines.invoicing.approved import finalize_approved
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import ApprovalRequiredError, finalize_period
 from datagate_pipelines.invoicing.fingerprint import draft_digests, fingerprint
@@ -61,7 +61,7 @@ def acme(engine, tmp_path):
     with engine.begin() as c:
         import_tax_rates(c, TAX_RATES)
         import_product_templates(c, "acme", TEMPLATES)
-        import_usage(c, "acme", JULY, usage)
+        import_usage(c, "acme", JULY, usage, imported_by="test")
     sync_all(engine, p)
     with engine.begin() as c:
         compute_drafts(c, p.settings, JULY)
