@@ -91,7 +91,10 @@ def qbo_company(halo_stack: Stack, monkeypatch) -> Iterator[QBOCompany]:
 def configure_with_qbo(stack: Stack, qbo_url: str, **portal: Any) -> None:
     """The stack's portals.yaml, its portal exporting to the QBO company at `qbo_url`."""
     text = PORTAL_YAML.format(
-        base=stack.base_url, sync="{}", billing_start=portal.get("billing_start", "2026-07")
+        base=stack.base_url,
+        sync="{}",
+        billing_start=portal.get("billing_start", "2026-07"),
+        approval=portal.get("approval", "auto"),
     )
     qbo = QBO_YAML.format(realm=QBO_REALM, qbo=qbo_url, income_accounts="{}")
     stack.portals_file.write_text(text + qbo)
