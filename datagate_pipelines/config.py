@@ -109,6 +109,10 @@ class InvoicingSettings(_Strict):
     # manual: a closed period waits, ready for review, until `datagate approve`; auto: the
     # nightly run finalizes, numbers and exports it by itself (docs/operations.md, "Review and approve a period").
     approval: Literal["manual", "auto"] = "manual"
+    # docs/billing.md rule 6: a product's dates changed after its months were billed on a
+    # final invoice are corrected on the agreement's next invoice by credit and re-bill
+    # lines; false keeps the old behaviour (changes count from the next unbilled month).
+    credit_past_changes: bool = True
 
     @model_validator(mode="after")
     def _doc_number_fits(self) -> InvoicingSettings:

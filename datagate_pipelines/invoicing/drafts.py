@@ -49,6 +49,7 @@ def billing_settings(portal: PortalSettings) -> BillingSettings:
         allow_pro_rata=portal.sync.allow_pro_rata,
         use_default_agreement=portal.sync.use_default_agreement,
         payment_terms_days=portal.invoicing.payment_terms_days,
+        credit_past_changes=portal.invoicing.credit_past_changes,
     )
 
 
