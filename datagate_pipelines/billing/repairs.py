@@ -24,8 +24,9 @@ Where docs/billing.md is silent (choices made here):
 - Only pairs whose state row is on a final invoice are repaired (a held invoice of an
   earlier period is not final yet: its pairs wait). Rows of the period being billed that
   are not final are its own drafts, recomputed: they are ignored, as by rule 2.
-- A product whose start date is missing (gone from the products) has no active day: its
-  billed months are credited. A start date after the end date is no active day either.
+- A line removed from HaloPSA is ended by the sync (maybe before its start date: no active
+  day at all); a row whose start date is missing or a date invalid has no active day
+  either. A row with no customer cannot be invoiced and is not repaired.
 - A re-bill whose rate as billed is unknown holds its invoice (never a silent zero).
 - The line's site, contract and customer are the product's current ones (the ledger
   carries them); its agreement follows the portal's agreement setting.
@@ -55,7 +56,6 @@ from datagate_pipelines.billing.money import (
     scaled_exactly,
 )
 from datagate_pipelines.billing.month_columns import days_in_month_array, parse_dates
-from datagate_pipelines.billing.periods import month_index
 from datagate_pipelines.billing.settings import BillingSettings
 
 QUANTITY_PLACES = 4
