@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    LEDGER_TERMS,
     LINE_COLUMNS,
     BillingInputError,
     BillingResult,
@@ -157,6 +158,7 @@ def compute_drafts(
             "service_month": row["service_month"],
             "period": period,
             "invoice_id": ids[row["invoice_key"]],
+            **{name: row[name] for name in LEDGER_TERMS},
         }
         for row in records(result.ledger)
         if row["invoice_key"] in keys
