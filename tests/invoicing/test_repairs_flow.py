@@ -110,3 +110,26 @@ def test_a_customer_no_longer_billed_gets_its_repair_lines(engine, bayside):  # 
         [invoice] = c.execute(select(m.invoices).where(m.invoices.c.period == SEPTEMBER)).all()
     assert [line[0] for line in repair_lines(engine, SEPTEMBER)] == ["credit"]
     assert invoice.total == Decimal("-267.59")
+
+
+def test_the_invoices_report_shows_repair_lines_and_what_they_correct(engine, bayside):  # noqa: F811
+    from datagate_pipelines.commands.reports import _repair_summaries
+    from datagate_pipelines.invoicing.report import invoice_documents
+
+    bill_and_finalize(engine, bayside, JULY)
+    august = bill_and_finalize(engine, bayside, AUGUST)
+    end_the_seat(engine, date(2026, 9, 10))
+    bill_and_finalize(engine, bayside, SEPTEMBER)
+    [number] = august.numbers.values()
+    with engine.connect() as c:
+        [doc] = invoice_documents(c, "acme", SEPTEMBER)
+    repairs = [line for line in doc["lines"] if line["kind"] in ("credit", "rebill")]
+    assert [(r["kind"], r["amount"], r["corrects_invoice"]) for r in repairs] == [
+        ("credit", "-249.50", number),
+        ("rebill", "83.17", number),
+    ]
+    assert all(line["corrects_invoice"] is None for line in doc["lines"] if line not in repairs)
+    assert _repair_summaries([doc]) == [
+        f"{doc['number']} corrects {number}: credit -249.50, rebill 83.17"
+    ]
+    assert doc["total"] == "-77.01"
