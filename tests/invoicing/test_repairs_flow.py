@@ -133,3 +133,19 @@ def test_the_invoices_report_shows_repair_lines_and_what_they_correct(engine, ba
         f"{doc['number']} corrects {number}: credit -249.50, rebill 83.17"
     ]
     assert doc["total"] == "-77.01"
+
+
+def test_the_variance_review_lists_the_repaired_product(engine, bayside):  # noqa: F811
+    from datagate_pipelines.invoicing.review import period_review
+
+    bill_and_finalize(engine, bayside, JULY)
+    bill_and_finalize(engine, bayside, AUGUST)
+    end_the_seat(engine, date(2026, 9, 10))
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, SEPTEMBER)
+    with engine.connect() as c:
+        [variance] = period_review(c, bayside.settings, SEPTEMBER).variance.invoices
+    repaired = [change for change in variance.changes if change.kind == "repaired"]
+    assert [change.text for change in repaired] == [
+        "repaired 2026-09: line 1 (credit -249.50, rebill 83.17)"
+    ]
