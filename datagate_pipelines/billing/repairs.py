@@ -125,7 +125,7 @@ def repair_lines(
     if not wants_repairs(ledger, settings):
         return None
     frame = table(ledger, "ledger", REPAIR_COLUMNS, EXACT_ALTERNATIVES)
-    state, final = _pair_states(frame, period_month)
+    state, final, kinds = _pair_states(frame, period_month)
     qty = exact_column(frame, "qty", QUANTITY_PLACES)
     price = exact_column(frame, "unit_price", QUANTITY_PLACES)
     amount = exact_column(frame, "amount", 2)
@@ -135,8 +135,7 @@ def repair_lines(
     usable = final & has_customer & ~(qty.invalid | price.invalid | amount.invalid | tax.invalid)
     state = state[usable[state]]
 
-    kind = _kinds(frame["kind"] if "kind" in frame.columns else None, len(frame))[state]
-    billed = kind != CREDIT
+    billed = kinds[state] != CREDIT
     billed_amount = np.where(billed, amount.scaled[state], 0)
     billed_tax = np.where(billed, tax.scaled[state], 0)
     month = parse_dates(frame["service_month"]).month[state]
@@ -201,9 +200,11 @@ def _kinds(column: pd.Series | None, n: int) -> np.ndarray:
     return np.array([LEDGER_KINDS.index(value) for value in uniques], dtype=np.int8)[codes]
 
 
-def _pair_states(frame: pd.DataFrame, period_month: int) -> tuple[np.ndarray, np.ndarray]:
-    """The latest counted row of each (product, service month) — its state — and which rows
-    are on final invoices. A row counts unless it is on a draft of the period being billed
+def _pair_states(
+    frame: pd.DataFrame, period_month: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The latest counted row of each (product, service month) — its state —, which rows
+    are on final invoices, and each row's kind. A row counts unless it is on a draft of the period being billed
     (rule 3: those are recomputed); without a `final` column, rows of earlier periods are
     taken as final."""
     service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
@@ -217,13 +218,16 @@ def _pair_states(frame: pd.DataFrame, period_month: int) -> tuple[np.ndarray, np
         final = ~own
     counted = np.flatnonzero(~own | final)
     kind = _kinds(frame["kind"] if "kind" in frame.columns else None, len(frame))
-    product, _ = pd.factorize(strings(frame["product_id"])[counted])
+    if "product_key" in frame.columns:  # the loader's integer key: no text to factorize
+        product = nullable_ints(frame["product_key"], "ledger.product_key")[0][counted]
+    else:
+        product, _ = pd.factorize(strings(frame["product_id"])[counted])
     month = service.month[counted]
     order = np.lexsort((kind[counted], billed_in.month[counted], month, product))
     product, month = product[order], month[order]
     last = np.ones(len(order), dtype=bool)  # the last row of each pair
     last[:-1] = (product[1:] != product[:-1]) | (month[1:] != month[:-1])
-    return counted[order[last]], final
+    return counted[order[last]], final, kind
 
 
 def _active_days(
