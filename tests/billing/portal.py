@@ -385,6 +385,7 @@ def integer_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             "service_month": _datetimes(ledger["service_month"]),
             "period": _datetimes(ledger["period"]),
             **({"final": ledger["final"]} if "final" in ledger else {}),
+            **(_repair_columns(ledger) if "amount" in ledger else {}),
         }
     )
     usage = frames["usage"].copy()
@@ -394,6 +395,35 @@ def integer_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 _PLACES = {"qty": 4, "unit_price": 4}
+
+
+def _repair_columns(ledger: pd.DataFrame) -> dict:
+    """What a ledger says each row billed (rule 6), in the integer form."""
+    columns = {
+        name: ledger[name]
+        for name in (
+            "product_id",
+            "kind",
+            "customer_id",
+            "site_id",
+            "contract_id",
+            "description",
+            "tax_code",
+            "tax_zip",
+            "tax_rate",
+            "invoice",
+        )
+    }
+    for name, (scaled, places) in {
+        "qty": ("qty_e4", 4),
+        "unit_price": ("unit_price_e4", 4),
+        "amount": ("amount_cents", 2),
+        "tax": ("tax_cents", 2),
+    }.items():
+        columns[scaled] = _scaled(ledger[name], places)
+    for name in ("start_date", "end_date"):
+        columns[name] = _datetimes(ledger[name])
+    return columns
 
 
 def as_decimals(result: BillingResult) -> BillingResult:

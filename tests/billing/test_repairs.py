@@ -252,3 +252,18 @@ def test_a_zero_amount_credit_is_omitted_and_a_day_moved_in_a_month_is_repaired(
         ("credit", "sip", AUGUST, "-79.98", "-6.40"),
         ("rebill", "sip", AUGUST, "77.40", "6.19"),
     ]
+
+
+def test_the_integer_form_repairs_as_the_decimal_form():
+    from tests.billing.portal import as_decimals, assert_same_results, integer_frames
+
+    portal = bayside()
+    for period in (JULY, AUGUST):
+        bill(portal, period)
+    moved(portal, "pbx", end=date(2026, 9, 10))
+    moved(portal, "sip", start=date(2026, 10, 1))
+    frames = portal.frames()
+    expected = bill_period(SEPTEMBER, portal.settings, **frames)
+    got = bill_period(SEPTEMBER, portal.settings, **integer_frames(frames), minor_units=True)
+    assert_same_results(as_decimals(got), expected)
+    assert len(repairs(expected)) == 4
