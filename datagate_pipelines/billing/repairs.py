@@ -158,7 +158,7 @@ def repair_lines(
     line_tax = np.concatenate([-billed_tax[credited], rebill_tax]) if len(rows) else billed_tax[:0]
     site_ids, has_site = nullable_ints(frame["site_id"], "ledger.site_id")
     contract_ids, has_contract = nullable_ints(frame["contract_id"], "ledger.contract_id")
-    product_ids = strings(frame["product_id"])[rows]
+    product_ids = strings(frame["product_id"].iloc[rows])  # text for the few repaired only
     rank = np.unique(product_ids.astype(str), return_inverse=True)[1].reshape(-1)
     return RepairLines(
         rebill=rebill,
@@ -171,13 +171,13 @@ def repair_lines(
         amount=line_amount,
         tax=line_tax,
         tax_code=frame["tax_code"].to_numpy(dtype=object)[rows],
-        tax_zip=frame["tax_zip"].to_numpy(dtype=object)[rows],
+        tax_zip=frame["tax_zip"].to_numpy(dtype=object)[rows],  # as billed: not normalised
         tax_rate=rates,
         no_rate=np.concatenate([np.zeros(len(credited), bool), no_rate]),
         rank=rank.astype(np.int64),
         values=SourceTable(
             record_id=product_ids,
-            description=texts(frame["description"].to_numpy(dtype=object))[rows],
+            description=texts(frame["description"].to_numpy(dtype=object)[rows]),
             qty=qty.scaled[rows],
             unit_price=price.scaled[rows],
             given_qty=None if qty.given is None else qty.given[rows],
@@ -191,7 +191,7 @@ def _kinds(column: pd.Series | None, n: int) -> np.ndarray:
     """Each ledger row's kind as BILL / CREDIT / REBILL (no column: every row a bill)."""
     if column is None:
         return np.zeros(n, dtype=np.int8)
-    codes, uniques = pd.factorize(column.to_numpy(dtype=object))
+    codes, uniques = pd.factorize(column)  # a Categorical column is factorized already
     unknown = [value for value in uniques.tolist() if value not in LEDGER_KINDS]
     if unknown or (codes < 0).any():
         raise BillingInputError(
