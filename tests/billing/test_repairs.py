@@ -182,6 +182,7 @@ def histories(draw):
     """A portal, and per period the date moves made before billing it."""
     advance = draw(st.sampled_from([0, 1]))
     pro_rata = draw(st.booleans())
+    per_contract = draw(st.booleans())
     count = draw(st.integers(1, 5))
     products = []
     for n in range(count):
@@ -195,6 +196,7 @@ def histories(draw):
                 start,
                 end=end,
                 site_id=draw(st.sampled_from([None, 1, 2])),
+                contract_id=draw(st.sampled_from([None, 7, 8])),
                 tax_code=draw(st.sampled_from(["TEL", "NONTAXABLE", "VOIP"])),
             )
         )
@@ -208,8 +210,11 @@ def histories(draw):
             end = draw(st.one_of(st.none(), st.dates(start, date(2027, 1, 31))))
             period_moves.append((which, start, end, draw(st.booleans())))
         moves.append(period_moves)
-    portal = bayside(in_advance_months=advance, allow_pro_rata=pro_rata)
-    portal = replace(portal, products=products, usage=[])
+    portal = bayside(
+        in_advance_months=advance, allow_pro_rata=pro_rata, use_default_agreement=not per_contract
+    )
+    contracts = [{"contract_id": 7, "customer_id": 42}, {"contract_id": 8, "customer_id": 42}]
+    portal = replace(portal, products=products, usage=[], contracts=contracts)
     return portal, moves
 
 
