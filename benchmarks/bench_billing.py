@@ -34,6 +34,12 @@ process; the medians are reported (one run on this shared machine varies by ±15
 - the engine at 100k products, integer form (the scaling ratio 1M / 100k);
 - the oracle (tests/billing/oracle.py, row by row in Decimal) on the same 100k portal, whose
   result is compared, line by line, to the cent, with the engine's in both forms.
+
+Repairs (docs/billing.md rule 6), with `--repairs` (its own section): the integer-form run
+at 1M products against the same portal whose ledger also says what each pair billed (as
+the warehouse loader passes it: terms, amount, tax, rate, the products' current dates) and
+where 1% of the products ended earlier than billed — each engine run three times in fresh
+processes, medians and their ratio reported.
 """
 
 from __future__ import annotations
@@ -324,8 +330,10 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
         decimal_frames = as_read_from_warehouse(decimal_frames)
     elif what == "engine-shuffled":
         decimal_frames = in_random_order(decimal_frames)
-    integers = what in ("engine", "engine-shuffled", "oracle")
+    integers = what in ("engine", "engine-shuffled", "oracle", "engine-repairs")
     frames = integer_frames(decimal_frames) if integers else decimal_frames
+    if what == "engine-repairs":
+        frames = with_billed_terms(frames, SEED + customers_count)
     rss_inputs = peak_rss_gb()
     started_sys = resource.getrusage(resource.RUSAGE_SELF).ru_stime
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -358,6 +366,11 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
             ).sum()
         ),
     }
+    kinds = result.invoice_lines["kind"]
+    out["repair_lines"] = int(kinds.isin(["credit", "rebill"]).sum())
+    out["repaired_products"] = int(
+        result.invoice_lines["product_id"][kinds.isin(["credit", "rebill"])].nunique()
+    )
     if what == "engine":
         # The same call again in this process, its memory already faulted in: what the
         # engine's own work costs, without the first touch of fresh pages.
@@ -384,6 +397,66 @@ def worker(what: str, customers_count: int, settings_name: str) -> dict:
         assert_same_results(as_decimals(result), decimal_result)
         out["oracle_agrees"] = True
     return out
+
+
+REPAIR_SHARE = 0.01  # of the products, ended earlier than their billed months
+MOVED_END = np.datetime64("2026-06-10")
+BILLED_RATE = Decimal("0.0725")  # the rate every pair was billed at (its zip's, then)
+
+
+def with_billed_terms(frames: dict[str, pd.DataFrame], seed: int) -> dict[str, pd.DataFrame]:
+    """The integer-form portal with its ledger as the loader reads it for rule 6: per row
+    what it billed (the products' terms, the amount their dates gave, tax at BILLED_RATE)
+    and its product's current owners and dates; then REPAIR_SHARE of the products ended on
+    MOVED_END, earlier than months already billed, which the engine must repair."""
+    from datagate_pipelines.billing.money import mul_div_round_half_away
+
+    products = frames["products"].copy()
+    ledger = frames["ledger"]
+    row = ((ledger["product_key"].to_numpy() - 1000) // 3).astype(np.int64)  # integer_frames
+    month = ledger["service_month"].to_numpy().astype("datetime64[M]")
+    start = products["start_date"].to_numpy()[row]
+    end = products["end_date"].to_numpy()[row]
+    first_day = month.astype("datetime64[D]")
+    next_first = (month + 1).astype("datetime64[D]")
+    days = (next_first - first_day).astype(np.int64)
+    lo = np.maximum(start.astype("datetime64[D]"), first_day)
+    hi = np.where(
+        np.isnat(end), next_first - 1, np.minimum(end.astype("datetime64[D]"), next_first - 1)
+    )
+    active = np.maximum((hi - lo).astype(np.int64) + 1, 0)
+    qty = products["qty_e4"].to_numpy(dtype=np.int64, na_value=0)[row]
+    price = products["unit_price_e4"].to_numpy(dtype=np.int64, na_value=0)[row]
+    amount = mul_div_round_half_away([qty, price, active], 10**6 * days)
+    tax = mul_div_round_half_away([amount, np.full(len(row), 725)], 10**4)
+    current = products.iloc[row]
+    billed = pd.DataFrame(
+        {
+            **{name: ledger[name] for name in ledger.columns},
+            "final": np.ones(len(row), dtype=bool),
+            "product_id": current["product_id"].to_numpy(),
+            "kind": pd.Categorical(["bill"] * len(row)) if len(row) else np.array([], object),
+            "customer_id": current["customer_id"].to_numpy(),
+            "site_id": current["site_id"].array,
+            "contract_id": current["contract_id"].array,
+            "description": current["description"].to_numpy(),
+            "qty_e4": qty,
+            "unit_price_e4": price,
+            "amount_cents": amount,
+            "tax_cents": tax,
+            "tax_code": _objects(["TEL"] * len(row)),
+            "tax_zip": _objects(["94107"] * len(row)),
+            "tax_rate": _objects([BILLED_RATE] * len(row)),
+            "invoice": _objects(["1001"] * len(row)),
+        }
+    )
+    moved = np.random.default_rng(seed).random(len(products)) < REPAIR_SHARE
+    moved_end = products["end_date"].to_numpy().copy()
+    moved_end[moved] = MOVED_END
+    products["end_date"] = moved_end
+    billed["start_date"] = products["start_date"].to_numpy()[row]
+    billed["end_date"] = moved_end[row]
+    return {**frames, "products": products, "ledger": billed}
 
 
 def boundary_costs(frames: dict[str, pd.DataFrame], result) -> dict[str, float]:
@@ -452,6 +525,48 @@ def run(what: str, customers_count: int, settings_name: str = "default") -> dict
     command = [sys.executable, __file__, "--worker", what, str(customers_count), settings_name]
     done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def repairs_markdown(baseline: dict, repairs: dict, command: str) -> str:
+    """The section of the repair scenario: the engine with rule 6's ledger against the same
+    portal without it, each the median of REPEATS fresh processes."""
+    ratio = repairs["engine_cpu_s"] / baseline["engine_cpu_s"]
+    runs = ", ".join
+
+    def cpu(result: dict) -> str:
+        return runs(f"{s:.2f}" for s in result["engine_cpu_s_runs"])
+
+    return "\n".join(
+        [
+            "## Billing engine: repairs",
+            "",
+            f"Command: `{command}` (machine: {platform.machine()}, {_cpus()} CPUs, load {_load()}).",
+            "",
+            f"{baseline['products']:,} products, one period; the same portal twice, the"
+            f" integer form (`minor_units=True`). Repairs: the ledger also says what each of its"
+            f" {repairs['ledger_rows']:,} rows billed and carries the products' current dates"
+            f" (as the warehouse loader reads it), and {REPAIR_SHARE:.0%} of the products end on"
+            f" {MOVED_END} — earlier than months already billed. Medians of {REPEATS} runs, each"
+            " in a fresh process.",
+            "",
+            "| run | CPU s (runs) | wall s | peak RSS GB | lines | repair lines | products repaired |",
+            "|---|---|---|---|---|---|---|",
+            f"| baseline: no repairs | {baseline['engine_cpu_s']:.2f} ({cpu(baseline)})"
+            f" | {baseline['engine_s']:.2f} | {baseline['rss_peak_gb']:.2f}"
+            f" | {baseline['lines']:,} | {baseline['repair_lines']:,} | — |",
+            f"| repairs: 1% moved | {repairs['engine_cpu_s']:.2f} ({cpu(repairs)})"
+            f" | {repairs['engine_s']:.2f} | {repairs['rss_peak_gb']:.2f}"
+            f" | {repairs['lines']:,} | {repairs['repair_lines']:,}"
+            f" | {repairs['repaired_products']:,} |",
+            "",
+            f"Repairs cost {ratio:.2f}× the baseline's CPU time. Targets of the billing engine"
+            f" (above): wall ≤ {TARGETS['wall_s']:.0f} s —"
+            f" {'met' if repairs['engine_s'] <= TARGETS['wall_s'] else 'MISSED'};"
+            f" peak RSS ≤ {TARGETS['rss_gb']:.0f} GB —"
+            f" {'met' if repairs['rss_peak_gb'] <= TARGETS['rss_gb'] else 'MISSED'}.",
+            "",
+        ]
+    )
 
 
 def run_median(what: str, customers_count: int) -> dict:
@@ -661,11 +776,26 @@ def main() -> None:
     parser.add_argument(
         "--customers", type=int, default=100_000, help="customers of the big run (10 products each)"
     )
+    parser.add_argument(
+        "--repairs", action="store_true", help="the repair scenario only (its own section)"
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         what, count, settings_name = args.worker
         print(json.dumps(worker(what, int(count), settings_name)))
+        return
+    if args.repairs:
+        command = (
+            ".venv/bin/python benchmarks/bench_billing.py --repairs"
+            + (f" --customers {args.customers}" if args.customers != 100_000 else "")
+            + (" --write" if args.write else "")
+        )
+        baseline = run_median("engine", args.customers)
+        section = repairs_markdown(baseline, run_median("engine-repairs", args.customers), command)
+        print(section)
+        if args.write:
+            write_section("## Billing engine: repairs", section)
         return
     small = args.customers // 10
     results = {

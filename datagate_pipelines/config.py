@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -109,6 +110,10 @@ class InvoicingSettings(_Strict):
     # manual: a closed period waits, ready for review, until `datagate approve`; auto: the
     # nightly run finalizes, numbers and exports it by itself (docs/operations.md, "Review and approve a period").
     approval: Literal["manual", "auto"] = "manual"
+    # docs/billing.md rule 6: a product's dates changed after its months were billed on a
+    # final invoice are corrected on the agreement's next invoice by credit and re-bill
+    # lines; false keeps the old behaviour (changes count from the next unbilled month).
+    credit_past_changes: StrictBool = True  # a stray "maybe" or 2 is an error, not true
 
     @model_validator(mode="after")
     def _doc_number_fits(self) -> InvoicingSettings:

@@ -162,3 +162,12 @@ def test_a_yaml_error_names_its_line_column_and_reason(tmp_path, text, expected)
     with pytest.raises(PortalConfigError) as info:
         load_portals(path)
     assert str(info.value) == f"file: {path} is not valid YAML at {expected}"
+
+
+def test_credit_past_changes_defaults_to_true_and_takes_only_true_or_false():
+    assert parse_portals(GOOD).get("acme").settings.invoicing.credit_past_changes is True
+    off = parse_portals(GOOD + "    invoicing:\n      credit_past_changes: false\n")
+    assert off.get("acme").settings.invoicing.credit_past_changes is False
+    bad = parse_portals(GOOD + "    invoicing:\n      credit_past_changes: sometimes\n")
+    assert bad.ids == []
+    assert [e.field for e in bad.errors] == ["invoicing.credit_past_changes"]

@@ -202,7 +202,8 @@ def invoices(
         }
         twice = connection.execute(
             select(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            .where(billing_ledger.c.portal_id == portal_id)
+            # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it.
+            .where(billing_ledger.c.portal_id == portal_id, billing_ledger.c.kind == "bill")
             .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
             .having(func.count() > 1)
         ).all()

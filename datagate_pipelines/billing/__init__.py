@@ -35,6 +35,9 @@ Where docs/billing.md is silent, the choices made (each module says more):
   and service month (usage: date, id). Invoice order = numbering order.
 - Ledger: rows of the period being billed are ignored unless their optional `final`
   column is true (pairs already on final invoices of P stay billed on a re-run).
+- Repairs (rule 6, repairs.py): pairs whose latest ledger row is on a final invoice, from
+  the quantity, unit price, zip and rate of that row; a customer no longer billed must be
+  in the customers table (billed false) to get its repair lines.
 - Periods before the portal's billing start are refused; a is 0 or 1.
 - Numbering several periods at once numbers earlier periods first.
 - Finalization: "final" covers final, exported, paid, partly_paid, credited and voided.
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from datagate_pipelines.billing.engine import (
         INVOICE_COLUMNS,
         LEDGER_COLUMNS,
+        LEDGER_TERMS,
         LINE_COLUMNS,
         MINOR_UNIT_COLUMNS,
         REJECT_COLUMNS,
@@ -97,6 +101,7 @@ _EXPORTS = {
     "BillingResult": "engine",
     "INVOICE_COLUMNS": "engine",
     "LEDGER_COLUMNS": "engine",
+    "LEDGER_TERMS": "engine",
     "LINE_COLUMNS": "engine",
     "MINOR_UNIT_COLUMNS": "engine",
     "REJECT_COLUMNS": "engine",
@@ -126,6 +131,7 @@ __all__ = [
     "FINAL_STATUSES",
     "INVOICE_COLUMNS",
     "LEDGER_COLUMNS",
+    "LEDGER_TERMS",
     "LINE_COLUMNS",
     "MINOR_UNIT_COLUMNS",
     "NONTAXABLE",

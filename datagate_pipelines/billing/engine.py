@@ -30,7 +30,9 @@ from datagate_pipelines.billing.context import BillingRun
 from datagate_pipelines.billing.errors import BillingInputError
 from datagate_pipelines.billing.inputs import TAX_RATE_COLUMNS, Contracts, Customers, Sites, table
 from datagate_pipelines.billing.lines import (
+    CREDIT,
     KIND_NAMES,
+    REBILL,
     RECURRING,
     USAGE,
     LineBlock,
@@ -38,8 +40,15 @@ from datagate_pipelines.billing.lines import (
 )
 from datagate_pipelines.billing.money import scaled_columns_to_decimals, sum_segments
 from datagate_pipelines.billing.month_columns import month_categorical, month_dates
-from datagate_pipelines.billing.periods import check_period, due_date, invoice_date, period_label
+from datagate_pipelines.billing.periods import (
+    check_period,
+    due_date,
+    invoice_date,
+    month_index,
+    period_label,
+)
 from datagate_pipelines.billing.recurring import QUANTITY_PLACES, recurring_lines
+from datagate_pipelines.billing.repairs import RepairLines, repair_lines
 from datagate_pipelines.billing.settings import BillingSettings
 from datagate_pipelines.billing.tax import Coded, LineTaxes, TaxCodes, build_rate_table, tax_lines
 from datagate_pipelines.billing.usage import usage_lines
@@ -75,9 +84,12 @@ LINE_COLUMNS = (
     "tax_zip",
     "tax_rate",
     "tax",
+    "corrects_invoice",
 )
 SITE_SUBTOTAL_COLUMNS = ("invoice_key", "site_id", "subtotal")
-LEDGER_COLUMNS = ("product_id", "service_month", "period", "invoice_key")
+# What each pair was billed at (or credited, or billed again at): rule 6 reads it back.
+LEDGER_TERMS = ("kind", "qty", "unit_price", "amount", "tax", "tax_code", "tax_zip", "tax_rate")
+LEDGER_COLUMNS = ("product_id", "service_month", "period", "invoice_key", *LEDGER_TERMS)
 REJECT_COLUMNS = ("entity", "record_id", "field", "reason")
 # With `minor_units=True` these columns hold integers, under these names: money in cents,
 # quantities and unit prices × 10**4 (the warehouse's own form, warehouse/types.py).
@@ -90,6 +102,8 @@ MINOR_UNIT_COLUMNS = {
     "unit_price": "unit_price_e4",
 }
 _STATUSES = np.array(["draft", "held"], dtype=object)  # by "is held"
+# The ledger's kind of each line kind (usage lines have no ledger row).
+_LEDGER_KINDS = np.array(["bill", "", "credit", "rebill"], dtype=object)
 _KINDS = pd.CategoricalDtype(KIND_NAMES)
 
 
@@ -100,11 +114,14 @@ class BillingResult:
     - invoices: one row per agreement with lines, in numbering order (customer name
       case-folded, customer id, agreement); status "draft", or "held" with hold_reasons.
     - invoice_lines: line_no from 1 per invoice, ordered by site (site id ascending, the
-      lines with no site last), then kind (recurring before usage), then product id and
-      service month (usage: usage date, usage id).
+      lines with no site last), then kind (recurring, usage, then repair lines), then
+      product id and service month (usage: usage date, usage id; a repair's credit before
+      its re-bill). Repair lines (kind "credit" / "rebill", rule 6) name the invoice they
+      correct in `corrects_invoice` (the ledger's `invoice` label); other lines have None.
     - site_subtotals: one row per (invoice, site group), in line order.
     - ledger: the (product, service month) pairs billed by this period — held invoices
-      included (rule 5) — with the invoice that bills each.
+      included (rule 5) — with the invoice that bills each, and the pairs repaired; each
+      row with its kind ("bill", "credit", "rebill") and the terms, amount and tax billed.
     - rejects: products and usage rows refused, and unusable tax-rate rows, with reasons.
     """
 
@@ -140,7 +157,14 @@ def bill_period(
     - ledger: product_id (or product_key, naming products by the integer key the products
       then carry in a `product_key` column), service_month, period [, final] — the pairs
       already billed.
-      Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them;
+      Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them.
+      With an `amount` column the ledger also says what each row billed, and rule 6
+      repairs apply (repairs.py, when `settings.credit_past_changes`): it then needs
+      product_id, kind, customer_id, site_id, contract_id, description, qty, unit_price,
+      amount, tax, tax_code, tax_zip, tax_rate, invoice (a label of the invoice the row is
+      on) and the product's current start_date and end_date (none: the product is gone);
+    - customers may carry a `billed` column: customers no longer billed (false) get
+      invoices of repair lines only;
     - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,
       usage_date. Re-running P while some of its invoices are final: leave out the usage
       rows already on those invoices, and keep the final invoices (same invoice_key) as
@@ -171,9 +195,12 @@ def bill_period(
 
     tax_codes = TaxCodes()
     run = BillingRun(period, settings, customer_table, site_table, contract_table, tax_codes)
-    lines, values, rejected = _sorted_lines(products, ledger, usage, run)
+    repairs = repair_lines(ledger, month_index(period), settings)
+    lines, values, rejected = _sorted_lines(products, ledger, usage, repairs, run)
 
     taxes = tax_lines(lines, customer_table, site_table, rates, tax_codes)
+    if repairs is not None:
+        _taxes_as_billed(taxes, lines, repairs)
     grouping = _Invoices.of(lines, customer_table, period)
     totals = _Totals.of(lines, taxes, grouping, minor_units)
     line_frame = _line_frame(lines, values, taxes, grouping, totals, minor_units)
@@ -203,15 +230,73 @@ def _sorted_lines(
     products: pd.DataFrame | None,
     ledger: pd.DataFrame | None,
     usage: pd.DataFrame | None,
+    repairs: RepairLines | None,
     run: BillingRun,
 ) -> tuple[LineBlock, LineSources, list[dict[str, str]]]:
-    """Recurring and usage lines in line order, the values they copy, and the rejects."""
+    """Recurring, usage and repair lines in line order, the values they copy, and the
+    rejects."""
     recurring, product_values, product_rejects = recurring_lines(products, ledger, run)
     charged, usage_values, usage_rejects = usage_lines(usage, run)
-    lines = LineBlock.concat([recurring, charged])
+    blocks = [recurring, charged]
+    tables = {RECURRING: product_values, USAGE: usage_values}
+    if repairs is not None and len(repairs):
+        blocks.append(_repair_block(repairs, run))
+        tables.update({CREDIT: repairs.values, REBILL: repairs.values})
+    lines = LineBlock.concat(blocks)
     lines.reorder(_line_order(lines, run.customers))
-    values = LineSources({RECURRING: product_values, USAGE: usage_values})
-    return lines, values, product_rejects + usage_rejects
+    return lines, LineSources(tables), product_rejects + usage_rejects
+
+
+def _repair_block(repairs: RepairLines, run: BillingRun) -> LineBlock:
+    """The repair lines as lines; `source` is the repair's position. A customer no longer
+    billed still gets them (rule 6), so it must be in the customers table."""
+    n = len(repairs)
+    customer = run.customers.known_positions(repairs.customer_ids, np.ones(n, dtype=bool))
+    if (customer < 0).any():
+        row = int(np.flatnonzero(customer < 0)[0])
+        raise BillingInputError(
+            f"ledger: product {repairs.values.record_id[row]} needs a repair line for customer"
+            f" {repairs.customer_ids[row]}, who is not in the customers table"
+        )
+    kind, contract = agreements.assign_agreements(
+        repairs.contract_ids, repairs.has_contract, run.settings.use_default_agreement
+    )
+    return LineBlock(
+        kind=np.where(repairs.rebill, REBILL, CREDIT).astype(np.int8),
+        customer=customer,
+        site_id=repairs.site_ids,
+        has_site=repairs.has_site,
+        site_pos=run.sites.positions(repairs.site_ids, repairs.has_site),
+        agreement_kind=kind,
+        agreement_contract=contract,
+        month=repairs.month,
+        order=repairs.rank,
+        amount=repairs.amount,
+        tax_code=run.tax_codes.encode(repairs.tax_code),
+        source=np.arange(n, dtype=np.int64),
+    )
+
+
+def _taxes_as_billed(taxes: LineTaxes, lines: LineBlock, repairs: RepairLines) -> None:
+    """Repair lines keep the zip, rate and tax of what they correct (rule 6): overwrite what
+    the tax rules computed for them today. Only an unknown rate holds their invoice."""
+    rows = np.flatnonzero(lines.kind >= CREDIT)
+    if len(rows) == 0:
+        return
+    source = lines.source[rows]
+    if repairs.tax.dtype == object and taxes.tax.dtype != object:
+        taxes.tax = taxes.tax.astype(object)
+    taxes.tax[rows] = repairs.tax[source]
+    for coded, given in ((taxes.zip, repairs.tax_zip), (taxes.rate, repairs.tax_rate)):
+        codes, distinct = pd.factorize(given[source])
+        coded.codes = np.array(coded.codes, dtype=np.int64)
+        coded.codes[rows] = np.where(codes >= 0, codes + len(coded.values), -1)
+        coded.values = [*coded.values, *distinct.tolist()]
+    no_rate = repairs.no_rate[source]
+    for flags in (taxes.no_code, taxes.no_zip, taxes.bad_rate):
+        flags[rows] = False
+    taxes.no_rate[rows] = no_rate
+    taxes.problem[rows] = no_rate
 
 
 @dataclass
@@ -338,9 +423,9 @@ def _hold_reasons(
         reasons: list[list[str]] = [[] for _ in range(len(grouping.keys))]
     rows = np.flatnonzero(taxes.problem)
     record_ids = np.where(
-        lines.kind[rows] == RECURRING,
-        line_frame["product_id"].to_numpy()[rows],
+        lines.kind[rows] == USAGE,
         line_frame["usage_id"].to_numpy()[rows],
+        line_frame["product_id"].to_numpy()[rows],
     )
     for invoice, line_reasons in zip(
         grouping.of_line[rows].tolist(), taxes.hold_reasons(rows, record_ids), strict=True
@@ -369,7 +454,7 @@ def _line_frame(
             "kind": pd.Categorical.from_codes(lines.kind, dtype=_KINDS)
             if minor_units
             else KIND_NAMES[lines.kind],
-            "product_id": values.take(lines, "record_id", kinds=(RECURRING,)),
+            "product_id": values.take(lines, "record_id", kinds=(RECURRING, CREDIT, REBILL)),
             "usage_id": values.take(lines, "record_id", kinds=(USAGE,)),
             "description": values.take(lines, "description"),
             "service_month": month_categorical(lines.month)
@@ -385,6 +470,7 @@ def _line_frame(
             "tax_zip": _text(taxes.zip, minor_units),
             "tax_rate": _text(taxes.rate, minor_units),
             "tax": totals.line_tax,
+            "corrects_invoice": values.take(lines, "corrects", kinds=(CREDIT, REBILL)),
         },
         columns=list(LINE_COLUMNS),
         copy=False,
@@ -399,9 +485,34 @@ def _text(column: Coded, minor_units: bool) -> np.ndarray | pd.Categorical:
 def _terms(
     values: LineSources, lines: LineBlock, name: str, minor_units: bool
 ) -> np.ndarray | pd.arrays.IntegerArray:
-    """The quantity or unit price (`name`) of each line, from its product (none for usage
-    lines): × 10**4, or the Decimals given (built from the integers when they were given
-    as integers)."""
+    """The quantity or unit price (`name`) of each line: a recurring line's from its
+    product, a repair line's as billed, none for usage lines."""
+    terms = _product_terms(values, lines, name, minor_units)
+    rows = np.flatnonzero(lines.kind >= CREDIT)
+    if len(rows) == 0:
+        return terms
+    repairs, source = values.tables[CREDIT], lines.source[rows]
+    scaled = getattr(repairs, name)[source]
+    if minor_units:
+        data = terms.to_numpy(dtype=np.int64, na_value=0)
+        mask = np.asarray(terms.isna(), dtype=bool)
+        data[rows], mask[rows] = scaled.astype(np.int64), False
+        return pd.arrays.IntegerArray(data, mask)
+    given = getattr(repairs, f"given_{name}")
+    terms[rows] = (
+        given[source]
+        if given is not None
+        else scaled_columns_to_decimals([scaled], QUANTITY_PLACES)[0]
+    )
+    return terms
+
+
+def _product_terms(
+    values: LineSources, lines: LineBlock, name: str, minor_units: bool
+) -> np.ndarray | pd.arrays.IntegerArray:
+    """The quantity or unit price (`name`) of each recurring line, from its product (none for
+    other lines): × 10**4, or the Decimals given (built from the integers when they were
+    given as integers)."""
     products = values.tables[RECURRING]
     scaled, source = getattr(products, name), lines.source
     recurring = lines.kind == RECURRING
@@ -439,33 +550,46 @@ def _site_subtotal_frame(
 def _ledger_frame(
     grouping: _Invoices, lines: LineBlock, line_frame: pd.DataFrame, period: date, minor_units: bool
 ) -> pd.DataFrame:
-    """The (product, service month) pairs billed now, held invoices included (rule 5)."""
-    rows = np.flatnonzero(lines.kind == RECURRING)
+    """The (product, service month) pairs billed now, held invoices included (rule 5), and
+    the pairs repaired: what each line of theirs bills, to be read back by rule 6.
+    `line_frame`'s columns are named in the result's form already."""
+    every = not (lines.kind == USAGE).any()
+    rows = np.arange(len(lines)) if every else np.flatnonzero(lines.kind != USAGE)
+    kind_of_line = _LEDGER_KINDS[lines.kind if every else lines.kind[rows]]
+    columns = result_columns(LEDGER_TERMS, minor_units)
+    terms = {
+        name: line_frame[name].array if every else line_frame[name].array[rows]
+        for name in columns[1:]
+    }
     return pd.DataFrame(
         {
             "product_id": line_frame["product_id"].to_numpy()[rows],
             "service_month": line_frame["service_month"].array[rows],
             "period": _repeat(period, len(rows)),
             "invoice_key": grouping.keys_of(grouping.of_line[rows], minor_units),
+            "kind": kind_of_line,
+            **terms,
         },
-        columns=list(LEDGER_COLUMNS),
+        columns=result_columns(LEDGER_COLUMNS, minor_units),
         copy=False,
     )
 
 
 def _line_order(lines: LineBlock, customers: Customers) -> np.ndarray:
     """Invoice order (customer name case-folded, customer id, contract id, no-contract
-    last), then site (id ascending, no site last), kind, product id / usage rank, month."""
+    last), then site (id ascending, no site last), kind (recurring, usage, repairs),
+    product id / usage rank, month, and a repair's credit before its re-bill."""
     no_contract = lines.agreement_kind == agreements.NO_CONTRACT
     return _sort_order(
         [
             customers.rank[lines.customer],
             np.where(no_contract, _after(lines.agreement_contract), lines.agreement_contract),
             np.where(lines.has_site, lines.site_id, _after(lines.site_id[lines.has_site])),
-            lines.kind,
+            np.minimum(lines.kind, CREDIT),
             lines.order,
             # Usage lines (month -1) are told apart by kind: any month keeps the key short.
             np.where(lines.month < 0, _after(lines.month), lines.month),
+            lines.kind == REBILL,
         ]
     )
 

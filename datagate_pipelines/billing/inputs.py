@@ -59,6 +59,7 @@ SCALED_COLUMNS = {
     "qty": ("qty_e4", 4),
     "unit_price": ("unit_price_e4", 4),
     "amount": ("amount_cents", 2),
+    "tax": ("tax_cents", 2),
 }
 EXACT_ALTERNATIVES = {column: scaled for column, (scaled, _) in SCALED_COLUMNS.items()}
 # A ledger may name its products by `product_key` (see recurring._ledger_pairs).
@@ -164,8 +165,10 @@ def strings(values: pd.Series) -> np.ndarray:
 
 @dataclass
 class Customers:
-    """Billed customers by position: id, name, normalised zip (a code into `zip_names`;
-    -1: none), site-zip-tax flag, and the numbering rank (name case-folded, then id)."""
+    """Customers by position: id, name, normalised zip (a code into `zip_names`; -1: none),
+    site-zip-tax flag, the numbering rank (name case-folded, then id), and whether each is
+    billed. The optional `billed` column (default true) lists customers no longer billed,
+    whose invoices can then hold only repair lines (docs/billing.md rule 6)."""
 
     ids: np.ndarray
     names: np.ndarray
@@ -173,6 +176,7 @@ class Customers:
     zip_names: list[str]
     use_site_zip: np.ndarray
     rank: np.ndarray
+    billed: np.ndarray
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame | None) -> Customers:
@@ -197,10 +201,21 @@ class Customers:
         order = np.lexsort((ids, folded)) if len(ids) else np.zeros(0, np.int64)
         rank = np.empty(len(ids), dtype=np.int64)
         rank[order] = np.arange(len(ids))
-        return cls(ids, names, zips, zip_names, flags, rank)
+        if "billed" in frame.columns:
+            billed = normalize_column(frame["billed"], _flag).astype(bool)
+        else:
+            billed = np.ones(len(ids), dtype=bool)
+        return cls(ids, names, zips, zip_names, flags, rank, billed)
 
     def positions(self, customer_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
         """Position of each id in this table, -1 when it is not a billed customer."""
+        found = self.known_positions(customer_ids, present)
+        if self.billed.all():
+            return found
+        return np.where(self.billed[found] & (found >= 0), found, -1)
+
+    def known_positions(self, customer_ids: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Position of each id in this table, billed or not; -1 when absent."""
         return np.where(present, find_keys(customer_ids, self.ids), -1)
 
 

@@ -9,7 +9,11 @@ import numpy as np
 
 RECURRING = 0
 USAGE = 1
-KIND_NAMES = np.array(["recurring", "usage"], dtype=object)
+CREDIT = 2  # repair lines (repairs.py): what was billed, negated
+REBILL = 3  # … and the month billed again under the product's current dates
+KIND_NAMES = np.array(["recurring", "usage", "credit", "rebill"], dtype=object)
+# Kinds whose lines bill a (product, service month) and enter the ledger.
+PRODUCT_KINDS = (RECURRING, CREDIT, REBILL)
 
 
 @dataclass
@@ -21,7 +25,7 @@ class LineBlock:
     the result frames take them from there once, in the final line order (see
     `LineSources`)."""
 
-    kind: np.ndarray  # RECURRING or USAGE
+    kind: np.ndarray  # RECURRING, USAGE, CREDIT or REBILL
     customer: np.ndarray  # position in the Customers table
     site_id: np.ndarray  # int64, meaningful where has_site
     has_site: np.ndarray
@@ -74,6 +78,7 @@ class SourceTable:
     unit_price: np.ndarray | None = None
     given_qty: np.ndarray | None = None
     given_unit_price: np.ndarray | None = None
+    corrects: np.ndarray | None = None  # repair lines: the invoice each corrects
 
 
 @dataclass

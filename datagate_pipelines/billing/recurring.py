@@ -251,6 +251,10 @@ def _ledger_pairs(
     invoices cannot bill them again even if a product moved to another agreement.
     """
     frame = table(ledger, "ledger", LEDGER_COLUMNS, LEDGER_ALTERNATIVES)
+    if "kind" in frame.columns:  # a pair's repairs (rule 6) do not bill it again
+        bills = (frame["kind"] == "bill").to_numpy(dtype=bool)
+        if not bills.all():
+            frame = frame[bills]
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])

@@ -20,6 +20,9 @@ class BillingSettings:
     - `billing_start`: the first billing period ever billed for the portal (any day of that
       month; it is normalised to the first). The first service month is billing_start + a.
     - `payment_terms_days`: due date = invoice date + this many days.
+    - `credit_past_changes`: rule 6 — months already billed on final invoices whose
+      amount under the product's current dates differs from what was billed are credited
+      and billed again on the agreement's next invoice (repair lines, repairs.py).
     """
 
     billing_start: date
@@ -27,6 +30,7 @@ class BillingSettings:
     allow_pro_rata: bool = True
     use_default_agreement: bool = True
     payment_terms_days: int = 30
+    credit_past_changes: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -45,7 +49,7 @@ class BillingSettings:
             raise BillingInputError(
                 f"payment_terms_days must be a whole number >= 0, got {self.payment_terms_days!r}"
             )
-        for name in ("allow_pro_rata", "use_default_agreement"):
+        for name in ("allow_pro_rata", "use_default_agreement", "credit_past_changes"):
             if not isinstance(getattr(self, name), bool):
                 raise BillingInputError(
                     f"{name} must be true or false, got {getattr(self, name)!r}"

@@ -32,7 +32,10 @@ from datagate_pipelines.warehouse.models import api_requests
 def invoices(portal_id: str, period: date, as_json: bool) -> None:
     """Each invoice of the period: number, customer, agreement, totals, status (draft, held +
     reasons, final, exported, paid) and, per target, its export (the record's id, or why it
-    failed). Site subtotals and lines with --json."""
+    failed). Site subtotals and lines with --json.
+
+    Repair lines (kind credit / rebill, docs/billing.md rule 6) are summed per invoice they
+    correct; --json gives each line's `corrects_invoice`."""
     portal = load_portals().get(portal_id)
     targets = portal.settings.export_targets
     with engine().connect() as connection:
@@ -57,6 +60,8 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
         )
     total = sum((Decimal(d["total"]) for d in documents), start=Decimal(0))
     click.echo(f"{len(documents)} invoice(s), total {total:.2f}")
+    for line in _repair_summaries(documents)[:MAX_LISTED]:
+        click.echo(line)
     held = [d for d in documents if d["hold_reasons"]]
     for doc in held[:MAX_LISTED]:
         click.echo(f"held {doc['invoice_key']}: {'; '.join(doc['hold_reasons'])}")
@@ -76,6 +81,23 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
             )
     if len(failures) > MAX_LISTED:
         click.echo(f"and {len(failures) - MAX_LISTED} more failed export(s)")
+
+
+def _repair_summaries(documents: list[dict]) -> list[str]:
+    """Per invoice with repair lines (docs/billing.md rule 6): how much each corrected
+    invoice is credited and billed again, e.g. `1003 corrects 1002: credit -249.50, rebill
+    83.17`."""
+    out = []
+    for doc in documents:
+        corrected: dict[str, dict[str, Decimal]] = {}
+        for line in doc["lines"]:
+            if line["kind"] in ("credit", "rebill"):
+                sums = corrected.setdefault(line["corrects_invoice"] or "?", {})
+                sums[line["kind"]] = sums.get(line["kind"], Decimal(0)) + Decimal(line["amount"])
+        for number, sums in corrected.items():
+            parts = ", ".join(f"{kind} {amount:.2f}" for kind, amount in sums.items())
+            out.append(f"{doc['number'] or doc['invoice_key']} corrects {number}: {parts}")
+    return out
 
 
 def _invoice_cells(doc: dict) -> list[str]:

@@ -35,7 +35,7 @@ class DocumentLine:
     """One invoice line, with what the exports need beside the billed amounts."""
 
     line_no: int
-    kind: str  # recurring | usage
+    kind: str  # recurring | usage | credit | rebill (repair lines, docs/billing.md rule 6)
     description: str
     service_month: date | None
     service_date: date | None  # the service month's first day, or the usage date
@@ -175,6 +175,8 @@ def priced(line: PricedLine) -> Priced:
         return Priced(line.qty, line.unit_price, line.description, pro_rata=False)
     if line.qty is None or line.unit_price is None:  # usage: an amount as given
         return Priced(Decimal(1), line.amount, line.description, pro_rata=False)
+    if line.qty * line.unit_price == -line.amount:  # a repair's credit of a whole month
+        return Priced(line.qty, -line.unit_price, line.description, pro_rata=False)
     month = f", service month {period_label(line.service_month)}" if line.service_month else ""
     note = f"{number_text(line.qty)} × {number_text(line.unit_price)}{month}, pro rata"
     return Priced(Decimal(1), line.amount, f"{line.description} ({note})", pro_rata=True)
@@ -246,6 +248,16 @@ def load_final_invoices(
     ]
 
 
+def repair_description(kind: str, description: str, corrects: str | None) -> str:
+    """A repair line says what it corrects (rule 6): "Hosted PBX seat — credit, invoice
+    1002" / "… — billed again, corrects invoice 1002"; other lines keep theirs."""
+    if kind == "credit":
+        return f"{description} — credit, invoice {corrects}"
+    if kind == "rebill":
+        return f"{description} — billed again, corrects invoice {corrects}"
+    return description
+
+
 def _lines(
     connection: Connection, portal_id: str, invoice_ids: list[int]
 ) -> dict[int, list[DocumentLine]]:
@@ -291,7 +303,7 @@ def _lines(
                 DocumentLine(
                     line_no=r.line_no,
                     kind=r.kind,
-                    description=r.description,
+                    description=repair_description(r.kind, r.description, r.corrects_invoice),
                     service_month=r.service_month,
                     service_date=r.service_month or r.usage_date,
                     site_id=r.site_id,

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    LEDGER_TERMS,
     LINE_COLUMNS,
     BillingInputError,
     BillingResult,
@@ -49,6 +50,7 @@ def billing_settings(portal: PortalSettings) -> BillingSettings:
         allow_pro_rata=portal.sync.allow_pro_rata,
         use_default_agreement=portal.sync.use_default_agreement,
         payment_terms_days=portal.invoicing.payment_terms_days,
+        credit_past_changes=portal.invoicing.credit_past_changes,
     )
 
 
@@ -156,6 +158,7 @@ def compute_drafts(
             "service_month": row["service_month"],
             "period": period,
             "invoice_id": ids[row["invoice_key"]],
+            **{name: row[name] for name in LEDGER_TERMS},
         }
         for row in records(result.ledger)
         if row["invoice_key"] in keys

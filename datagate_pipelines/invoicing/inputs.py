@@ -19,6 +19,8 @@ from datagate_pipelines.warehouse.models import (
 )
 
 NULLABLE_IDS = ("site_id", "contract_id")
+# What a ledger row billed, in cents or × 10**4 (NULL only if its line is gone).
+LEDGER_INTEGERS = ("qty_e4", "unit_price_e4", "amount_cents", "tax_cents")
 
 
 def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.DataFrame:
@@ -42,6 +44,8 @@ def load_billing_inputs(
     """Frames in the engine's boundary format (billing/inputs.py), exact numbers in their
     integer form; the ledger names its products by product_key (the HaloPSA line id),
     joined by the database rather than on text in Python."""
+    # Customers no longer billed are listed too (billed false): an invoice of theirs can
+    # still hold repair lines (docs/billing.md rule 6).
     customer_frame = _frame(
         connection,
         select(
@@ -49,10 +53,11 @@ def load_billing_inputs(
             customers.c.name,
             customers.c.zip,
             customers.c.use_site_zip_tax,
-        ).where(customers.c.portal_id == portal_id, customers.c.active.is_(True)),
-        ["customer_id", "name", "zip", "use_site_zip_tax"],
+            customers.c.active.is_(True),
+        ).where(customers.c.portal_id == portal_id),
+        ["customer_id", "name", "zip", "use_site_zip_tax", "billed"],
     )
-    active = set(customer_frame["customer_id"])
+    active = set(customer_frame["customer_id"][customer_frame["billed"].astype(bool)])
     product_frame = _frame(
         connection,
         select(
@@ -120,7 +125,9 @@ def load_billing_inputs(
         ["site_id", "customer_id", "zip"],
     )
     # `final` marks pairs on final invoices: never billed again, even by a re-run of their
-    # own period (the engine otherwise recomputes that period's pairs from scratch).
+    # own period (the engine otherwise recomputes that period's pairs from scratch). Each
+    # row says what it billed and carries its product's current owners and dates, which
+    # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
     ledger_frame = _frame(
         connection,
         select(
@@ -128,6 +135,22 @@ def load_billing_inputs(
             billing_ledger.c.service_month,
             billing_ledger.c.period,
             invoices.c.status == "final",
+            billing_ledger.c.product_id,
+            billing_ledger.c.kind,
+            products.c.customer_id,
+            products.c.site_id,
+            products.c.contract_id,
+            products.c.description,
+            _stored_integer(billing_ledger.c.qty, "qty_e4"),
+            _stored_integer(billing_ledger.c.unit_price, "unit_price_e4"),
+            _stored_integer(billing_ledger.c.amount, "amount_cents"),
+            _stored_integer(billing_ledger.c.tax, "tax_cents"),
+            billing_ledger.c.tax_code,
+            billing_ledger.c.tax_zip,
+            billing_ledger.c.tax_rate,
+            invoices.c.doc_number,
+            products.c.start_date,
+            products.c.end_date,
         )
         .join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
         .join(
@@ -139,8 +162,30 @@ def load_billing_inputs(
         )
         .where(billing_ledger.c.portal_id == portal_id)
         .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
-        ["product_key", "service_month", "period", "final"],
+        [
+            "product_key",
+            "service_month",
+            "period",
+            "final",
+            "product_id",
+            "kind",
+            "customer_id",
+            "site_id",
+            "contract_id",
+            "description",
+            "qty_e4",
+            "unit_price_e4",
+            "amount_cents",
+            "tax_cents",
+            "tax_code",
+            "tax_zip",
+            "tax_rate",
+            "invoice",
+            "start_date",
+            "end_date",
+        ],
     )
+    ledger_frame = ledger_frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
     usage_frame = _frame(
         connection,
         select(

@@ -119,6 +119,8 @@ def invoice_documents(
                         "amount": _money(line.amount),
                         "tax_code": line.tax_code,
                         "tax": _money(line.tax),
+                        # Repair lines (kind credit / rebill): the invoice they correct.
+                        "corrects_invoice": line.corrects_invoice,
                     }
                     for line in lines
                 ],

@@ -57,7 +57,7 @@ invoice_lines = pa.DataFrameSchema(
     {
         "invoice_key": pa.Column(str),
         "line_no": pa.Column("int64", pa.Check.ge(1)),
-        "kind": pa.Column(str, pa.Check.isin(["recurring", "usage"])),
+        "kind": pa.Column(str, pa.Check.isin(["recurring", "usage", "credit", "rebill"])),
         "product_id": text(),
         "usage_id": text(),
         "description": pa.Column(object),
@@ -70,6 +70,7 @@ invoice_lines = pa.DataFrameSchema(
         "tax_zip": text(),
         "tax_rate": rate(),
         "tax": money(),
+        "corrects_invoice": text(),  # repair lines: the number of the invoice corrected
     },
     unique=["invoice_key", "line_no"],
     name="invoice_lines",

@@ -469,8 +469,10 @@ invoice_lines = Table(
     Column("tax_zip", String(32)),
     Column("tax_rate", Rate()),
     Column("tax", Money(), nullable=False),
+    # A repair line (kind credit / rebill): the number of the invoice it corrects.
+    Column("corrects_invoice", String(21)),
     UniqueConstraint("invoice_id", "line_no"),
-    CheckConstraint("kind IN ('recurring', 'usage')", name="kind"),
+    CheckConstraint("kind IN ('recurring', 'usage', 'credit', 'rebill')", name="kind"),
 )
 
 billing_ledger = Table(
@@ -482,8 +484,28 @@ billing_ledger = Table(
     Column("service_month", Date, nullable=False),
     Column("period", Date, nullable=False),
     Column("invoice_id", Integer, ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
+    # A pair's first bill, or a later repair of it on another invoice (docs/billing.md
+    # rule 6), with what the row billed: repairs read it back.
+    Column("kind", String(8), nullable=False, server_default="bill"),
+    Column("qty", Quantity()),
+    Column("unit_price", Quantity()),
+    Column("amount", Money()),
+    Column("tax", Money()),
+    Column("tax_code", String(64)),
+    Column("tax_zip", String(32)),
+    Column("tax_rate", Rate()),
+    UniqueConstraint("invoice_id", "product_id", "service_month", "kind"),
+    CheckConstraint("kind IN ('bill', 'credit', 'rebill')", name="kind"),
     # The money invariant: a (product, service month) is billed once, ever.
-    UniqueConstraint("portal_id", "product_id", "service_month"),
+    Index(
+        None,
+        "portal_id",
+        "product_id",
+        "service_month",
+        unique=True,
+        sqlite_where=text("kind = 'bill'"),
+        postgresql_where=text("kind = 'bill'"),
+    ),
 )
 
 billing_periods = Table(

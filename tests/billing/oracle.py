@@ -131,14 +131,18 @@ def oracle_bill(
     first_service = plus_months(start_of_billing, advance)
     label = f"{period.year:04d}-{period.month:02d}"
 
-    customer_by_id = {}
+    customer_by_id = {}  # billed customers
+    every_customer = {}  # and those no longer billed (only repair lines bill them)
     for row in records(customers):
         flag = row["use_site_zip_tax"]
-        customer_by_id[int(row["customer_id"])] = {
+        every_customer[int(row["customer_id"])] = {
             "name": "" if is_missing(row["name"]) else str(row["name"]),
             "zip": clean_zip(row["zip"]),
             "site_zip": False if is_missing(flag) else bool(flag),
         }
+        billed = row.get("billed", True)
+        if not is_missing(billed) and billed:
+            customer_by_id[int(row["customer_id"])] = every_customer[int(row["customer_id"])]
     site_by_id = {}
     for row in records(sites):
         site_by_id[int(row["site_id"])] = {
@@ -299,6 +303,7 @@ def oracle_bill(
                     {
                         "agreement": agreement_of(customer, contract),
                         "customer": customer,
+                        "corrects_invoice": None,
                         "kind": "recurring",
                         "sort": (product_id, month),
                         "product_id": product_id,
@@ -390,6 +395,7 @@ def oracle_bill(
             {
                 "agreement": agreement_of(customer, contract),
                 "customer": customer,
+                "corrects_invoice": None,
                 "kind": "usage",
                 "sort": (day, usage_id),
                 "product_id": None,
@@ -404,8 +410,12 @@ def oracle_bill(
             }
         )
 
+    lines.extend(oracle_repairs(period, settings, ledger, agreement_of, every_customer))
+
     # Tax of each line.
     for line in lines:
+        if line["kind"] in ("credit", "rebill"):
+            continue  # taxed as billed
         customer = customer_by_id[line["customer"]]
         site = site_by_id.get(line["site_id"]) if line["site_id"] is not None else None
         if customer["site_zip"] and site is not None and site["zip"] is not None:
@@ -452,7 +462,7 @@ def oracle_bill(
     def invoice_order(agreement):
         kind, customer, contract = agreement
         return (
-            customer_by_id[customer]["name"].casefold(),
+            every_customer[customer]["name"].casefold(),
             customer,
             1 if kind == "no-contract" else 0,
             contract,
@@ -463,7 +473,7 @@ def oracle_bill(
         return (
             no_site,
             0 if no_site else line["site_id"],
-            0 if line["kind"] == "recurring" else 1,
+            {"recurring": 0, "usage": 1}.get(line["kind"], 2),
             line["sort"],
         )
 
@@ -510,15 +520,29 @@ def oracle_bill(
                     "tax_zip": line["tax_zip"],
                     "tax_rate": line["tax_rate"],
                     "tax": line["tax"],
+                    "corrects_invoice": line["corrects_invoice"],
                 }
             )
-            if line["kind"] == "recurring":
+            if line["kind"] != "usage":
                 result.ledger.append(
                     {
                         "product_id": line["product_id"],
                         "service_month": line["service_month"],
                         "period": period,
                         "invoice_key": invoice_key,
+                        "kind": "bill" if line["kind"] == "recurring" else line["kind"],
+                        **{
+                            name: line[name]
+                            for name in (
+                                "qty",
+                                "unit_price",
+                                "amount",
+                                "tax",
+                                "tax_code",
+                                "tax_zip",
+                                "tax_rate",
+                            )
+                        },
                     }
                 )
         for site_id, amount in site_totals.items():
@@ -531,7 +555,7 @@ def oracle_bill(
                 "invoice_key": invoice_key,
                 "period": period,
                 "customer_id": customer,
-                "customer_name": customer_by_id[customer]["name"],
+                "customer_name": every_customer[customer]["name"],
                 "agreement_key": key,
                 "halo_contract_id": halo_contract,
                 "invoice_date": invoice_day,
@@ -545,3 +569,106 @@ def oracle_bill(
         )
     result.rejects.extend(tax_rejects)
     return result
+
+
+KINDS = ("bill", "credit", "rebill")
+
+
+def oracle_repairs(period, settings, ledger, agreement_of, every_customer) -> list[dict]:
+    """Rule 6, pair by pair: each (product, month)'s latest ledger row says what is billed
+    now; where the product's current dates give another amount, credit it and bill it
+    again with the days changed and everything else as billed."""
+    rows = records(ledger)
+    if not getattr(settings, "credit_past_changes", True) or not rows or "amount" not in rows[0]:
+        return []
+    history: dict[tuple, list[dict]] = {}
+    for row in rows:
+        own = first_of_month(as_day(row["period"])) == period
+        if own and not row.get("final"):
+            continue
+        key = (str(row["product_id"]), first_of_month(as_day(row["service_month"])))
+        history.setdefault(key, []).append(row)
+    lines = []
+    for (product_id, month), pair_rows in history.items():
+        pair_rows.sort(
+            key=lambda r: (first_of_month(as_day(r["period"])), KINDS.index(r.get("kind", "bill")))
+        )
+        state = pair_rows[-1]
+        own = first_of_month(as_day(state["period"])) == period
+        final = bool(state["final"]) if "final" in state else not own
+        customer = plain_int(state["customer_id"])
+        terms = (state["qty"], state["unit_price"], state["amount"], state["tax"])
+        if not final or customer is None or any(is_missing(v) for v in terms):
+            continue
+        if customer not in every_customer:
+            raise ValueError(f"customer {customer} of repaired product {product_id} unknown")
+        qty, price = state["qty"], state["unit_price"]
+        credited = state.get("kind", "bill") == "credit"
+        billed = Decimal("0.00") if credited else state["amount"]
+        billed_tax = Decimal("0.00") if credited else state["tax"]
+        start, end = as_day(state["start_date"]), as_day(state["end_date"])
+        days = calendar.monthrange(month.year, month.month)[1]
+        active = 0
+        if isinstance(start, date) and end != "bad":
+            for number in range(1, days + 1):
+                day = date(month.year, month.month, number)
+                if start <= day and (end is None or day <= end):
+                    active += 1
+        with localcontext() as context:
+            context.prec = 100
+            if settings.allow_pro_rata:
+                now = round_cents(qty * price * active / days)
+            else:
+                now = round_cents(qty * price) if active else Decimal("0.00")
+        if now == billed:
+            continue
+        contract = plain_int(state["contract_id"])
+        site = plain_int(state["site_id"])
+        rate = state["tax_rate"]
+        rate = rate if isinstance(rate, Decimal) and rate.is_finite() else None
+        common = {
+            "agreement": agreement_of(customer, contract),
+            "customer": customer,
+            "corrects_invoice": state["invoice"],
+            "product_id": product_id,
+            "usage_id": None,
+            "description": "" if is_missing(state["description"]) else state["description"],
+            "service_month": month,
+            "site_id": site,
+            "qty": qty,
+            "unit_price": price,
+            "tax_code": clean_code(state["tax_code"]),
+            "tax_zip": None if is_missing(state["tax_zip"]) else state["tax_zip"],
+            "tax_rate": rate,
+            "reasons": [],
+        }
+        if billed != 0:
+            lines.append(
+                {
+                    **common,
+                    "kind": "credit",
+                    "sort": (product_id, month, 0),
+                    "amount": -billed,
+                    "tax": -billed_tax,
+                }
+            )
+        if active:
+            with localcontext() as context:
+                context.prec = 100
+                tax = Decimal("0.00") if rate is None else round_cents(now * rate)
+            reasons = (
+                []
+                if rate is not None
+                else [f"no tax rate for zip {common['tax_zip']} and tax code {common['tax_code']}"]
+            )
+            lines.append(
+                {
+                    **common,
+                    "kind": "rebill",
+                    "sort": (product_id, month, 1),
+                    "amount": now,
+                    "tax": tax,
+                    "reasons": reasons,
+                }
+            )
+    return lines

@@ -119,6 +119,29 @@ USAGE_COLUMNS = (
 )
 
 
+LEDGER_FRAME_COLUMNS = (
+    "product_id",
+    "service_month",
+    "period",
+    "final",
+    "kind",
+    "customer_id",
+    "site_id",
+    "contract_id",
+    "description",
+    "qty",
+    "unit_price",
+    "amount",
+    "tax",
+    "tax_code",
+    "tax_zip",
+    "tax_rate",
+    "invoice",
+    "start_date",
+    "end_date",
+)
+
+
 @dataclass
 class Portal:
     """One portal's inputs, as plain rows, convertible to the engine's frames."""
@@ -144,6 +167,7 @@ class Portal:
                 "use_site_zip_tax": pd.Series(
                     [c.get("use_site_zip_tax", True) for c in self.customers], dtype=bool
                 ),
+                "billed": pd.Series([c.get("billed", True) for c in self.customers], dtype=bool),
             }
         )
         sites = pd.DataFrame(
@@ -161,7 +185,7 @@ class Portal:
             }
         )
         tax_rates = frame(self.tax_rates, ("zip", "tax_code", "jurisdiction", "rate"))
-        ledger = frame(self.ledger, ("product_id", "service_month", "period"))
+        ledger = self.ledger_frame()
         return {
             "products": frame(self.products, PRODUCT_COLUMNS),
             "customers": customers,
@@ -178,12 +202,42 @@ class Portal:
     def oracle(self, period: date) -> OracleResult:
         return oracle_bill(period, self.settings, **self.frames())
 
-    def record(self, result: BillingResult) -> None:
-        """Add a period's ledger rows, as the asset would after storing its invoices."""
+    def record(self, result: BillingResult, *, final: bool = False) -> None:
+        """Add a period's ledger rows, what each billed included, as the warehouse would
+        after storing its invoices (`final`: and finalizing them; each invoice named by
+        its key)."""
         self.ledger.extend(
-            {k: row[k] for k in ("product_id", "service_month", "period")}
+            {**row, "invoice": row["invoice_key"], "final": final}
             for row in plain_records(result.ledger)
         )
+
+    def ledger_frame(self) -> pd.DataFrame:
+        """The ledger as the loader gives it: with what was billed (when recorded so), each
+        pair's product's current customer, site, contract, description and dates (none
+        when the product is gone)."""
+        if not self.ledger or "amount" not in self.ledger[0]:
+            return frame(self.ledger, ("product_id", "service_month", "period"))
+        current = {p["product_id"]: p for p in self.products}
+        rows = []
+        for row in self.ledger:
+            product_ = current.get(row["product_id"], {})
+            rows.append(
+                {
+                    **row,
+                    **{
+                        name: product_.get(name)
+                        for name in (
+                            "customer_id",
+                            "site_id",
+                            "contract_id",
+                            "description",
+                            "start_date",
+                            "end_date",
+                        )
+                    },
+                }
+            )
+        return frame(rows, LEDGER_FRAME_COLUMNS)
 
 
 def plain(value):
@@ -331,6 +385,7 @@ def integer_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             "service_month": _datetimes(ledger["service_month"]),
             "period": _datetimes(ledger["period"]),
             **({"final": ledger["final"]} if "final" in ledger else {}),
+            **(_repair_columns(ledger) if "amount" in ledger else {}),
         }
     )
     usage = frames["usage"].copy()
@@ -340,6 +395,35 @@ def integer_frames(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 
 _PLACES = {"qty": 4, "unit_price": 4}
+
+
+def _repair_columns(ledger: pd.DataFrame) -> dict:
+    """What a ledger says each row billed (rule 6), in the integer form."""
+    columns = {
+        name: ledger[name]
+        for name in (
+            "product_id",
+            "kind",
+            "customer_id",
+            "site_id",
+            "contract_id",
+            "description",
+            "tax_code",
+            "tax_zip",
+            "tax_rate",
+            "invoice",
+        )
+    }
+    for name, (scaled, places) in {
+        "qty": ("qty_e4", 4),
+        "unit_price": ("unit_price_e4", 4),
+        "amount": ("amount_cents", 2),
+        "tax": ("tax_cents", 2),
+    }.items():
+        columns[scaled] = _scaled(ledger[name], places)
+    for name in ("start_date", "end_date"):
+        columns[name] = _datetimes(ledger[name])
+    return columns
 
 
 def as_decimals(result: BillingResult) -> BillingResult:
@@ -364,7 +448,7 @@ def as_decimals(result: BillingResult) -> BillingResult:
         invoices=convert(result.invoices),
         invoice_lines=convert(result.invoice_lines),
         site_subtotals=convert(result.site_subtotals),
-        ledger=result.ledger,
+        ledger=convert(result.ledger),
         rejects=result.rejects,
     )
 

@@ -37,3 +37,15 @@ def test_the_billing_benchmark_runs_at_a_tiny_size():
     assert "in both forms and in random order: yes" in report
     assert results["engine_1m"]["engine_again_cpu_s"] > 0
     assert "medians: the engine of 3 runs" in report
+
+
+def test_the_repair_scenario_runs_at_a_tiny_size():
+    baseline = bench_billing.worker("engine", 300, "default")
+    repairs = bench_billing.worker("engine-repairs", 300, "default")
+    assert baseline["repair_lines"] == 0
+    assert repairs["repair_lines"] > 0 and repairs["repaired_products"] > 0
+    for result in (baseline, repairs):
+        result["engine_cpu_s_runs"] = [result["engine_cpu_s"]] * bench_billing.REPEATS
+    report = bench_billing.repairs_markdown(baseline, repairs, "bench --repairs")
+    assert report.startswith("## Billing engine: repairs")
+    assert "\n## " not in report[1:]

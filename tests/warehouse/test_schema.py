@@ -271,3 +271,81 @@ def test_usage_imported_before_batches_gets_one_batch_per_file_and_back(database
         assert dict(sources) == {"u:0": "a.csv", "u:1": "a.csv", "u:2": "copy-of-a.csv"}
         assert c.execute(sa.text("SELECT tax_code FROM products")).scalar_one() == "TEL"
     migrate(engine)
+
+
+def test_a_billed_month_takes_repairs_but_never_a_second_bill(engine):
+    """Rule 6: credit and re-bill rows of a pair on later invoices; the money invariant
+    (billed once) holds for bills."""
+    with engine.begin() as connection:
+        _portal(connection)
+        first, later = _invoice(connection), _invoice(connection, key="2026-08:customer:1")
+        pair = dict(portal_id="acme", product_id="line:1", service_month=date(2026, 8, 1))
+        connection.execute(
+            insert(billing_ledger),
+            [
+                {**pair, "period": date(2026, 7, 1), "invoice_id": first, "kind": "bill"},
+                {**pair, "period": date(2026, 8, 1), "invoice_id": later, "kind": "credit"},
+                {**pair, "period": date(2026, 8, 1), "invoice_id": later, "kind": "rebill"},
+            ],
+        )
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            insert(billing_ledger).values(**pair, period=date(2026, 8, 1), invoice_id=later)
+        )
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            insert(billing_ledger).values(
+                **pair, period=date(2026, 8, 1), invoice_id=later, kind="refund"
+            )
+        )
+
+
+def test_ledger_rows_billed_before_0011_take_their_terms_from_their_lines(database_url):
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0010")
+    july, august, now = date(2026, 7, 1), date(2026, 8, 1), datetime(2026, 8, 2, tzinfo=UTC)
+    with engine.begin() as c:
+        _insert_rows(
+            c,
+            "portals",
+            dict(id="acme", name="Acme", currency="USD", registered_at=now, next_invoice_number=1),
+        )
+        invoice = dict(
+            portal_id="acme", period=july, invoice_key="2026-07:customer:1", customer_id=1,
+            customer_name="Bayside", agreement_key="customer:1", status="final",
+            hold_reasons="[]", invoice_date=august, due_date=august, subtotal=24950, tax=1809,
+            total=26759, computed_at=now,
+        )  # fmt: skip
+        _insert_rows(c, "invoices", invoice)
+        invoice_id = c.execute(sa.text("SELECT id FROM invoices")).scalar_one()
+        _insert_rows(
+            c,
+            "invoice_lines",
+            dict(
+                invoice_id=invoice_id, line_no=1, kind="recurring", product_id="line:1",
+                description="seat", service_month=august, qty=100000, unit_price=249500,
+                amount=24950, tax_code="TEL", tax_zip="94107", tax_rate=7250000, tax=1809,
+            ),
+        )  # fmt: skip
+        _insert_rows(
+            c,
+            "billing_ledger",
+            dict(
+                portal_id="acme", product_id="line:1", service_month=august, period=july,
+                invoice_id=invoice_id,
+            ),
+        )  # fmt: skip
+    migrate(engine)
+    with engine.connect() as c:
+        row = c.execute(select(billing_ledger)).one()
+    assert (row.kind, row.qty, row.unit_price, row.amount, row.tax) == (
+        "bill",
+        Decimal("10"),
+        Decimal("24.95"),
+        Decimal("249.50"),
+        Decimal("18.09"),
+    )
+    assert (row.tax_code, row.tax_zip, row.tax_rate) == ("TEL", "94107", Decimal("0.0725"))
+    command.downgrade(config, "0010")
+    migrate(engine)
