@@ -22,22 +22,8 @@ from datagate_pipelines.warehouse.models import invoice_lines, invoices
 
 FINGERPRINT_LENGTH = 16
 NOT_FINAL = ("draft", "held")
-_LINE_FIELDS = (
-    "line_no",
-    "kind",
-    "product_id",
-    "usage_id",
-    "description",
-    "service_month",
-    "site_id",
-    "qty",
-    "unit_price",
-    "amount",
-    "tax_code",
-    "tax_zip",
-    "tax_rate",
-    "tax",
-)
+# Every stored column of a line but its row ids: what the drafts say, as written.
+_LINE_FIELDS = tuple(c.name for c in invoice_lines.columns if c.name not in ("id", "invoice_id"))
 
 
 @dataclass(frozen=True)
