@@ -202,7 +202,7 @@ def invoices(
         }
         twice = connection.execute(
             select(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            .where(billing_ledger.c.portal_id == portal_id)
+            .where(billing_ledger.c.portal_id == portal_id, billing_ledger.c.released_at.is_(None))
             .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
             .having(func.count() > 1)
         ).all()

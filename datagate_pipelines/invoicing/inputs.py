@@ -121,6 +121,8 @@ def load_billing_inputs(
     )
     # `final` marks pairs on final invoices: never billed again, even by a re-run of their
     # own period (the engine otherwise recomputes that period's pairs from scratch).
+    # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
+    # invoice bills them again, as catch-up. This is the one place that leaves them out.
     ledger_frame = _frame(
         connection,
         select(
@@ -137,7 +139,7 @@ def load_billing_inputs(
                 products.c.product_id == billing_ledger.c.product_id,
             ),
         )
-        .where(billing_ledger.c.portal_id == portal_id)
+        .where(billing_ledger.c.portal_id == portal_id, invoices.c.voided_at.is_(None))
         .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
         ["product_key", "service_month", "period", "final"],
     )

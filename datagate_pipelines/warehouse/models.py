@@ -443,11 +443,19 @@ invoices = Table(
     Column("payment_status", String(16)),
     Column("computed_at", UTCDateTime(), nullable=False),
     Column("finalized_at", UTCDateTime()),
+    # A credit note (docs/billing.md rule 7) is an invoice row of its own, numbered and
+    # exported like any credit, naming the invoice it credits. No foreign key: SQLite adds
+    # one only by rebuilding this table, which every export and payment table refers to.
+    Column("credit_of", Integer),
+    Column("reason", Text),  # the operator's reason for a credit note or a void
+    # Voided (rule 7): stays final and numbered, its (product, month) pairs released.
+    Column("voided_at", UTCDateTime()),
     UniqueConstraint("portal_id", "invoice_key"),
     UniqueConstraint("portal_id", "number"),
     UniqueConstraint("portal_id", "doc_number"),
     CheckConstraint("status IN ('draft', 'held', 'final')", name="status"),
     Index(None, "portal_id", "period"),
+    Index(None, "credit_of"),
 )
 
 invoice_lines = Table(
@@ -482,8 +490,19 @@ billing_ledger = Table(
     Column("service_month", Date, nullable=False),
     Column("period", Date, nullable=False),
     Column("invoice_id", Integer, ForeignKey("invoices.id", ondelete="CASCADE"), nullable=False),
-    # The money invariant: a (product, service month) is billed once, ever.
-    UniqueConstraint("portal_id", "product_id", "service_month"),
+    # Set when the invoice was voided: the pair no longer counts as billed (rule 7).
+    Column("released_at", UTCDateTime()),
+    # The money invariant: a (product, service month) is billed once, ever — by one
+    # invoice that stands; a voided invoice's pairs are released and may be billed again.
+    Index(
+        "uq_billing_ledger_billed_pair",
+        "portal_id",
+        "product_id",
+        "service_month",
+        unique=True,
+        sqlite_where=text("released_at IS NULL"),
+        postgresql_where=text("released_at IS NULL"),
+    ),
 )
 
 billing_periods = Table(
