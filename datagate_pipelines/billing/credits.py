@@ -88,7 +88,9 @@ def credit_lines(
             f"(its lines are {', '.join(map(str, sorted(by_no)))})"
         )
     chosen = sorted(set(line_nos)) if line_nos else sorted(by_no)
-    open_lines = [n for n in chosen if left[n].amount > 0 or left[n].tax > 0]
+    # Discount lines (negative) are credited back too when the whole is: the note then
+    # takes exactly the invoice's total.
+    open_lines = [n for n in chosen if left[n].amount != 0 or left[n].tax != 0]
     if amount is None:
         if not open_lines:
             raise CreditError("nothing remains uncredited" + _of_lines(line_nos))

@@ -547,7 +547,8 @@ exports = Table(
     Column("external_total", Money()),
     Column("external_tax", Money()),
     UniqueConstraint("invoice_id", "target"),
-    CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
+    # qbo_apply: a credit note's application to the invoice it credits, in QBO (rule 7).
+    CheckConstraint("target IN ('qbo', 'halopsa', 'qbo_apply')", name="target"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),
 )
 

@@ -29,6 +29,11 @@ def upgrade() -> None:
     with op.batch_alter_table("billing_ledger", schema=None) as batch_op:
         batch_op.add_column(sa.Column("released_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_constraint(OLD_UNIQUE, type_="unique")
+    # A credit note's application in QBO is kept like an export (exporting/
+    # credit_applications.py). Nothing refers to `exports`: rebuilding it on SQLite is safe.
+    with op.batch_alter_table("exports", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_exports_target"), type_="check")
+        batch_op.create_check_constraint("target", "target IN ('qbo', 'halopsa', 'qbo_apply')")
     op.create_index(
         BILLED_PAIR,
         "billing_ledger",
@@ -40,6 +45,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM exports WHERE target = 'qbo_apply'")
+    with op.batch_alter_table("exports", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("ck_exports_target"), type_="check")
+        batch_op.create_check_constraint("target", "target IN ('qbo', 'halopsa')")
     op.drop_index(BILLED_PAIR, table_name="billing_ledger")
     op.execute("DELETE FROM billing_ledger WHERE released_at IS NOT NULL")
     with op.batch_alter_table("billing_ledger", schema=None) as batch_op:
