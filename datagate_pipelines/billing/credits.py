@@ -94,7 +94,15 @@ def credit_lines(
     if amount is None:
         if not open_lines:
             raise CreditError("nothing remains uncredited" + _of_lines(line_nos))
-        return [CreditedLine(n, left[n].amount, left[n].tax, whole=True) for n in open_lines]
+        taken = [CreditedLine(n, left[n].amount, left[n].tax, whole=True) for n in open_lines]
+        total = sum((c.total for c in taken), ZERO)
+        if total <= 0:
+            # Crediting a discount (or a whole that nets to nothing) would charge the customer.
+            raise CreditError(
+                f"that credit would total {-total}{_of_lines(line_nos)}: a credit note takes "
+                "money off, and what remains there is not a charge"
+            )
+        return taken
     if amount <= 0:
         raise CreditError(f"the amount must be more than 0, got {amount}")
     if amount != round_half_away(amount):
