@@ -99,8 +99,9 @@ def credit_lines(
         if total <= 0:
             # Crediting a discount (or a whole that nets to nothing) would charge the customer.
             raise CreditError(
-                f"that credit would total {-total}{_of_lines(line_nos)}: a credit note takes "
-                "money off, and what remains there is not a charge"
+                f"crediting {_of_lines(line_nos).removeprefix(' of ') or 'it'} would add "
+                f"{-total} to what the "
+                "customer owes: a credit note only takes money off"
             )
         return taken
     if amount <= 0:

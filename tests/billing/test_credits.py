@@ -80,7 +80,7 @@ def test_two_halves_never_take_more_tax_than_the_line_had():
         ({"amount": D("1.005")}, "more decimals than cents"),
         ({"line_nos": [9]}, "line 9 is not on the invoice"),
         ({"line_nos": [3], "amount": D("5.82")}, "more than remains"),
-        ({"line_nos": [6]}, "would total 5.00 of line 6: a credit note takes money off"),
+        ({"line_nos": [6]}, "crediting line 6 would add 5.00 to what the customer owes"),
     ],
 )
 def test_refusals(options, message):
