@@ -59,15 +59,19 @@ def apply_credit_notes(
     invoices; the DocNumbers applied. A failure is recorded on the application's row (and
     in `outcome.failed`) and the others go on."""
     with transaction(db) as connection:
-        notes = [
-            d
-            for d in load_final_invoices(
-                connection, portal_id, period, invoice_ids=None if only is None else list(only)
-            )
-            if d.credit_of is not None
-        ]
-        if not notes:
+        # The period's credit notes only: a period's export must not read its invoices twice.
+        query = select(invoices.c.id).where(
+            invoices.c.portal_id == portal_id,
+            invoices.c.period == period,
+            invoices.c.status == "final",
+            invoices.c.credit_of.is_not(None),
+        )
+        if only is not None:
+            query = query.where(invoices.c.id.in_(list(only)))
+        note_ids = list(connection.execute(query).scalars())
+        if not note_ids:
             return []
+        notes = load_final_invoices(connection, portal_id, period, invoice_ids=note_ids)
         ids = [n.id for n in notes] + [n.credit_of for n in notes]
         memo_ids = {
             r.invoice_id: r.external_id
