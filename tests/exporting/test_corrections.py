@@ -225,3 +225,72 @@ def test_two_whole_credits_at_once_make_one_credit_note(engine, halo, qbo, porta
         notes = c.execute(select(m.invoices).where(m.invoices.c.credit_of == invoice.id)).all()
     assert len(notes) == 1
     assert len(qbo.company.records("CreditMemo")) == 1
+
+
+def pay_in_full(engine, qbo, invoice):
+    qbo_invoice = qbo.company.live("Invoice", qbo_id(engine, invoice.id))
+    with qbo_client(qbo) as client:
+        client.create(
+            "Payment",
+            {
+                "CustomerRef": qbo_invoice["CustomerRef"],
+                "TotalAmt": str(qbo_invoice["TotalAmt"]),
+                "Line": [
+                    {
+                        "Amount": str(qbo_invoice["TotalAmt"]),
+                        "LinkedTxn": [{"TxnId": qbo_invoice["Id"], "TxnType": "Invoice"}],
+                    }
+                ],
+            },
+            request_id=None,
+        )
+
+
+def test_a_paid_invoices_credit_stays_unapplied_and_can_be_voided(
+    engine, halo, qbo, portal, finals
+):
+    export_all(engine, halo, qbo, portal)
+    invoice = finals[0]
+    pay_in_full(engine, qbo, invoice)
+    note = credit(engine, halo, qbo, portal, invoice.doc_number, amount=D("5.00")).note
+    (memo,) = qbo.company.records("CreditMemo")
+    assert memo["RemainingCredit"] == memo["TotalAmt"] == -note.total  # the customer's credit
+    with engine.connect() as c:
+        applied = c.execute(
+            select(m.exports.c.status, m.exports.c.external_type).where(
+                m.exports.c.invoice_id == note.id, m.exports.c.target == "qbo_apply"
+            )
+        ).one()
+    assert tuple(applied) == ("exported", "unapplied")
+    # The credit note is voided (its memo in QBO, its note in HaloPSA): all is uncredited again.
+    outcome = void(engine, halo, qbo, portal, note.doc_number)
+    assert qbo.company.live("CreditMemo", memo["Id"])["TotalAmt"] == 0
+    assert halo.backend.get("Invoice", int(outcome.halo_id))["voided"]
+    whole = credit(engine, halo, qbo, portal, invoice.doc_number).note
+    assert whole.total == -invoice.total
+
+
+def test_two_voids_at_once_void_once(engine, halo, qbo, portal, finals):
+    export_all(engine, halo, qbo, portal)
+    invoice = finals[1]
+    outcomes, errors = [], []
+
+    def attempt():
+        try:
+            outcomes.append(void(engine, halo, qbo, portal, invoice.doc_number))
+        except CorrectionError as error:
+            errors.append(str(error))
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Both may get through the checks; one records the void, the other finds it recorded
+    # (or, started late, is refused as voided already).
+    assert len(outcomes) + len(errors) == 2
+    assert sum(o.recorded for o in outcomes) == 1
+    assert all("voided already" in e for e in errors)
+    with engine.connect() as c:
+        assert [e.action for e in read_events(c, "acme")].count("void") == 1
+    assert qbo.company.live("Invoice", qbo_id(engine, invoice.id))["TotalAmt"] == 0
