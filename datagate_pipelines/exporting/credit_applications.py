@@ -8,7 +8,8 @@ at most the invoice's open balance. An invoice already paid (balance 0) leaves t
 unapplied, as the customer's credit.
 
 Exactly once, like the exports: the application is one more row in `exports` (target
-`qbo_apply`) with its request id, committed before the Payment is sent; before sending,
+`qbo_apply`; a failed one is an open export, retried by the next export of its period) with
+its request id, committed before the Payment is sent; before sending,
 the invoice's linked payments are read, and one that already takes from the memo (a run
 killed after QBO created it) is recorded instead of creating another. A replayed request id
 returns the first Payment.
@@ -32,12 +33,11 @@ from datagate_pipelines.exporting.ledger import (
     record_exported,
     record_failed,
 )
+from datagate_pipelines.exporting.status import QBO_APPLY
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.qbo.errors import QBOError, QBOFaultError
 from datagate_pipelines.warehouse.models import exports, invoices
 
-#: The `exports` target of a credit note's application to its invoice in QBO.
-QBO_APPLY = "qbo_apply"
 #: `external_type` of an application: the Payment made, or none needed (invoice not open).
 PAYMENT, UNAPPLIED = "Payment", "unapplied"
 

@@ -14,12 +14,13 @@ from datagate_pipelines.exporting.credit_notes import CorrectionError
 from datagate_pipelines.exporting.halopsa import export_to_halopsa
 from datagate_pipelines.exporting.qbo import export_to_qbo
 from datagate_pipelines.exporting.qbo_references import link_period_references
+from datagate_pipelines.exporting.status import open_exports
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.warehouse import models as m
 from datagate_pipelines.warehouse.audit import read_events
 from datagate_simulators.halopsa.backend.invoices import CREDIT_NOTE_INVOICE_TYPE
-from tests.exporting.stack import JULY, halo_client, qbo_client
+from tests.exporting.stack import JULY, REALM, halo_client, qbo_client
 
 
 def export_all(engine, halo, qbo, portal):
@@ -294,3 +295,22 @@ def test_two_voids_at_once_void_once(engine, halo, qbo, portal, finals):
     with engine.connect() as c:
         assert [e.action for e in read_events(c, "acme")].count("void") == 1
     assert qbo.company.live("Invoice", qbo_id(engine, invoice.id))["TotalAmt"] == 0
+
+
+def test_a_failed_application_is_an_open_export_until_the_next_export_applies_it(
+    engine, halo, qbo, portal, finals
+):
+    export_all(engine, halo, qbo, portal)
+    invoice = finals[0]
+    # QBO keeps failing the Payment that applies the memo (beyond the client's retries).
+    qbo.app.state.fault_plan.fail_next(6, 503, path_prefix=f"/v3/company/{REALM}/payment")
+    outcome = credit(engine, halo, qbo, portal, invoice.doc_number)
+    assert list(outcome.failed) == ["qbo"] and "applying it in QBO" in outcome.failed["qbo"]
+    with engine.connect() as c:
+        (still_open,) = open_exports(c, {"acme": ("halopsa", "qbo")})
+    assert (still_open.doc_number, still_open.target) == (outcome.note.doc_number, "qbo_apply")
+    export_all(engine, halo, qbo, portal)  # the next export of the period applies it
+    with engine.connect() as c:
+        assert open_exports(c, {"acme": ("halopsa", "qbo")}) == []
+    assert qbo.company.live("Invoice", qbo_id(engine, invoice.id))["Balance"] == 0
+    assert len(qbo.company.records("Payment")) == 1
