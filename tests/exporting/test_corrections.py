@@ -146,9 +146,11 @@ def test_void_then_the_next_invoice_bills_the_months_again(engine, halo, qbo, po
             )
         ).all()
     assert {(p.product_id, p.service_month) for p in pairs} <= set(august)
-    # Voiding again is refused; the number stays taken.
+    # Voiding again is refused, and so is crediting it; the number stays taken.
     with pytest.raises(CorrectionError, match="voided already"):
         void(engine, halo, qbo, portal, invoice.doc_number)
+    with pytest.raises(CorrectionError, match="is voided; there is nothing to credit"):
+        credit(engine, halo, qbo, portal, invoice.doc_number)
     assert [e.action for e in read_events(engine.connect(), "acme")].count("void") == 1
 
 
@@ -174,13 +176,17 @@ def test_refusals_write_nothing_anywhere(engine, halo, qbo, portal, finals):
             },
             request_id=None,
         )
-    credit(engine, halo, qbo, portal, credited.doc_number, amount=D("1.00"))
+    note = credit(engine, halo, qbo, portal, credited.doc_number, amount=D("1.00")).note
     state = (len(rows(engine, m.invoices)), len(rows(engine, m.audit_events)))
     qbo_state = len(qbo.company.records("CreditMemo")), len(qbo.company.records("Payment"))
     cases = [
         (lambda: void(engine, halo, qbo, portal, paid.doc_number), "credit instead"),
         (lambda: void(engine, halo, qbo, portal, credited.doc_number), "void the credit note"),
         (lambda: void(engine, halo, qbo, portal, "nope"), "no invoice numbered 'nope'"),
+        (
+            lambda: credit(engine, halo, qbo, portal, note.doc_number),
+            "is a credit note; a credit note is not credited",
+        ),
         (lambda: credit(engine, halo, qbo, portal, "nope"), "no invoice numbered"),
         (
             lambda: credit(engine, halo, qbo, portal, paid.doc_number, amount=D("100000")),
