@@ -187,20 +187,18 @@ def create_credit_note(
     `dry_run`, only check and compute it. `is_taken(doc_number)`: whether QBO has that
     DocNumber already (skipped, as at finalization)."""
     today = today or datetime.now(UTC).date()
-    if dry_run:
-        with engine.connect() as connection:
-            invoice, _lines, taken = plan_credit(
-                connection, portal.id, number, reason=reason, line_nos=line_nos, amount=amount
-            )
-        return _note(None, invoice, None, None, reason, taken)
     with engine.connect() as connection:
-        # Checked before the lock too, so a refusal never waits for it; and QBO is asked
-        # about the next numbers now, not while holding the lock: on SQLite that lock is
-        # the database's, and the QBO client may need to write (its tokens) on first use.
-        plan_credit(connection, portal.id, number, reason=reason, line_nos=line_nos, amount=amount)
+        # Checked before the lock too, so a refusal never waits for it.
+        invoice, _lines, taken = plan_credit(
+            connection, portal.id, number, reason=reason, line_nos=line_nos, amount=amount
+        )
         upcoming = connection.execute(
             select(portals.c.next_invoice_number).where(portals.c.id == portal.id)
         ).scalar_one()
+    if dry_run:
+        return _note(None, invoice, None, None, reason, taken)
+    # QBO is asked about the next numbers now, not while holding the lock: on SQLite that
+    # lock is the database's, and the QBO client may need to write (its tokens) on first use.
     is_taken(doc_number(portal.invoicing.number_prefix, upcoming))
     with portal_locked(engine, portal.id) as connection:
         # Checked again under the lock: a credit that ran meanwhile took its part.
