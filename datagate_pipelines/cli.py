@@ -25,6 +25,13 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "finalize, number and export them to HaloPSA and QBO, retrying the exports that failed "
         "before.",
     ),
+    "credit": (
+        "corrections",
+        "credit",
+        "A credit note against a final invoice — whole, chosen lines, or an amount before tax "
+        "— numbered from the portal's sequence and exported to HaloPSA and QBO (applied there "
+        "to the invoice while it is open).",
+    ),
     "demo": (
         "demo",
         "demo",
@@ -52,8 +59,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "reports",
         "invoices",
         "Each invoice of the period: number, customer, agreement, totals, status (draft, "
-        "held + reasons, final, exported, paid) and, per target, its export (the record's "
-        "id, or why it failed).",
+        "held + reasons, final, exported, paid, voided) and, per target, its export (the "
+        "record's id, or why it failed); credit notes name the invoice they credit.",
     ),
     "payments": (
         "payments",
@@ -113,6 +120,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "runs",
         "sync",
         "HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run).",
+    ),
+    "void": (
+        "corrections",
+        "void",
+        "Void an exported invoice with no payment, in QBO and HaloPSA; its number is never "
+        "reused, and its agreement's next invoice bills its service months again.",
     ),
     "webhooks": ("payments", "webhooks", "The QBO webhook receiver."),
     "usage": (

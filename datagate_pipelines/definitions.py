@@ -13,6 +13,7 @@ from datagate_pipelines.assets import (
     sql,
 )
 from datagate_pipelines.orchestration.approval import approve_period
+from datagate_pipelines.orchestration.credit_invoice import credit_invoice
 from datagate_pipelines.orchestration.jobs import billing as billing_job
 from datagate_pipelines.orchestration.jobs import exports as exports_job
 from datagate_pipelines.orchestration.jobs import finalize_approved, portal_sync, sql_models
@@ -23,6 +24,7 @@ from datagate_pipelines.orchestration.schedules import (
     nightly_sync,
 )
 from datagate_pipelines.orchestration.terminal import terminal_logger
+from datagate_pipelines.orchestration.void_invoice import void_invoice
 from datagate_pipelines.resources.halopsa import HaloPSAResource
 from datagate_pipelines.resources.notifier import NotifierResource
 from datagate_pipelines.resources.portals import PortalsResource
@@ -51,6 +53,8 @@ defs = dg.Definitions(
         exports_job,
         finalize_approved,
         approve_period,
+        credit_invoice,
+        void_invoice,
         payments_job,
         sql_models,
     ],

@@ -202,8 +202,13 @@ def invoices(
         }
         twice = connection.execute(
             select(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it.
-            .where(billing_ledger.c.portal_id == portal_id, billing_ledger.c.kind == "bill")
+            # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it, and
+            # a voided invoice's rows are released (rule 7).
+            .where(
+                billing_ledger.c.portal_id == portal_id,
+                billing_ledger.c.kind == "bill",
+                billing_ledger.c.released_at.is_(None),
+            )
             .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
             .having(func.count() > 1)
         ).all()

@@ -31,8 +31,9 @@ from datagate_pipelines.warehouse.models import api_requests
 @expected_errors
 def invoices(portal_id: str, period: date, as_json: bool) -> None:
     """Each invoice of the period: number, customer, agreement, totals, status (draft, held +
-    reasons, final, exported, paid) and, per target, its export (the record's id, or why it
-    failed). Site subtotals and lines with --json.
+    reasons, final, exported, paid, voided) and, per target, its export (the record's id, or
+    why it failed); credit notes name the invoice they credit. Site subtotals and lines with
+    --json.
 
     Repair lines (kind credit / rebill, docs/billing.md rule 6) are summed per invoice they
     correct; --json gives each line's `corrects_invoice`."""
@@ -73,6 +74,11 @@ def invoices(portal_id: str, period: date, as_json: bool) -> None:
     ]
     for line in failures[:MAX_LISTED]:
         click.echo(f"export failed {line}")
+    for doc in documents:
+        if doc.get("credits"):
+            click.echo(f"{doc['number']}: credit note on {doc['credits']}: {doc['reason']}")
+        elif doc["status"] == "voided" and doc.get("reason"):
+            click.echo(f"{doc['number']}: voided: {doc['reason']}")
     for doc in documents:
         if doc.get("qbo_tax_difference"):
             click.echo(

@@ -93,6 +93,9 @@ class InvoiceDocument:
     tax: Decimal
     total: Decimal
     lines: tuple[DocumentLine, ...]
+    #: A credit note's credited invoice (our id): linked to it in HaloPSA, applied to it in
+    #: QBO while it is open (docs/billing.md rule 7).
+    credit_of: int | None = None
 
     @property
     def is_credit(self) -> bool:
@@ -243,6 +246,7 @@ def load_final_invoices(
             tax=h.tax,
             total=h.total,
             lines=tuple(lines_by_invoice.get(h.id, ())),
+            credit_of=h.credit_of,
         )
         for h in headers
     ]

@@ -33,7 +33,7 @@ A refusal is recorded per invoice with HaloPSA's message and HTTP status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -50,7 +50,7 @@ from datagate_pipelines.apiclient.errors import (
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.documents import InvoiceDocument, priced
-from datagate_pipelines.exporting.ledger import HALOPSA, ExportOutcome
+from datagate_pipelines.exporting.ledger import HALOPSA, ExportOutcome, exports_for
 from datagate_pipelines.exporting.runner import (
     PendingExports,
     record_failure,
@@ -66,6 +66,7 @@ TAX_LINE_DESCRIPTION = "Sales tax"
 #: Our codes for records that exist in HaloPSA but cannot stand as the export.
 VOIDED_IN_HALOPSA = "voided"
 TOTAL_DIFFERS = "total-differs"
+CREDITED_MISSING = "credited-missing"
 # Creates retried after an unknown outcome (5xx, dropped connection), each after a lookup.
 CREATE_ATTEMPTS = 3
 
@@ -228,9 +229,11 @@ def export_to_halopsa(
     period: date,
     *,
     after_create: AfterCreate | None = None,
+    only: Collection[int] | None = None,
 ) -> ExportOutcome:
-    """Export the period's final invoices that HaloPSA does not have yet; a negative total
-    goes as a standalone credit note (no linked invoice).
+    """Export the period's final invoices (or those in `only`) that HaloPSA does not have
+    yet; a negative total goes as a credit note — standalone, or linked to the invoice an
+    operator credited (`creditlinkedtoinvoiceid`, once that invoice is in HaloPSA).
 
     Held and draft invoices are never exported. One invoice refused by HaloPSA is recorded
     as failed with the reason and the others go on; when HaloPSA stops answering, what was
@@ -248,7 +251,7 @@ def export_to_halopsa(
             else:
                 export.create(document)
 
-    return run_export(db, HALOPSA, portal.id, period, send)
+    return run_export(db, HALOPSA, portal.id, period, send, only=only)
 
 
 @dataclass
@@ -316,6 +319,11 @@ class _HaloExport:
         payload = invoice_payload(
             document, sign=halo_sign(document.total, self.credit_note_amounts)
         )
+        if document.credit_of is not None:
+            linked = self._credited_invoice(document)
+            if linked is None:
+                return
+            payload["creditlinkedtoinvoiceid"] = linked
         create = (
             self.client.create_credit_note if document.is_credit else self.client.create_invoice
         )
@@ -351,6 +359,23 @@ class _HaloExport:
                 self.after_create(document, created)
             self.record(document, created, created=True)
             return
+
+    def _credited_invoice(self, document: InvoiceDocument) -> int | None:
+        """The HaloPSA id of the invoice a credit note credits; None (recorded as this
+        note's failure, retried by the next run) while that invoice is not in HaloPSA."""
+        assert document.credit_of is not None
+        with transaction(self.db) as connection:
+            row = exports_for(connection, [document.credit_of], HALOPSA).get(document.credit_of)
+            if row is not None and row.status == "exported" and row.external_id:
+                return int(row.external_id)
+            reason = (
+                f"{document.label} credits an invoice that is not in HaloPSA yet; it is "
+                "exported once that invoice is"
+            )
+            record_failure(
+                connection, self.outcome, document, reason, refused=False, code=CREDITED_MISSING
+            )
+        return None
 
     def _fail(
         self, document: InvoiceDocument, reason: str, *, refused: bool, error: ApiError

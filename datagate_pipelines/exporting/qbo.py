@@ -49,7 +49,7 @@ Tax (`qbo.tax_mode`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -59,6 +59,7 @@ from datagate_pipelines.apiclient.errors import RateLimitedError, ServerError, T
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.exporting.accounts import Chart, income_account, unmapped
 from datagate_pipelines.exporting.batches import PARALLEL_BATCHES, send_batches
+from datagate_pipelines.exporting.credit_applications import apply_credit_notes
 from datagate_pipelines.exporting.database import Database, transaction
 from datagate_pipelines.exporting.documents import (
     DocumentLine,
@@ -395,8 +396,11 @@ def export_to_qbo(
     *,
     after_batch: AfterBatch | None = None,
     parallel: int = PARALLEL_BATCHES,
+    only: Collection[int] | None = None,
 ) -> ExportOutcome:
-    """Export the period's final invoices that QBO does not have yet.
+    """Export the period's final invoices (or those in `only`) that QBO does not have yet,
+    then apply the period's credit notes to the open invoices they credit
+    (exporting/credit_applications.py).
 
     Needs the period's customers, items and term linked first (`qbo_references`); an
     invoice whose references are missing fails with that reason. Held and draft invoices
@@ -427,7 +431,9 @@ def export_to_qbo(
                 parallel=parallel,
             )
 
-    return run_export(db, QBO, portal.id, period, send)
+    outcome = run_export(db, QBO, portal.id, period, send, only=only)
+    apply_credit_notes(db, client, portal.id, period, only=only, outcome=outcome)
+    return outcome
 
 
 @dataclass(frozen=True)

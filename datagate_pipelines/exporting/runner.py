@@ -16,7 +16,7 @@ Each invoice the target now has is an audit event (`export`), written with its r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -58,12 +58,20 @@ Send = Callable[[PendingExports, ExportOutcome], None]
 
 
 def run_export(
-    db: Database, target: str, portal_id: str, period: date, send: Send
+    db: Database,
+    target: str,
+    portal_id: str,
+    period: date,
+    send: Send,
+    *,
+    only: Collection[int] | None = None,
 ) -> ExportOutcome:
-    """Export the period's final invoices to `target` through `send` (steps above)."""
+    """Export the period's final invoices (or those of them in `only`, by id: a credit
+    note issued on its own) to `target` through `send` (steps above)."""
+    invoice_ids = None if only is None else list(only)
 
     def load(connection: Connection) -> tuple[list[InvoiceDocument], dict[str, int]]:
-        documents = load_final_invoices(connection, portal_id, period)
+        documents = load_final_invoices(connection, portal_id, period, invoice_ids=invoice_ids)
         return documents, not_exportable(connection, portal_id, period)
 
     return export_documents(db, target, INVOICES, load, send, label=f"{portal_id} {period}")

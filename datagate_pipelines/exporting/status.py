@@ -97,8 +97,55 @@ def open_exports(
                         failing_since=row.failed_since,
                     )
                 )
+        if "qbo" in portal_targets:
+            found.extend(_failed_applications(connection, portal_id, period))
     found.sort(key=lambda e: (e.portal_id, e.period, e.doc_number, e.target))
     return found
+
+
+#: A credit note's application to its invoice in QBO (exporting/credit_applications.py).
+QBO_APPLY = "qbo_apply"
+
+
+def _failed_applications(
+    connection: Connection, portal_id: str, period: date | None
+) -> list[OpenExport]:
+    """Credit notes whose application in QBO failed: open until a later export applies them."""
+    query = (
+        select(
+            invoices.c.period,
+            invoices.c.invoice_key,
+            invoices.c.doc_number,
+            exports.c.status,
+            exports.c.error_code,
+            exports.c.last_error,
+            exports.c.failed_since,
+        )
+        .join(exports, exports.c.invoice_id == invoices.c.id)
+        .where(
+            invoices.c.portal_id == portal_id,
+            invoices.c.status == "final",
+            invoices.c.voided_at.is_(None),
+            exports.c.target == QBO_APPLY,
+            exports.c.status == "failed",
+        )
+    )
+    if period is not None:
+        query = query.where(invoices.c.period == period)
+    return [
+        OpenExport(
+            portal_id=portal_id,
+            period=row.period,
+            invoice_key=row.invoice_key,
+            doc_number=row.doc_number,
+            target=QBO_APPLY,
+            status=row.status,
+            code=row.error_code,
+            error=row.last_error,
+            failing_since=row.failed_since,
+        )
+        for row in connection.execute(query)
+    ]
 
 
 def periods_to_export(

@@ -128,6 +128,8 @@ def load_billing_inputs(
     # own period (the engine otherwise recomputes that period's pairs from scratch). Each
     # row says what it billed and carries its product's current owners and dates, which
     # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
+    # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
+    # invoice bills them again, as catch-up. This is the one place that leaves them out.
     ledger_frame = _frame(
         connection,
         select(
@@ -160,7 +162,7 @@ def load_billing_inputs(
                 products.c.product_id == billing_ledger.c.product_id,
             ),
         )
-        .where(billing_ledger.c.portal_id == portal_id)
+        .where(billing_ledger.c.portal_id == portal_id, invoices.c.voided_at.is_(None))
         .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
         [
             "product_key",

@@ -17,12 +17,19 @@ PAYMENT_STATUSES = ("paid", "partly_paid", "credited", "voided")
 
 
 def display_status(
-    status: str, payment_status: str | None, exported_to: set[str], targets: tuple[str, ...]
+    status: str,
+    payment_status: str | None,
+    exported_to: set[str],
+    targets: tuple[str, ...],
+    voided: bool = False,
 ) -> str:
     """draft | held | final | exported | paid | partly_paid | credited | voided
-    (docs/operations.md, `datagate invoices --json`); the last four come from QBO."""
+    (docs/operations.md, `datagate invoices --json`); the last four come from QBO, and
+    voided also from `datagate void`."""
     if status != "final":
         return status
+    if voided:
+        return "voided"
     if payment_status in PAYMENT_STATUSES:
         return payment_status
     if targets and set(targets) <= exported_to:
@@ -74,6 +81,14 @@ def invoice_documents(
                 exported[export.invoice_id][export.target] = export.external_id
             if export.target == "qbo" and export.external_tax is not None:
                 qbo_tax[export.invoice_id] = export.external_tax
+    numbers = {r.id: r.doc_number for r in rows}
+    credited = {r.credit_of for r in rows if r.credit_of is not None} - set(numbers)
+    if credited:  # a credit note's invoice is in its period; kept general all the same
+        numbers.update(
+            connection.execute(
+                select(invoices.c.id, invoices.c.doc_number).where(invoices.c.id.in_(credited))
+            ).all()
+        )
     documents = []
     for inv in rows:
         lines = lines_by_invoice[inv.id]
@@ -87,8 +102,16 @@ def invoice_documents(
                 "number": inv.doc_number,
                 "invoice_key": inv.invoice_key,
                 "status": display_status(
-                    inv.status, inv.payment_status, set(exported[inv.id]), targets
+                    inv.status,
+                    inv.payment_status,
+                    set(exported[inv.id]),
+                    targets,
+                    voided=inv.voided_at is not None,
                 ),
+                # Rule 7: a credit note names the invoice it credits; both keep the reason.
+                "kind": "credit_note" if inv.credit_of is not None else "invoice",
+                "credits": numbers.get(inv.credit_of) if inv.credit_of is not None else None,
+                "reason": inv.reason,
                 "hold_reasons": list(inv.hold_reasons or []),
                 "customer": {"halo_id": inv.customer_id, "name": inv.customer_name},
                 "agreement": {"key": inv.agreement_key, "halo_contract_id": inv.halo_contract_id},
@@ -107,6 +130,7 @@ def invoice_documents(
                 ],
                 "lines": [
                     {
+                        "line": line.line_no,
                         "kind": line.kind,
                         "description": line.description,
                         "product_id": line.product_id,

@@ -42,7 +42,13 @@ from datagate_pipelines.warehouse.models import billing_periods, invoice_lines, 
 def load_invoices(connection: Connection, portal_id: str, period: date) -> list[ReviewInvoice]:
     """The period's invoices, whatever their status, with their lines."""
     rows = connection.execute(
-        select(invoices).where(invoices.c.portal_id == portal_id, invoices.c.period == period)
+        # Credit notes (rule 7) share their invoice's agreement: they are corrections, not
+        # the agreement's invoice for the period.
+        select(invoices).where(
+            invoices.c.portal_id == portal_id,
+            invoices.c.period == period,
+            invoices.c.credit_of.is_(None),
+        )
     ).all()
     ids = [row.id for row in rows]
     lines: dict[int, list[ReviewLine]] = defaultdict(list)

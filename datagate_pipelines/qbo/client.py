@@ -668,17 +668,19 @@ class QBOClient(ApiClientBase):
         *,
         our_id: Any = None,
         request_id: str | None = None,
+        entity: Literal["Invoice", "CreditMemo"] = "Invoice",
     ) -> dict[str, Any]:
-        """Void an invoice (TotalAmt and Balance become 0; it stays, numbered, in QBO).
+        """Void an invoice, or a credit memo (`entity`): TotalAmt and Balance become 0; it
+        stays, numbered, in QBO.
 
-        Safe to repeat: an invoice voided already is returned as it is, and a stale
+        Safe to repeat: a transaction voided already is returned as it is, and a stale
         SyncToken is re-read once. Without `sync_token` the current one is read first.
         """
         try:
-            return self._txn_operation("Invoice", "void", qbo_id, sync_token, our_id, request_id)
+            return self._txn_operation(entity, "void", qbo_id, sync_token, our_id, request_id)
         except QBOStaleObjectError:
-            current = self.get("Invoice", qbo_id, our_id=our_id)
-            if _is_voided(current):
+            current = self.get(entity, qbo_id, our_id=our_id)
+            if is_voided(current):
                 return current
             retry_id = (
                 None
@@ -686,7 +688,7 @@ class QBOClient(ApiClientBase):
                 else derived_request_id(request_id, "synctoken", current["SyncToken"])
             )
             return self._txn_operation(
-                "Invoice", "void", qbo_id, current["SyncToken"], our_id, retry_id
+                entity, "void", qbo_id, current["SyncToken"], our_id, retry_id
             )
 
     def delete_invoice(
@@ -987,6 +989,7 @@ def _statement_entity(statement: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_voided(invoice: Mapping[str, Any]) -> bool:
+def is_voided(invoice: Mapping[str, Any]) -> bool:
+    """Whether QBO shows the transaction voided (its note says so, its total is 0)."""
     note = invoice.get("PrivateNote") or ""
     return "Voided" in note and Decimal(str(invoice.get("TotalAmt", "0"))) == 0

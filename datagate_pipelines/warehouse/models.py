@@ -443,11 +443,19 @@ invoices = Table(
     Column("payment_status", String(16)),
     Column("computed_at", UTCDateTime(), nullable=False),
     Column("finalized_at", UTCDateTime()),
+    # A credit note (docs/billing.md rule 7) is an invoice row of its own, numbered and
+    # exported like any credit, naming the invoice it credits. No foreign key: SQLite adds
+    # one only by rebuilding this table, which every export and payment table refers to.
+    Column("credit_of", Integer),
+    Column("reason", Text),  # the operator's reason for a credit note or a void
+    # Voided (rule 7): stays final and numbered, its (product, month) pairs released.
+    Column("voided_at", UTCDateTime()),
     UniqueConstraint("portal_id", "invoice_key"),
     UniqueConstraint("portal_id", "number"),
     UniqueConstraint("portal_id", "doc_number"),
     CheckConstraint("status IN ('draft', 'held', 'final')", name="status"),
     Index(None, "portal_id", "period"),
+    Index(None, "credit_of"),
 )
 
 invoice_lines = Table(
@@ -475,6 +483,9 @@ invoice_lines = Table(
     CheckConstraint("kind IN ('recurring', 'usage', 'credit', 'rebill')", name="kind"),
 )
 
+# Rows that bill a pair now: bills (not repairs) of invoices not voided.
+BILLED_PAIR_WHERE = "kind = 'bill' AND released_at IS NULL"
+
 billing_ledger = Table(
     "billing_ledger",
     metadata,
@@ -494,17 +505,20 @@ billing_ledger = Table(
     Column("tax_code", String(64)),
     Column("tax_zip", String(32)),
     Column("tax_rate", Rate()),
+    # Set when the invoice was voided: the pair no longer counts as billed (rule 7).
+    Column("released_at", UTCDateTime()),
     UniqueConstraint("invoice_id", "product_id", "service_month", "kind"),
     CheckConstraint("kind IN ('bill', 'credit', 'rebill')", name="kind"),
-    # The money invariant: a (product, service month) is billed once, ever.
+    # The money invariant: a (product, service month) is billed once, ever — by one bill
+    # of an invoice that stands; a voided invoice's pairs are released and may be billed again.
     Index(
-        None,
+        "uq_billing_ledger_billed_pair",
         "portal_id",
         "product_id",
         "service_month",
         unique=True,
-        sqlite_where=text("kind = 'bill'"),
-        postgresql_where=text("kind = 'bill'"),
+        sqlite_where=text(BILLED_PAIR_WHERE),
+        postgresql_where=text(BILLED_PAIR_WHERE),
     ),
 )
 
@@ -550,7 +564,8 @@ exports = Table(
     Column("external_total", Money()),
     Column("external_tax", Money()),
     UniqueConstraint("invoice_id", "target"),
-    CheckConstraint("target IN ('qbo', 'halopsa')", name="target"),
+    # qbo_apply: a credit note's application to the invoice it credits, in QBO (rule 7).
+    CheckConstraint("target IN ('qbo', 'halopsa', 'qbo_apply')", name="target"),
     CheckConstraint("status IN ('pending', 'exported', 'failed', 'voided')", name="status"),
 )
 

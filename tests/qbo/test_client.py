@@ -358,6 +358,26 @@ def test_void_and_delete_are_safe_to_repeat(sim, client):
     assert sim.company.is_deleted("Invoice", other["Id"])
 
 
+def test_a_credit_memo_created_with_a_request_id_once_found_by_number_and_voided_twice(sim):
+    """Credit notes (docs/billing.md rule 7): a create whose answer was lost is replayed by
+    its requestid, not made twice; the memo is found by DocNumber; voiding it again is
+    harmless."""
+    client = sim.client()
+    customer = client.create("Customer", {"DisplayName": "Credit Co"}, request_id=None)
+    lossy = LoseResponses(sim.transport, count=1, path_suffix="/creditmemo")
+    flaky = sim.client(transport=lossy)
+    memo = flaky.create(
+        "CreditMemo", invoice_body(sim, customer["Id"], "3001"), request_id="credit-3001"
+    )
+    assert [r["Id"] for r in client.select("CreditMemo", DocNumber=["3001"])] == [memo["Id"]]
+    assert sim.backend.stats.get(REALM, "replayed") == 1
+    assert client.doc_number_exists("3001")  # one DocNumber space with invoices
+    voided = client.void_invoice(memo["Id"], memo["SyncToken"], entity="CreditMemo")
+    assert voided["TotalAmt"] == voided["RemainingCredit"] == 0
+    again = client.void_invoice(memo["Id"], memo["SyncToken"], entity="CreditMemo")
+    assert again["SyncToken"] == voided["SyncToken"]
+
+
 # -- idempotency ----------------------------------------------------------------------------------
 
 
