@@ -16,7 +16,14 @@ import dagster as dg
 
 from datagate_pipelines.assets.exports import SKIPPED, failures_markdown
 from datagate_pipelines.assets.failures import api_retry_policy, fail_fast_unless_transient
-from datagate_pipelines.assets.halopsa import Mirrored, mirror_entity, read_metadata, stats_delta
+from datagate_pipelines.assets.halopsa import (
+    Mirrored,
+    SyncConfig,
+    full_sync_requested,
+    mirror_entity,
+    read_metadata,
+    stats_delta,
+)
 from datagate_pipelines.config import Portal
 from datagate_pipelines.exporting.purchasing import export_purchases, select_purchases
 from datagate_pipelines.exporting.vendors import link_vendors, load_suppliers, write_vendor_ids
@@ -31,6 +38,7 @@ from datagate_pipelines.sync.purchasing import with_purchase_order_lines, with_s
 from datagate_pipelines.warehouse import models
 from datagate_pipelines.warehouse.portals import register_portal
 from datagate_pipelines.warehouse.request_log import recording
+from datagate_pipelines.warehouse.sync_runs import sync_mode
 
 API_RETRY_POLICY = api_retry_policy()
 OWNERS = ["team:billing-ops"]
@@ -86,6 +94,7 @@ def _skips(context: dg.AssetExecutionContext, portal: Portal, *, qbo: bool) -> b
 )
 def halopsa_purchasing(
     context: dg.AssetExecutionContext,
+    config: SyncConfig,
     portals: PortalsResource,
     warehouse: WarehouseResource,
     halopsa: HaloPSAResource,
@@ -104,6 +113,14 @@ def halopsa_purchasing(
         data_as_of = datetime.now(UTC)
         with engine.begin() as connection:
             register_portal(connection, portal)
+            # A full sync (asked for, or due) reads every supplier's detail again.
+            full = sync_mode(
+                connection,
+                portal.id,
+                requested=full_sync_requested(context, config),
+                full_every_days=portal.settings.sync.full_every_days,
+                now=data_as_of,
+            ).full
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         with (
             recording(engine) as recorder,
@@ -118,7 +135,7 @@ def halopsa_purchasing(
                     rows = list(client.suppliers())
                     with engine.connect() as connection:
                         raw, reads = with_supplier_details(
-                            client, connection, portal.id, rows, now=data_as_of
+                            client, connection, portal.id, rows, now=data_as_of, full=full
                         )
                     mirrored = [
                         Mirrored(
