@@ -79,8 +79,10 @@ class Entity:
     description: str
     fetch: Fetch
     decode: Decode
-    # The portal's change filter for this list, where HaloPSA has one (§A6).
+    # The portal's change filter for this list, where HaloPSA has one (§A6), and the
+    # list's HaloPSA name (for the reason when the filter is found ignored).
     change_filter: Callable[[HaloPSASettings], ChangeFilter | None] = lambda _halo: None
+    resource: str = ""
 
 
 def _into(
@@ -145,6 +147,7 @@ ENTITIES = [
         _fetch_clients,
         _clients,
         lambda halo: halo.change_filters.clients,
+        "Client",
     ),
     Entity(
         "halo_sites",
@@ -152,6 +155,7 @@ ENTITIES = [
         lambda c, _f, p: c.sites(include_inactive=True, params={"includeaddress": True, **p}),
         _into(models.halo_sites, schemas.sites, decode.decode_sites),
         lambda halo: halo.change_filters.sites,
+        "Site",
     ),
     Entity(
         "halo_contracts",
@@ -258,7 +262,7 @@ def _snapshot(
                 lambda params, entity=entity: entity.fetch(client, field_name, params),
                 plan,
                 change_filter,
-                entity.asset,
+                entity.resource or entity.asset,
             )
             if read.filter_ignored:
                 context.log.warning(
