@@ -9,7 +9,7 @@ looked up first and recorded at once.
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -38,7 +38,6 @@ from datagate_pipelines.sync.purchasing import with_purchase_order_lines, with_s
 from datagate_pipelines.warehouse import models
 from datagate_pipelines.warehouse.portals import register_portal
 from datagate_pipelines.warehouse.request_log import recording
-from datagate_pipelines.warehouse.sync_runs import sync_mode
 
 API_RETRY_POLICY = api_retry_policy()
 OWNERS = ["team:billing-ops"]
@@ -113,14 +112,10 @@ def halopsa_purchasing(
         data_as_of = datetime.now(UTC)
         with engine.begin() as connection:
             register_portal(connection, portal)
-            # A full sync (asked for, or due) reads every supplier's detail again.
-            full = sync_mode(
-                connection,
-                portal.id,
-                requested=full_sync_requested(context, config),
-                full_every_days=portal.settings.sync.full_every_days,
-                now=data_as_of,
-            ).full
+        # A full sync asked for reads every supplier's detail again; otherwise a detail
+        # is read again when it is as old as the portal's full-sync cadence.
+        full = full_sync_requested(context, config)
+        max_age = timedelta(days=portal.settings.sync.full_every_days)
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         with (
             recording(engine) as recorder,
@@ -135,7 +130,13 @@ def halopsa_purchasing(
                     rows = list(client.suppliers())
                     with engine.connect() as connection:
                         raw, reads = with_supplier_details(
-                            client, connection, portal.id, rows, now=data_as_of, full=full
+                            client,
+                            connection,
+                            portal.id,
+                            rows,
+                            now=data_as_of,
+                            full=full,
+                            max_age=max_age,
                         )
                     mirrored = [
                         Mirrored(

@@ -2,9 +2,10 @@
 
 docs/halopsa-api.md §A1: a supplier list row lacks `accounts_id`, `address` and `notes`, and
 carries no change stamp. Each list row is hashed and compared with the hash stored with the
-supplier: only new or changed rows (and, in a full sync or when older than `DETAIL_MAX_AGE`,
-every detail: that brings in changes seen only in detail fields) cost a `GET /Supplier/{id}`;
-the others reuse the stored detail. §A2: purchase-order list rows are full objects; a row without `lines` is read whole.
+supplier: only new or changed rows cost a `GET /Supplier/{id}`, and every detail in a full
+sync asked for or once as old as the portal's `sync.full_every_days` (that brings in changes
+seen only in detail fields); the others reuse the stored detail. §A2: purchase-order list
+rows are full objects; a row without `lines` is read whole.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from datagate_pipelines.warehouse.mirror import content_hash
 from datagate_pipelines.warehouse.models import halo_suppliers
 
 #: Details this old are read again even when the list row did not change: the periodic
-#: reconciliation of detail-only fields (a full sync's cadence; see docs/operations.md).
+#: reconciliation of detail-only fields (by default; the assets pass the portal's
+#: full-sync cadence, see docs/operations.md).
 DETAIL_MAX_AGE = timedelta(days=7)
 
 
@@ -47,6 +49,7 @@ def with_supplier_details(
     *,
     now: datetime,
     full: bool = False,
+    max_age: timedelta = DETAIL_MAX_AGE,
 ) -> tuple[list[Any], DetailReads]:
     """Each supplier list row merged with its detail record (read now, or reused when the
     row's hash is the stored one and the stored detail is recent), plus the row's hash and
@@ -76,7 +79,7 @@ def with_supplier_details(
             and known is not None
             and known.list_hash == digest
             and known.detail_read_at is not None
-            and now - known.detail_read_at < DETAIL_MAX_AGE
+            and now - known.detail_read_at < max_age
         )
         if fresh:
             detail, read_at = dict(known.raw), known.detail_read_at
