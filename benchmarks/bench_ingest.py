@@ -383,7 +383,7 @@ def client_worker(spec: dict[str, Any]) -> dict[str, Any]:
         page_size=PAGE_SIZE,
     ) as client:
         for entity in ENTITIES:
-            records[entity.asset] = len(entity.fetch(client, "Datagate"))
+            records[entity.asset] = len(entity.fetch(client, "Datagate", {}))
         stats = client.stats.as_dict()
     return {
         "wall_s": time.perf_counter() - started,
