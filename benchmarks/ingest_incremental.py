@@ -237,6 +237,20 @@ def markdown(results: dict[str, Any]) -> str:
             )
     lines.append("")
     for size in results["sizes"]:
+        unchanged = size["runs"]["unchanged"]
+        unfiltered = sum(
+            _asset_calls(unchanged, resources)
+            for asset, resources in ASSETS
+            if asset not in ("halo_clients", "halo_sites")
+        )
+        lines.append(
+            f"At {size['customers']:,} customers an unchanged tenant's sync spends "
+            f"{unfiltered} of its {unchanged['calls_total']} calls on the lists HaloPSA cannot "
+            "filter by change date (contracts and recurring invoices above all): they bound "
+            "what incremental reads can save until HaloPSA offers a filter for them."
+        )
+        lines.append("")
+    for size in results["sizes"]:
         changed = ", ".join(f"{n:,} {r}" for r, n in size["changed"].items())
         steps = size["runs"]["unchanged"]["steps"]
         catalog = sum(t for step, t in steps.items() if step != "halopsa_snapshot")
