@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_ingest.py            # 5,000 customers; print the Markdown block
     .venv/bin/python benchmarks/bench_ingest.py --write    # and record it in BENCHMARKS.md
     .venv/bin/python benchmarks/bench_ingest.py --customers 50 --postgres none   # a quick look
+    .venv/bin/python benchmarks/bench_ingest.py --incremental --write   # 5,000 and 50,000 customers
 
 The tenant is `generate_tenant(customers=N, lines_per_customer=L, seed=S)`, served by
 `make_sim(...).serve()` (uvicorn on 127.0.0.1) in a process of its own, as a remote HaloPSA
@@ -27,6 +28,10 @@ Measured:
 - with the rate limit on (the same budget on the simulator and in portals.yaml): the client
   listing's and the snapshot's times against the floor `calls ÷ budget × window`, and the
   429s seen by the client and sent by the simulator (its /_sim/stats).
+
+With `--incremental`, its own section instead (benchmarks/ingest_incremental.py): at 5,000
+and 50,000 customers, syncs of an unchanged tenant and of one with 1% changed against a full
+sync in the same run — calls, times, and per entity how it was read.
 """
 
 from __future__ import annotations
@@ -295,6 +300,22 @@ class Simulator:
 # ---------------------------------------------------------------------------------------
 
 
+def authorize(http: Any, base_url: str) -> None:
+    """Fetch a token (client credentials) and send it with every later request of `http`."""
+    token = http.post(
+        f"{base_url}/auth/token",
+        params={"tenant": TENANT},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "scope": "all",
+        },
+    )
+    token.raise_for_status()
+    http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+
 def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """The same listings as the ingest, by a bare httpx paging loop; JSON parsed, nothing else."""
     import httpx
@@ -306,19 +327,8 @@ def floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     received = 0
     started, started_cpu = time.perf_counter(), time.process_time()
     with httpx.Client(base_url=f"{base_url}/api/", timeout=60) as http:
-        token = http.post(
-            f"{base_url}/auth/token",
-            params={"tenant": TENANT},
-            data={
-                "grant_type": "client_credentials",
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "scope": "all",
-            },
-        )
-        token.raise_for_status()
+        authorize(http, base_url)
         calls[TOKEN_PATH] += 1
-        http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         field_id = None
         for name, query in LISTINGS:
             if "include_custom_fields" in query:
@@ -383,7 +393,7 @@ def client_worker(spec: dict[str, Any]) -> dict[str, Any]:
         page_size=PAGE_SIZE,
     ) as client:
         for entity in ENTITIES:
-            records[entity.asset] = len(entity.fetch(client, "Datagate"))
+            records[entity.asset] = len(entity.fetch(client, "Datagate", {}))
         stats = client.stats.as_dict()
     return {
         "wall_s": time.perf_counter() - started,
@@ -451,84 +461,107 @@ def _environment(**values: str) -> Iterator[None]:
 
 def _sync_runs(spec: dict[str, Any]) -> dict[str, Any]:
     import dagster as dg
-    from sqlalchemy import func, select
 
-    from datagate_pipelines.orchestration.launch import run_sync
-    from datagate_pipelines.warehouse import models as m
     from datagate_pipelines.warehouse.db import warehouse_engine
 
     # A production warehouse is migrated already: migrate before any clock starts.
     engine = warehouse_engine()
     rss_ready = peak_rss_mb()
-    runs = []
     with dg.instance_for_test() as instance:
-        for index in range(spec["runs"]):
-            profiler = cProfile.Profile() if spec.get("profile") and index == 0 else None
-            started, started_cpu = time.perf_counter(), time.process_time()
-            if profiler:
-                profiler.enable()
-            outcome = run_sync(instance, PORTAL_ID)
-            if profiler:
-                profiler.disable()
-                profiler.dump_stats(spec["profile"])
-            wall = time.perf_counter() - started
-            cpu = time.process_time() - started_cpu
-            steps = {
-                s.step_key: s.end_time - s.start_time
-                for s in instance.get_run_step_stats(outcome.run_id)
-                if s.end_time and s.start_time
-            }
-            metadata = _materializations(dg, instance, outcome.run_id)
-            with engine.connect() as connection:
-                logged = connection.execute(
-                    select(
-                        m.api_requests.c.path,
-                        m.api_requests.c.status,
-                        m.api_requests.c.started_at,
-                        m.api_requests.c.duration_ms,
-                    ).where(m.api_requests.c.run_id == outcome.run_id)
-                ).all()
-            calls: dict[str, int] = defaultdict(int)
-            http_ms: dict[str, int] = defaultdict(int)
-            statuses: dict[str, int] = defaultdict(int)
-            for path, status, _started, duration in logged:
-                calls[path] += 1
-                http_ms[path] += int(duration or 0)
-                statuses[str(status)] += 1
-            runs.append(
-                {
-                    "run_id": outcome.run_id,
-                    "wall_s": wall,
-                    "cpu_s": cpu,
-                    "steps": steps,
-                    "snapshot_s": steps.get("halopsa_snapshot"),
-                    "calls": dict(calls),
-                    "calls_total": sum(calls.values()),
-                    "http_ms": dict(http_ms),
-                    "statuses": dict(statuses),
-                    "metadata": metadata,
-                    "rss_peak_mb": peak_rss_mb(),
-                }
+        runs = [
+            measured_sync(
+                instance,
+                engine,
+                profile=spec.get("profile") if index == 0 else None,
             )
-        mirrored = {}
-        with engine.connect() as connection:
-            for table in (
-                m.item_groups,
-                m.items,
-                m.halo_taxes,
-                m.halo_clients,
-                m.halo_sites,
-                m.contracts,
-                m.recurring_invoices,
-                m.recurring_invoice_lines,
-            ):
-                mirrored[table.name] = connection.execute(
-                    select(func.count())
-                    .select_from(table)
-                    .where(table.c.portal_id == PORTAL_ID, table.c.deleted_at.is_(None))
-                ).scalar_one()
+            for index in range(spec["runs"])
+        ]
+        mirrored = mirrored_counts(engine)
     engine.dispose()
     return {"runs": runs, "mirrored": mirrored, "rss_ready_mb": rss_ready}
+
+
+def measured_sync(
+    instance: Any, engine: Any, *, full: bool = False, profile: str | None = None
+) -> dict[str, Any]:
+    """One portal_sync run: its times, its HaloPSA calls (from `api_requests`) and its
+    assets' metadata."""
+    import dagster as dg
+    from sqlalchemy import select
+
+    from datagate_pipelines.orchestration.launch import run_sync
+    from datagate_pipelines.warehouse import models as m
+
+    profiler = cProfile.Profile() if profile else None
+    started, started_cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    outcome = run_sync(instance, PORTAL_ID, full=full)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - started_cpu
+    steps = {
+        s.step_key: s.end_time - s.start_time
+        for s in instance.get_run_step_stats(outcome.run_id)
+        if s.end_time and s.start_time
+    }
+    metadata = _materializations(dg, instance, outcome.run_id)
+    with engine.connect() as connection:
+        logged = connection.execute(
+            select(
+                m.api_requests.c.path,
+                m.api_requests.c.status,
+                m.api_requests.c.duration_ms,
+            ).where(m.api_requests.c.run_id == outcome.run_id)
+        ).all()
+    calls: dict[str, int] = defaultdict(int)
+    http_ms: dict[str, int] = defaultdict(int)
+    statuses: dict[str, int] = defaultdict(int)
+    for path, status, duration in logged:
+        calls[path] += 1
+        http_ms[path] += int(duration or 0)
+        statuses[str(status)] += 1
+    return {
+        "run_id": outcome.run_id,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "steps": steps,
+        "snapshot_s": steps.get("halopsa_snapshot"),
+        "calls": dict(calls),
+        "calls_total": sum(calls.values()),
+        "http_ms": dict(http_ms),
+        "statuses": dict(statuses),
+        "metadata": metadata,
+        "rss_peak_mb": peak_rss_mb(),
+    }
+
+
+def mirrored_counts(engine: Any) -> dict[str, int]:
+    """Live (not deleted) rows per mirror table."""
+    from sqlalchemy import func, select
+
+    from datagate_pipelines.warehouse import models as m
+
+    counts = {}
+    with engine.connect() as connection:
+        for table in (
+            m.item_groups,
+            m.items,
+            m.halo_taxes,
+            m.halo_clients,
+            m.halo_sites,
+            m.contracts,
+            m.recurring_invoices,
+            m.recurring_invoice_lines,
+        ):
+            counts[table.name] = connection.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.portal_id == PORTAL_ID, table.c.deleted_at.is_(None))
+            ).scalar_one()
+    return counts
 
 
 def _materializations(dg: Any, instance: Any, run_id: str) -> dict[str, dict[str, Any]]:
@@ -551,11 +584,19 @@ def _materializations(dg: Any, instance: Any, run_id: str) -> dict[str, dict[str
 WORKERS = {"floor": floor_worker, "client": client_worker, "sync": sync_worker}
 
 
+def worker(kind: str) -> Any:
+    if kind == "incremental":  # its module imports this one: looked up when asked for
+        from benchmarks.ingest_incremental import incremental_worker
+
+        return incremental_worker
+    return WORKERS[kind]
+
+
 def run_worker(kind: str, spec: dict[str, Any], *, in_process: bool = False) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter (or, `in_process`, in this one); its result
     comes back as JSON either way."""
     if in_process:
-        return json.loads(json.dumps(WORKERS[kind](spec)))
+        return json.loads(json.dumps(worker(kind)(spec)))
     command = [sys.executable, __file__, "--worker", kind, json.dumps(spec)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     marked = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
@@ -954,6 +995,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the simulator and every measurement in this process (quick; peak RSS and "
         "the simulator's CPU are then not measured apart): for the smoke test",
     )
+    parser.add_argument(
+        "--incremental",
+        action="store_true",
+        help="measure the incremental sync instead (its own section): an unchanged tenant "
+        "and one with 1%% changed, against a full sync, at each --incremental-sizes",
+    )
+    parser.add_argument(
+        "--incremental-sizes",
+        type=int,
+        nargs="+",
+        default=[5_000, 50_000],
+        help="customers of each tenant the incremental measurement generates",
+    )
     parser.add_argument("--write", action="store_true", help="record the section in BENCHMARKS.md")
     parser.add_argument("--serve-sim", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -969,8 +1023,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return {}
     if args.worker:
         kind, spec = args.worker
-        print(RESULT_MARK + json.dumps(WORKERS[kind](json.loads(spec))), flush=True)
+        print(RESULT_MARK + json.dumps(worker(kind)(json.loads(spec))), flush=True)
         return {}
+    if args.incremental:
+        from benchmarks import ingest_incremental
+
+        results = ingest_incremental.benchmark(args, _command(argv))
+        results["markdown"] = ingest_incremental.markdown(results)
+        print(results["markdown"])
+        if args.write:
+            write_section(ingest_incremental.TITLE, results["markdown"])
+        return results
     results = benchmark(args, _command(argv))
     results["markdown"] = markdown(results)
     print(results["markdown"])

@@ -62,6 +62,26 @@ def _optional_env_name(value: str | None) -> str | None:
     return None if value is None else _env_name(value)
 
 
+class ChangeFilter(_Strict):
+    """How a HaloPSA list is asked for only the records changed since a time, and how its
+    answer is checked (docs/operations.md, "Incremental sync"): unconfirmed names, so settings."""
+
+    # The query parameter that takes the cutoff (UTC, `YYYY-MM-DDTHH:MM:SS`).
+    param: str = Field(min_length=1)
+    # The records' last-update field: a record older than the cutoff proves the filter ignored.
+    stamp_field: str = Field(min_length=1)
+
+
+class ChangeFilters(_Strict):
+    """Per entity read incrementally; null turns it off (that list is then read whole)."""
+
+    # Declared on /Client and /Site (lastupdatefromdate), proven only on other lists (§A6).
+    clients: ChangeFilter | None = ChangeFilter(
+        param="lastupdatefromdate", stamp_field="alastupdate"
+    )
+    sites: ChangeFilter | None = ChangeFilter(param="lastupdatefromdate", stamp_field="slastupdate")
+
+
 class HaloPSASettings(_Strict):
     client_id_env: str
     client_secret_env: str
@@ -77,6 +97,8 @@ class HaloPSASettings(_Strict):
     # Whether a credit note's lines carry positive amounts (the document type says "credit")
     # or negative ones: not documented (docs/halopsa-api.md §A4 [I]).
     credit_note_amounts: Literal["positive", "negative"] = "positive"
+    # Incremental reads: the change-date filter of each list that has one (§A6).
+    change_filters: ChangeFilters = Field(default_factory=ChangeFilters)
 
     _check_envs = field_validator("client_id_env", "client_secret_env")(_env_name)
 
@@ -101,6 +123,12 @@ class SyncSettings(_Strict):
     # HaloPSA's recurring-invoice `period` value for monthly billing: 2 in the one captured
     # payload (an inference, docs/halopsa-api.md §4.4), so it is a setting, not a constant.
     monthly_period_values: list[int] = Field(default_factory=lambda: [2])
+    # A full sync (every entity read whole: deletions show only then) this often; the runs
+    # between read only what changed where HaloPSA can filter by change date.
+    full_every_days: int = Field(7, ge=1, le=90)
+    # Incremental reads ask for changes since the last read less this margin (clock skew
+    # between HaloPSA and us, records saved while the last read was paging).
+    incremental_overlap_minutes: int = Field(60, ge=0, le=24 * 60)
 
 
 class InvoicingSettings(_Strict):

@@ -43,6 +43,23 @@ def test_defaults_follow_the_design():
     assert s.qbo is None
 
 
+def test_incremental_sync_settings_default_and_are_checked():
+    sync = parse_portals(GOOD).get("acme").settings
+    assert sync.sync.full_every_days == 7 and sync.sync.incremental_overlap_minutes == 60
+    assert sync.halopsa.change_filters.clients.param == "lastupdatefromdate"
+    assert sync.halopsa.change_filters.sites.stamp_field == "slastupdate"
+    off = GOOD + "      change_filters: {sites: null}\n    sync: {full_every_days: 1}\n"
+    settings = parse_portals(off).get("acme").settings
+    assert settings.halopsa.change_filters.sites is None
+    assert settings.halopsa.change_filters.clients is not None  # the other keeps its default
+    bad = GOOD + "    sync: {full_every_days: 0}\n"
+    (error,) = parse_portals(bad).errors
+    assert (error.portal_id, error.field) == ("acme", "sync.full_every_days")
+    blank = GOOD + "      change_filters: {clients: {param: '', stamp_field: alastupdate}}\n"
+    (error,) = parse_portals(blank).errors
+    assert error.field == "halopsa.change_filters.clients.param"
+
+
 def test_an_invalid_portal_does_not_stop_the_valid_ones():
     text = (
         GOOD

@@ -9,14 +9,21 @@ looked up first and recorded at once.
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
 from datagate_pipelines.assets.exports import SKIPPED, failures_markdown
 from datagate_pipelines.assets.failures import api_retry_policy, fail_fast_unless_transient
-from datagate_pipelines.assets.halopsa import Mirrored, mirror_entity, read_metadata, stats_delta
+from datagate_pipelines.assets.halopsa import (
+    Mirrored,
+    SyncConfig,
+    full_sync_requested,
+    mirror_entity,
+    read_metadata,
+    stats_delta,
+)
 from datagate_pipelines.config import Portal
 from datagate_pipelines.exporting.purchasing import export_purchases, select_purchases
 from datagate_pipelines.exporting.vendors import link_vendors, load_suppliers, write_vendor_ids
@@ -86,6 +93,7 @@ def _skips(context: dg.AssetExecutionContext, portal: Portal, *, qbo: bool) -> b
 )
 def halopsa_purchasing(
     context: dg.AssetExecutionContext,
+    config: SyncConfig,
     portals: PortalsResource,
     warehouse: WarehouseResource,
     halopsa: HaloPSAResource,
@@ -104,6 +112,10 @@ def halopsa_purchasing(
         data_as_of = datetime.now(UTC)
         with engine.begin() as connection:
             register_portal(connection, portal)
+        # A full sync asked for reads every supplier's detail again; otherwise a detail
+        # is read again when it is as old as the portal's full-sync cadence.
+        full = full_sync_requested(context, config)
+        max_age = timedelta(days=portal.settings.sync.full_every_days)
         selected = {key.to_user_string() for key in context.selected_asset_keys}
         with (
             recording(engine) as recorder,
@@ -118,7 +130,13 @@ def halopsa_purchasing(
                     rows = list(client.suppliers())
                     with engine.connect() as connection:
                         raw, reads = with_supplier_details(
-                            client, connection, portal.id, rows, now=data_as_of
+                            client,
+                            connection,
+                            portal.id,
+                            rows,
+                            now=data_as_of,
+                            full=full,
+                            max_age=max_age,
                         )
                     mirrored = [
                         Mirrored(

@@ -19,6 +19,7 @@ from datagate_pipelines.orchestration.run_history import last_runs
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
 from datagate_pipelines.warehouse.models import portals as portals_table
+from datagate_pipelines.warehouse.sync_runs import incremental_off
 from datagate_pipelines.warehouse.webhook_events import last_webhooks
 
 
@@ -98,8 +99,8 @@ def check(portal_id: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @expected_errors
 def status(as_json: bool) -> None:
-    """Each portal: last successful sync, last run and its state, pending force syncs, held
-    invoices, closed periods awaiting approval, failed exports (and how long the oldest has
+    """Each portal: last successful sync, last run and its state, pending force syncs, the
+    lists read whole because HaloPSA ignored their change filter, held invoices, closed periods awaiting approval, failed exports (and how long the oldest has
     been failing), final invoices not yet exported, the last payment refresh and the last
     QBO webhook."""
     registry = load_portals()
@@ -110,6 +111,7 @@ def status(as_json: bool) -> None:
             ).all()
         )
         pending = open_requests_by_portal(connection)
+        full_only = incremental_off(connection)
         targets = {pid: registry.get(pid).settings.export_targets for pid in registry.ids}
         unexported = open_exports(connection, targets)
         purchasing = failed_purchasing(connection)
@@ -147,6 +149,8 @@ def status(as_json: bool) -> None:
                 if last is None
                 else {"run_id": last.run_id, "job": last.job, "status": last.status},
                 "pending_force_syncs": pending.get(pid, 0),
+                # entities read whole because HaloPSA ignored their change filter, and why
+                "incremental_off": full_only.get(pid, {}),
                 "held_invoices": held.get(pid, 0),
                 # closed periods whose drafts wait for `datagate approve`
                 "awaiting_approval": [
@@ -184,6 +188,10 @@ def status(as_json: bool) -> None:
                 f"; awaiting approval: {', '.join(row['awaiting_approval'])}"
                 if row["awaiting_approval"]
                 else ""
+            )
+            + "".join(
+                f"; incremental off for {entity} until a full sync: {reason}"
+                for entity, reason in sorted(row["incremental_off"].items())
             )
             + "; "
             + _payments_text(row)

@@ -33,17 +33,27 @@ from datagate_pipelines.orchestration.instance import instance
 from datagate_pipelines.orchestration.run_failures import RunFailedError
 from datagate_pipelines.warehouse.force_sync import file_request
 
+FULL_OPTION = click.option(
+    "--full",
+    is_flag=True,
+    help="A full sync: every HaloPSA list read whole, so records deleted there are marked "
+    "deleted (the schedule does one every sync.full_every_days).",
+)
+
 
 @click.command()
 @portal_option()
+@FULL_OPTION
 @expected_errors
-def sync(portal_id: str) -> None:
-    """HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run)."""
+def sync(portal_id: str, full: bool) -> None:
+    """HaloPSA → customers, sites, products and agreements for one portal (a portal_sync run).
+
+    Between full syncs, lists HaloPSA can filter by change date are read incrementally."""
     check_sync_secrets(load_portals().get(portal_id))
     from datagate_pipelines.orchestration.launch import run_sync  # Dagster, once it is needed
 
-    click.echo(f"syncing portal {portal_id} …")
-    outcome = run_sync(instance(), portal_id)
+    click.echo(f"syncing portal {portal_id}{' (full)' if full else ''} …")
+    outcome = run_sync(instance(), portal_id, full=full)
     click.echo(f"ok: portal_sync run {outcome.run_id} succeeded")
 
 
@@ -135,8 +145,9 @@ def report_failed_exports(portal: PortalSettings, periods: list[date]) -> NoRetu
 
 @click.command("force-sync")
 @portal_option()
+@FULL_OPTION
 @expected_errors
-def force_sync(portal_id: str) -> None:
+def force_sync(portal_id: str, full: bool) -> None:
     """File a force-sync request; the force_sync sensor runs it at the top of the queue."""
     # An unknown or invalid portal is refused before anything is filed. (A request filed
     # by other means for such a portal is marked failed by the sensor.) Secrets are not
@@ -144,5 +155,8 @@ def force_sync(portal_id: str) -> None:
     load_portals().get(portal_id)
     who = os.environ.get("DATAGATE_OPERATOR") or getpass.getuser()
     with engine().begin() as connection:
-        request_id = file_request(connection, portal_id, who)
-    click.echo(f"force-sync request {request_id} filed for portal {portal_id} by {who}")
+        request_id = file_request(connection, portal_id, who, full=full)
+    click.echo(
+        f"{'full ' if full else ''}force-sync request {request_id} filed for portal "
+        f"{portal_id} by {who}"
+    )

@@ -20,6 +20,7 @@ from datagate_pipelines.billing.periods import period_label
 from datagate_pipelines.orchestration.jobs import PORTAL_TAG, SQL_MODELS_JOB
 from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
 from datagate_pipelines.orchestration.run_failures import RunFailedError, step_errors
+from datagate_pipelines.orchestration.tags import FULL_SYNC_TAG
 
 # The code location, named as workspace.yaml names it. Runs are rebuilt from this pointer
 # (in this process or another), so launching needs no import of the definitions module
@@ -75,17 +76,19 @@ def run_sync(
     instance: dg.DagsterInstance,
     portal_id: str,
     *,
+    full: bool = False,
     tags: Mapping[str, str] | None = None,
     resources: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Sync one portal from HaloPSA. `resources` overrides resource config (e.g. retries)."""
+    """Sync one portal from HaloPSA (`full`: every entity read whole, deletions included).
+    `resources` overrides resource config (e.g. retries)."""
     ensure_portal_partition(instance, portal_id)
     return _execute(
         instance,
         job("portal_sync"),
         "portal_sync",
         portal_id,
-        {PORTAL_TAG: portal_id, **(tags or {})},
+        {PORTAL_TAG: portal_id, **({FULL_SYNC_TAG: "true"} if full else {}), **(tags or {})},
         _resource_config(resources),
     )
 

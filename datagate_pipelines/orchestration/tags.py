@@ -9,3 +9,7 @@ PORTAL_TAG = "dagster/partition/portal"
 #: Metadata of the failure an export step ends with when invoices failed to export: how
 #: many. `launch` tells such a run ("finished with failed exports") from one that broke.
 FAILED_EXPORTS = "datagate/failed_exports"
+
+#: A sync run with this tag set to "true" is a full sync: every entity read whole
+#: (`datagate sync --full`, `force-sync --full`).
+FULL_SYNC_TAG = "datagate/full-sync"

@@ -8,6 +8,7 @@ from sqlalchemy import update
 
 from datagate_pipelines.orchestration.jobs import PORTAL_TAG
 from datagate_pipelines.orchestration.partitions import portal_partitions
+from datagate_pipelines.orchestration.tags import FULL_SYNC_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.force_sync import (
@@ -63,7 +64,7 @@ def settle_finished_requests(instance: dg.DagsterInstance, engine: Any) -> None:
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Picks up `datagate force-sync` requests (cursor: the last request id) and launches "
-    "a portal_sync run with a higher dagster/priority. Requests for a portal whose forced run has "
+    "a portal_sync run with a higher dagster/priority (a full one for `force-sync --full`). Requests for a portal whose forced run has "
     "not started yet join that run; a request for an unknown portal is marked failed.",
 )
 def force_sync(
@@ -91,8 +92,10 @@ def force_sync(
                 continue
             by_portal[request.portal_id].append(request.id)
         for portal_id, ids in sorted(by_portal.items()):
+            full = any(r.full for r in requests if r.id in ids)
             queued = _queued_force_sync(context.instance, portal_id)
-            if queued is not None:
+            # A full request joins only a queued run that is full too.
+            if queued is not None and (not full or queued.tags.get(FULL_SYNC_TAG) == "true"):
                 mark_requests(connection, ids, "coalesced", run_key=queued.run_id)
                 context.log.info(
                     f"portal {portal_id}: {len(ids)} request(s) joined queued run {queued.run_id}"
@@ -107,6 +110,7 @@ def force_sync(
                     tags={
                         PORTAL_TAG: portal_id,
                         FORCE_SYNC_TAG: portal_id,
+                        **({FULL_SYNC_TAG: "true"} if full else {}),
                         "dagster/priority": FORCE_SYNC_PRIORITY,
                         "datagate/requested-by": ",".join(
                             sorted({r.requested_by for r in requests if r.id in ids})

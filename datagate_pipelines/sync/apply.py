@@ -1,7 +1,8 @@
 """Derive a portal's domain records (customers, sites, products, agreements) from the mirror.
 
 Each function reads the HaloPSA mirror tables, decides with pure code, and writes the
-domain tables in the caller's transaction. HaloPSA is the master record for customers.
+domain tables in the caller's transaction — only the rows that changed. HaloPSA is the
+master record for customers.
 """
 
 from __future__ import annotations
@@ -32,13 +33,30 @@ from datagate_pipelines.warehouse.models import (
     sites,
 )
 from datagate_pipelines.warehouse.rejects import Reject
-from datagate_pipelines.warehouse.upsert import upsert
+from datagate_pipelines.warehouse.upsert import CHUNK_ROWS, upsert
 
 
 @dataclass
 class SyncOutcome:
     counts: dict[str, int] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
+
+
+#: Set on every derivation; a row that differs from its stored version only there is not
+#: written again (a sync of an unchanged tenant writes nothing).
+STAMPS = frozenset({"created_at", "updated_at"})
+
+
+def changed_rows(
+    rows: list[dict[str, Any]], existing: dict[Any, dict[str, Any]], key: str
+) -> list[dict[str, Any]]:
+    """The rows that are new or differ from their stored version beyond the time stamps."""
+    return [
+        row
+        for row in rows
+        if (old := existing.get(row[key])) is None
+        or any(old.get(column) != value for column, value in row.items() if column not in STAMPS)
+    ]
 
 
 def _live(table: Any, portal_id: str) -> Any:
@@ -51,7 +69,7 @@ def sync_customers(connection: Connection, portal: PortalSettings) -> SyncOutcom
     pid = portal.id
     site_rows = {r.halo_id: r for r in connection.execute(_live(halo_sites, pid))}
     existing = {
-        r.halo_client_id: r
+        r.halo_client_id: r._asdict()
         for r in connection.execute(select(customers).where(customers.c.portal_id == pid))
     }
     rows, live_ids = [], set()
@@ -71,19 +89,20 @@ def sync_customers(connection: Connection, portal: PortalSettings) -> SyncOutcom
             "zip": main_site.postcode if main_site else None,
             # Set when the customer is first created; an existing customer keeps its own.
             "use_site_zip_tax": (
-                old.use_site_zip_tax if old else portal.sync.use_site_zip_tax_for_new_customers
+                old["use_site_zip_tax"] if old else portal.sync.use_site_zip_tax_for_new_customers
             ),
-            "opening_balance": old.opening_balance if old else None,
-            "opening_balance_date": old.opening_balance_date if old else None,
-            "created_at": old.created_at if old else now,
+            "opening_balance": old["opening_balance"] if old else None,
+            "opening_balance_date": old["opening_balance_date"] if old else None,
+            "created_at": old["created_at"] if old else now,
             "updated_at": now,
         }
         if portal.sync.synchronize_opening_balance:
             row["opening_balance"] = client.start_balance
             row["opening_balance_date"] = client.start_date
         rows.append(row)
-    upsert(connection, customers, rows, key=("portal_id", "halo_client_id"))
-    gone = [cid for cid, old in existing.items() if cid not in live_ids and old.active]
+    written = changed_rows(rows, existing, "halo_client_id")
+    upsert(connection, customers, written, key=("portal_id", "halo_client_id"))
+    gone = [cid for cid, old in existing.items() if cid not in live_ids and old["active"]]
     if gone:
         connection.execute(
             update(customers)
@@ -93,6 +112,7 @@ def sync_customers(connection: Connection, portal: PortalSettings) -> SyncOutcom
     return SyncOutcome(
         {
             "customers": len(rows),
+            "written": len(written),
             "active": sum(1 for r in rows if r["active"]),
             "new": sum(1 for r in rows if r["halo_client_id"] not in existing),
             "deactivated": len(gone),
@@ -110,7 +130,8 @@ def sync_sites(connection: Connection, portal: PortalSettings) -> SyncOutcome:
         ).scalars()
     )
     existing = {
-        r.halo_site_id: r for r in connection.execute(select(sites).where(sites.c.portal_id == pid))
+        r.halo_site_id: r._asdict()
+        for r in connection.execute(select(sites).where(sites.c.portal_id == pid))
     }
     rows = []
     for site in connection.execute(_live(halo_sites, pid)):
@@ -127,14 +148,16 @@ def sync_sites(connection: Connection, portal: PortalSettings) -> SyncOutcome:
                 "name": site.name,
                 "address": site.address,
                 "zip": site.postcode,
-                "created_at": old.created_at if old else now,
+                "created_at": old["created_at"] if old else now,
                 "updated_at": now,
             }
         )
-    upsert(connection, sites, rows, key=("portal_id", "halo_site_id"))
+    written = changed_rows(rows, existing, "halo_site_id")
+    upsert(connection, sites, written, key=("portal_id", "halo_site_id"))
     return SyncOutcome(
         {
-            "sites_written": len(rows),
+            "sites": len(rows),
+            "sites_written": len(written),
             "new": sum(1 for r in rows if r["halo_site_id"] not in existing),
         }
     )
@@ -200,11 +223,13 @@ def sync_products(connection: Connection, portal: PortalSettings, *, as_of: date
         }
         for product in records(frame)
     ]
-    upsert(connection, products, rows, key=("portal_id", "product_id"))
+    written = changed_rows(rows, existing, "product_id")
+    upsert(connection, products, written, key=("portal_id", "product_id"))
     rejects = [*selection.rejects, *schema_rejects]
     return SyncOutcome(
         {
             "products": len(rows),
+            "written": len(written),
             "new": sum(1 for r in rows if r["product_id"] not in existing),
             "ended_by_sync": sum(1 for r in rows if r["ended_reason"]),
             "filtered_out": selection.filtered_out,
@@ -226,14 +251,29 @@ def sync_product_sites(connection: Connection, portal: PortalSettings) -> SyncOu
         )
         .where(products.c.portal_id == pid)
     ).all()
-    connection.execute(delete(product_sites).where(product_sites.c.portal_id == pid))
-    upsert(
-        connection,
-        product_sites,
-        [{"portal_id": pid, "product_id": r.product_id, "site_id": r.site_id} for r in rows],
-        key=("portal_id", "product_id"),
+    wanted = {r.product_id: r.site_id for r in rows}
+    stored = dict(
+        connection.execute(
+            select(product_sites.c.product_id, product_sites.c.site_id).where(
+                product_sites.c.portal_id == pid
+            )
+        ).all()
     )
-    return SyncOutcome({"product_sites": len(rows)})
+    gone = [product for product in stored if product not in wanted]
+    for start in range(0, len(gone), CHUNK_ROWS):
+        connection.execute(
+            delete(product_sites).where(
+                product_sites.c.portal_id == pid,
+                product_sites.c.product_id.in_(gone[start : start + CHUNK_ROWS]),
+            )
+        )
+    written = [
+        {"portal_id": pid, "product_id": product, "site_id": site}
+        for product, site in wanted.items()
+        if stored.get(product) != site
+    ]
+    upsert(connection, product_sites, written, key=("portal_id", "product_id"))
+    return SyncOutcome({"product_sites": len(rows), "written": len(written), "removed": len(gone)})
 
 
 def sync_agreements(connection: Connection, portal: PortalSettings) -> SyncOutcome:

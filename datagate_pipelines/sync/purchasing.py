@@ -2,15 +2,14 @@
 
 docs/halopsa-api.md §A1: a supplier list row lacks `accounts_id`, `address` and `notes`, and
 carries no change stamp. Each list row is hashed and compared with the hash stored with the
-supplier: only new or changed rows (and details older than `DETAIL_MAX_AGE`, which brings in
-changes seen only in detail fields) cost a `GET /Supplier/{id}`; the others reuse the stored
-detail. §A2: purchase-order list rows are full objects; a row without `lines` is read whole.
+supplier: only new or changed rows cost a `GET /Supplier/{id}`, and every detail in a full
+sync asked for or once as old as the portal's `sync.full_every_days` (that brings in changes
+seen only in detail fields); the others reuse the stored detail. §A2: purchase-order list
+rows are full objects; a row without `lines` is read whole.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,10 +20,12 @@ from sqlalchemy import Connection, select
 from datagate_pipelines.halopsa.client import HaloPSAClient
 from datagate_pipelines.halopsa.errors import HaloPSANotFoundError
 from datagate_pipelines.sync.halopsa_rows import DETAIL_READ_AT, LIST_HASH
+from datagate_pipelines.warehouse.mirror import content_hash
 from datagate_pipelines.warehouse.models import halo_suppliers
 
 #: Details this old are read again even when the list row did not change: the periodic
-#: reconciliation of detail-only fields (a full sync's cadence; see docs/operations.md).
+#: reconciliation of detail-only fields (by default; the assets pass the portal's
+#: full-sync cadence, see docs/operations.md).
 DETAIL_MAX_AGE = timedelta(days=7)
 
 
@@ -40,12 +41,6 @@ class DetailReads:
         return {"details_read": self.read, "details_reused": self.reused, "details_gone": self.gone}
 
 
-def list_row_hash(row: Mapping[str, Any]) -> str:
-    """The content hash of a list row: any change of any field changes it."""
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def with_supplier_details(
     client: HaloPSAClient,
     connection: Connection,
@@ -53,10 +48,13 @@ def with_supplier_details(
     rows: Sequence[Any],
     *,
     now: datetime,
+    full: bool = False,
+    max_age: timedelta = DETAIL_MAX_AGE,
 ) -> tuple[list[Any], DetailReads]:
     """Each supplier list row merged with its detail record (read now, or reused when the
     row's hash is the stored one and the stored detail is recent), plus the row's hash and
-    when its detail was read, for `halopsa_rows.decode_suppliers`."""
+    when its detail was read, for `halopsa_rows.decode_suppliers`. A `full` sync reads
+    every detail again."""
     stored = {
         r.halo_id: r
         for r in connection.execute(
@@ -74,13 +72,14 @@ def with_supplier_details(
         if not isinstance(row, Mapping) or not isinstance(row.get("id"), int):
             out.append(row)  # the decoder rejects it with its reason
             continue
-        digest = list_row_hash(row)
+        digest = content_hash(row)
         known = stored.get(row["id"])
         fresh = (
-            known is not None
+            not full
+            and known is not None
             and known.list_hash == digest
             and known.detail_read_at is not None
-            and now - known.detail_read_at < DETAIL_MAX_AGE
+            and now - known.detail_read_at < max_age
         )
         if fresh:
             detail, read_at = dict(known.raw), known.detail_read_at

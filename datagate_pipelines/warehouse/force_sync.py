@@ -16,15 +16,19 @@ class ForceSyncRequest:
     portal_id: str
     requested_by: str
     requested_at: datetime
+    full: bool = False
 
 
-def file_request(connection: Connection, portal_id: str, requested_by: str) -> int:
+def file_request(
+    connection: Connection, portal_id: str, requested_by: str, *, full: bool = False
+) -> int:
     result = connection.execute(
         insert(force_sync_requests).values(
             portal_id=portal_id,
             requested_by=requested_by,
             requested_at=datetime.now(UTC),
             status="pending",
+            full=full,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -36,7 +40,10 @@ def pending_requests(connection: Connection, after_id: int = 0) -> list[ForceSyn
         .where(force_sync_requests.c.status == "pending", force_sync_requests.c.id > after_id)
         .order_by(force_sync_requests.c.id)
     ).all()
-    return [ForceSyncRequest(r.id, r.portal_id, r.requested_by, r.requested_at) for r in rows]
+    return [
+        ForceSyncRequest(r.id, r.portal_id, r.requested_by, r.requested_at, bool(r.full))
+        for r in rows
+    ]
 
 
 def mark_requests(

@@ -5,7 +5,8 @@ Three layers:
   suppliers and purchase orders): what HaloPSA said, upserted by the ingest assets. Records that vanish get `deleted_at`.
 - Domain tables (`customers`, `sites`, `products`, `agreements`, imports, `invoices`, the
   billing ledger, `exports`, `purchasing_exports`): what we bill and send.
-- Operations (`api_requests`, `rejects`, `sync_runs`, `force_sync_requests`, `qbo_tokens`).
+- Operations (`api_requests`, `rejects`, `sync_runs`, `sync_entities`, `force_sync_requests`,
+  `qbo_tokens`).
 - Review (`approvals`, `invoice_holds`) and the append-only `audit_events`.
 
 Money invariants live in unique constraints, so a bug or a re-run can never bill or export
@@ -54,12 +55,19 @@ def _portal() -> Column:
 
 
 def _seen() -> list[Column]:
-    """When a mirrored HaloPSA record was first and last seen, and when it vanished."""
+    """When a mirrored HaloPSA record was first seen, last written and vanished, and the hash
+    of its content.
+
+    A listing writes only the records whose content hash changed (warehouse/mirror.py), so
+    `last_seen_at` is when the record last arrived new or changed; when each entity was last
+    read is in `sync_entities`.
+    """
     return [
         Column("raw", JSON, nullable=False),
         Column("first_seen_at", UTCDateTime(), nullable=False),
         Column("last_seen_at", UTCDateTime(), nullable=False),
         Column("deleted_at", UTCDateTime()),
+        Column("content_hash", String(64)),
     ]
 
 
@@ -658,7 +666,29 @@ sync_runs = Table(
     # The time of the data (when HaloPSA was read), not of the request.
     Column("data_as_of", UTCDateTime()),
     Column("stats", JSON),
+    # A full sync reads every entity whole (deletions show only then); why it was full.
+    Column("full", Boolean, nullable=False, server_default=text("false")),
+    Column("full_reason", String(200)),
+    # Per entity: how it was read (incremental, full, or full after a fallback, and why).
+    Column("reads", JSON),
     Index(None, "portal_id", "started_at"),
+)
+
+sync_entities = Table(
+    "sync_entities",
+    metadata,
+    _portal(),
+    # The ingest asset, e.g. halo_clients.
+    Column("entity", String(64), nullable=False),
+    # The data time of the last read whose records were written: the next incremental
+    # read asks for changes since then (less the overlap).
+    Column("read_as_of", UTCDateTime(), nullable=False),
+    Column("read_kind", String(16), nullable=False),
+    # HaloPSA ignored the change filter (records older than the cutoff came back): reads
+    # are full until a full sync of the portal succeeds.
+    Column("incremental_off_reason", Text),
+    Column("incremental_off_at", UTCDateTime()),
+    PrimaryKeyConstraint("portal_id", "entity"),
 )
 
 force_sync_requests = Table(
@@ -672,6 +702,8 @@ force_sync_requests = Table(
     Column("run_id", String(64)),
     Column("error", Text),
     Column("handled_at", UTCDateTime()),
+    # `force-sync --full`: the run reads every entity whole.
+    Column("full", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint(
         "status IN ('pending', 'launched', 'coalesced', 'failed', 'done')", name="status"
     ),

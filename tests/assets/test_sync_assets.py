@@ -57,12 +57,12 @@ def test_sync_mirrors_every_entity_and_derives_the_catalog(engine, halo_stack, i
 
 
 @pytest.mark.slow
-def test_a_second_sync_marks_vanished_records_deleted(engine, halo_stack, instance):
+def test_a_full_sync_marks_vanished_records_deleted(engine, halo_stack, instance):
     run_sync(instance, "acme")
     backend = halo_stack.sim.backend
     victim = backend.list("Site").rows[0]["id"]
     backend.delete("Site", victim)
-    run_sync(instance, "acme")
+    run_sync(instance, "acme", full=True)
     with engine.connect() as c:
         row = c.execute(
             select(m.halo_sites.c.deleted_at).where(m.halo_sites.c.halo_id == victim)

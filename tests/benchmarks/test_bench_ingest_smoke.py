@@ -56,3 +56,23 @@ def test_the_ingest_benchmark_runs_at_a_tiny_size(capsys):
     assert limited["runs"][0]["statuses"].get("429", 0) == 0
     report = capsys.readouterr().out
     assert all(heading in report for heading in HEADINGS)
+
+
+@pytest.mark.slow
+def test_the_incremental_measurement_runs_at_a_tiny_size(capsys):
+    results = bench_ingest.main(
+        ["--incremental", "--in-process", "--incremental-sizes", "30", "--postgres", "none"]
+    )
+
+    (size,) = results["sizes"]
+    runs = size["runs"]
+    assert set(runs) == {"first", "full", "unchanged", "changed"}
+    assert {r["kind"] for r in runs["full"]["reads"].values()} == {"full"}
+    assert runs["unchanged"]["reads"]["halo_clients"]["kind"] == "incremental"
+    assert runs["unchanged"]["reads"]["halo_clients"]["records"] == 0
+    assert runs["changed"]["reads"]["halo_sites"]["records"] == size["changed"]["Site"] == 1
+    # An unchanged tenant: nothing written; 1% changed: only those.
+    assert runs["unchanged"]["metadata"]["halo_contracts"]["rows"] == 0
+    assert runs["changed"]["metadata"]["halo_contracts"]["rows"] == 1
+    report = capsys.readouterr().out
+    assert "## HaloPSA incremental sync" in report and "### Per entity" in report

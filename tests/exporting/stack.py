@@ -130,7 +130,7 @@ def ingest(engine: Engine, portal: Portal, client: HaloPSAClient) -> None:
     with engine.begin() as c:
         register_portal(c, portal)
         for entity in ENTITIES:
-            raw = list(entity.fetch(client, field))
+            raw = list(entity.fetch(client, field, {}))
             for mirrored in entity.decode(raw, field):
                 mirror_snapshot(
                     c,

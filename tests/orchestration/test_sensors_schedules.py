@@ -10,6 +10,7 @@ from sqlalchemy import select
 from datagate_pipelines.definitions import defs
 from datagate_pipelines.orchestration.jobs import EXPORT_ASSETS
 from datagate_pipelines.orchestration.schedules import billing_run_requests, nightly_sync
+from datagate_pipelines.orchestration.tags import FULL_SYNC_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sensors.force_sync import force_sync
@@ -113,6 +114,28 @@ def test_force_sync_runs_at_top_priority_coalesces_and_fails_unknown_portals(
     assert status[ids[2]][0] == "failed" and "unknown portal 'ghost'" in status[ids[2]][1]
     # Nothing new: the cursor keeps old requests from launching twice.
     assert not tick(force_sync, instance, res, cursor=result.cursor).run_requests
+
+
+def test_a_full_force_sync_launches_a_full_run_not_joining_a_plain_one(
+    tmp_path, engine, engine_url, instance
+):
+    res = resources(tmp_path, engine_url)
+    write_portals(tmp_path, "acme")
+    apply(instance, tick(portal_registry, instance, res))
+    with engine.begin() as c:
+        file_request(c, "acme", "ops")
+    plain = tick(force_sync, instance, res)
+    (request,) = plain.run_requests
+    assert FULL_SYNC_TAG not in request.tags
+    # The plain run is still queued when a full sync is asked for: it gets its own run.
+    job = defs.resolve_job_def("portal_sync")
+    instance.create_run_for_job(
+        job, run_id=None, tags={**request.tags}, status=dg.DagsterRunStatus.NOT_STARTED
+    )
+    with engine.begin() as c:
+        file_request(c, "acme", "ana", full=True)
+    (full,) = tick(force_sync, instance, res, cursor=plain.cursor).run_requests
+    assert full.tags[FULL_SYNC_TAG] == "true" and full.run_key != request.run_key
 
 
 def test_nightly_billing_closes_last_month_once_and_refreshes_the_open_one():

@@ -206,3 +206,22 @@ def test_one_agreement_per_contract_plus_no_contract(engine):
         ("contract:101", "contract", 101, 101),
         ("customer:1:no-contract", "no_contract", None, None),
     ]
+
+
+def test_a_second_derivation_of_an_unchanged_mirror_writes_nothing(engine):
+    tenant = bayside_tenant()
+    first = sync_all(engine, portal(), tenant)
+    assert first["customers"].counts["written"] == 2 and first["products"].counts["written"] == 4
+    again = sync_all(engine, portal())
+    assert again["customers"].counts["written"] == 0
+    assert again["sites"].counts["sites_written"] == 0
+    assert again["products"].counts["written"] == 0
+    assert again["product_sites"].counts == {"product_sites": 4, "written": 0, "removed": 0}
+
+    tenant["sites"][1]["name"] = "Annex (renamed)"
+    with engine.begin() as c:
+        load_mirror(c, tenant)
+    changed = sync_all(engine, portal())
+    assert changed["sites"].counts["sites_written"] == 1
+    assert changed["customers"].counts["written"] == 0
+    assert ("Annex (renamed)",) in table(engine, m.sites, "name")

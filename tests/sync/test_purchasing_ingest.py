@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from datagate_pipelines.sync.purchasing import DETAIL_MAX_AGE
+from datagate_pipelines.sync.purchasing import DETAIL_MAX_AGE, with_supplier_details
 from datagate_pipelines.warehouse import models as m
 from datagate_simulators.halopsa.generator import generate_purchasing
 from tests.exporting.stack import (
@@ -72,6 +72,11 @@ def test_supplier_details_are_read_only_for_new_or_changed_rows(engine):
             select(m.halo_suppliers.c.accounts_id).where(m.halo_suppliers.c.halo_id == second)
         ).scalar_one()
     assert accounts_id == "77"
+    # A full sync asked for reads every detail again, however recent.
+    with halo_client(halo) as client, engine.connect() as c:
+        listed = list(client.suppliers())
+        _, forced = with_supplier_details(client, c, portal.id, listed, now=later, full=True)
+    assert (forced.read, forced.reused) == (12, 0)
 
 
 def test_a_supplier_without_a_name_is_rejected_and_a_deleted_one_marked(engine):

@@ -78,6 +78,14 @@ def fault_handlers(backend: HaloPSABackend) -> dict[str, Any]:
             raise FaultSpecError(f"bad {spec.get('kind')} spec: {exc}") from exc
         return {k: spec.get(k) for k in ("kind", "resource", "after_page", "records")}
 
+    def ignore_change_filters(spec: dict[str, Any]) -> Any:
+        resources = spec.get("resources") or ["Client", "Site"]
+        try:
+            backend.ignore_change_filters(*map(str, resources), ignore=bool(spec.get("on", True)))
+        except NotFound as exc:
+            raise FaultSpecError(f"bad ignore_change_filters spec: {exc}") from exc
+        return {"kind": "ignore_change_filters", "resources": resources, "on": spec.get("on", True)}
+
     def rate_limit(spec: dict[str, Any]) -> Any:
         current = backend.rate_limit
         try:
@@ -99,6 +107,7 @@ def fault_handlers(backend: HaloPSABackend) -> dict[str, Any]:
         "delete_between_pages": between_pages,
         "add_between_pages": between_pages,
         "rate_limit": rate_limit,
+        "ignore_change_filters": ignore_change_filters,
     }
 
 

@@ -151,7 +151,10 @@ def test_fault_listing_and_reset(sim: HaloSim, http: httpx.Client) -> None:
     )
     http.post("/_sim/reset")
     listing = http.get("/_sim/faults").json()
-    assert listing == {"faults": [], "halopsa": {"malformed_rows": [], "page_hooks": []}}
+    assert listing == {
+        "faults": [],
+        "halopsa": {"malformed_rows": [], "page_hooks": [], "ignored_change_filters": []},
+    }
     assert sim.backend.oauth.tokens.actual_lifetime is None
     assert http.get("/api/Item").status_code == 200
     bad = http.post(

@@ -282,3 +282,34 @@ def test_paging_a_large_tenant_is_fast(sim: HaloSim, http: httpx.Client) -> None
     assert len(rows) == tenant.counts["recurring_invoices"]
     assert sum(len(r["lines"]) for r in rows) == tenant.counts["lines"]
     assert time.monotonic() - started < 10
+
+
+def test_clients_and_sites_filter_by_change_date_unless_told_to_ignore_it(
+    sim: HaloSim, http: httpx.Client
+) -> None:
+    old, touched = add_clients(sim, 2)
+    sim.backend.upsert("Client", [{"id": old, "name": "Old"}], now="2026-11-01T06:00:00")
+    sim.backend.upsert("Client", [{"id": touched, "name": "New"}], now="2026-12-05T09:30:00")
+    site = sim.backend.create(
+        "Site", {"name": "Depot", "client_id": touched}, now="2026-12-05T09:31:00"
+    )
+    since = {"lastupdatefromdate": "2026-12-05T09:30:00"}  # inclusive
+    rows, _ = collect(http, "/api/Client", 100, **since)
+    # The site made the client's main site: that wrote the client too.
+    assert [(r["id"], r["alastupdate"]) for r in rows] == [(touched, "2026-12-05T09:31:00")]
+    sites, _ = collect(http, "/api/Site", 100, **since)
+    assert [(s["id"], s["slastupdate"]) for s in sites] == [(site["id"], "2026-12-05T09:31:00")]
+    assert collect(http, "/api/Client", 100, lastupdatetodate="2026-11-02")[0][0]["id"] == old
+    bad = http.get("/api/Client", params={"lastupdatefromdate": "yesterday"})
+    assert bad.status_code == 400
+    # A client cannot set the stamp: the server keeps it.
+    sim.backend.upsert(
+        "Client", [{"id": old, "alastupdate": "2030-01-01T00:00:00"}], now="2026-11-02T00:00:00"
+    )
+    assert sim.backend.get("Client", old)["alastupdate"] == "2026-11-02T00:00:00"
+
+    http.post("/_sim/faults", json={"kind": "ignore_change_filters", "resources": ["Client"]})
+    assert len(collect(http, "/api/Client", 100, **since)[0]) == 2  # the whole list, silently
+    assert len(collect(http, "/api/Site", 100, **since)[0]) == 1  # Site still filters
+    http.post("/_sim/reset")
+    assert len(collect(http, "/api/Client", 100, **since)[0]) == 1

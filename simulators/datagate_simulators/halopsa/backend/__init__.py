@@ -524,10 +524,29 @@ class HaloPSABackend:
             description=f"add {records}",
         )
 
+    def ignore_change_filters(self, *resources: str, ignore: bool = True) -> None:
+        """Make ``lastupdatefromdate``/``lastupdatetodate`` ignored on these lists (or heeded
+        again): the whole list is served, as Halo does with a parameter it does not know."""
+        with self.lock:
+            names = {self.resource(r).name for r in resources}
+            if ignore:
+                self.faults.ignored_change_filters |= names
+            else:
+                self.faults.ignored_change_filters -= names
+            self._list_cache.clear()
+
+    def ignores_change_filter(self, resource: str) -> bool:
+        return resource in self.faults.ignored_change_filters
+
+    def now_text(self) -> str:
+        """Now, on the backend's clock, as Halo writes timestamps."""
+        return self._now_text(None)
+
     def reset_faults(self) -> None:
         """Clear HaloPSA fault switches and rate-limit windows (data and live tokens stay)."""
         with self.lock:
             self.faults.clear()
+            self._list_cache.clear()
             self.oauth.tokens.actual_lifetime = None
             self.rate_limiter.reset()
 

@@ -18,6 +18,7 @@ from datagate_simulators.halopsa.conventions import (
     UNSET,
     normalize_datetime,
     parse_bool,
+    parse_datetime,
     parse_int,
     parse_number,
 )
@@ -83,6 +84,10 @@ class Tenant(Protocol):
     ) -> list[dict[str, Any]]: ...
 
     def delete(self, resource: str, record_id: Any) -> dict[str, Any]: ...
+
+    def now_text(self) -> str: ...
+
+    def ignores_change_filter(self, resource: str) -> bool: ...
 
 
 def _str(value: Any) -> str:
@@ -316,6 +321,34 @@ class ListQuery:
         return tuple(sorted((k, v) for k, v in self.params.items() if k not in ignored))
 
 
+#: The change-date list parameters (declared on /Client and /Site, among others). [C] SPEC24 §A6
+CHANGED_FROM, CHANGED_TO = "lastupdatefromdate", "lastupdatetodate"
+
+
+def changed_since(
+    backend: Tenant, resource: Resource, record: dict[str, Any], query: ListQuery
+) -> bool:
+    """``lastupdatefromdate`` / ``lastupdatetodate`` on the resource's ``stamp_field``
+    (inclusive), unless the backend's switch makes it ignore them, as Halo ignores a
+    parameter it does not know. [I] that they filter /Client and /Site (proven on /Tickets)."""
+    if resource.stamp_field is None or backend.ignores_change_filter(resource.name):
+        return True
+    stamp = parse_datetime(record.get(resource.stamp_field))
+    for name, after in ((CHANGED_FROM, True), (CHANGED_TO, False)):
+        text = query.params.get(name)
+        if not text:
+            continue
+        try:
+            bound = parse_datetime(text)
+        except ValueError:
+            bound = None
+        if bound is None:
+            raise ValidationFailed({name: [f"The value '{text}' is not valid."]})
+        if stamp is None or (stamp < bound if after else stamp > bound):
+            return False
+    return True
+
+
 def get_bool_text(text: str, default: bool) -> bool:
     try:
         return parse_bool(text, default) if text else default
@@ -358,6 +391,8 @@ class Resource:
     custom_field_usage: ClassVar[int | None] = None
     #: Resource-level "use" / "table" bookkeeping seen on real objects. [C] REAL-RI
     use: ClassVar[str | None] = None
+    #: The field the server stamps on every write and filters by change date (None: no filter).
+    stamp_field: ClassVar[str | None] = None
 
     # ---- writing
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from datagate_simulators.halopsa.backend.base import ListQuery, Resource, Tenant
+from datagate_simulators.halopsa.backend.base import ListQuery, Resource, Tenant, changed_since
 from datagate_simulators.halopsa.backend.fields import USAGE_CLIENT, USAGE_SITE
 from datagate_simulators.halopsa.conventions import NO_DATE, UNSET, parse_datetime
 
@@ -64,13 +64,16 @@ class Client(Resource):
         "main_site_id": "Site",
     }
     required = ("name",)
+    # ``Area.alastupdate``: the last write, kept by the server. [C] SPEC24 §A6
+    stamp_field = "alastupdate"
+    readonly = frozenset({stamp_field})
     active_flag = "inactive"
     filters: ClassVar[dict[str, str]] = {"toplevel_id": "toplevel_id"}
     list_fields = (
         "id", "name", "toplevel_id", "toplevel_name", "inactive", "colour", "accountsid", "ref",
         "main_site_id", "main_site_name", "is_vip", "datecreated", "customertype",
         *TAX_CODE_FIELDS, *(f"{f}_name" for f in TAX_CODE_FIELDS), "taxable",
-        "default_currency_code", "paymentterms", "use", "key", "table",
+        "default_currency_code", "paymentterms", "use", "key", "table", "alastupdate",
     )  # fmt: skip
 
     def defaults(self, backend: Tenant, now: str) -> dict[str, Any]:
@@ -105,6 +108,10 @@ class Client(Resource):
         site_name = record.pop("newclient_sitename", "")
         if existing is None and site_name:
             record["__new_site"] = site_name
+        record[self.stamp_field] = now
+
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
+        return changed_since(backend, self, record, query)
 
     def after_commit(
         self, backend: Tenant, record: dict[str, Any], created: bool, now: str
@@ -182,6 +189,9 @@ class Site(Resource):
         },
     }
     required = ("name", "client_id")
+    # ``Site.slastupdate``: the last write, kept by the server. [C] SPEC24 §A6
+    stamp_field = "slastupdate"
+    readonly = frozenset({stamp_field})
     active_flag = "inactive"
     filters: ClassVar[dict[str, str]] = {"client_id": "client_id", "site_id": "id"}
     search_fields = ("name", "client_name")
@@ -209,6 +219,7 @@ class Site(Resource):
 
     def finish(self, backend, record, existing, item, path, errors, now) -> None:  # type: ignore[override]
         record["client_id"] = float(record["client_id"])  # [C] PANO: 21.0
+        record[self.stamp_field] = now
         old = existing or {}
         if "delivery_address" in item or existing is None:
             address_id = (old.get("delivery_address") or {}).get("id") or backend.next_sequence(
@@ -231,12 +242,20 @@ class Site(Resource):
     ) -> None:
         client = backend.table("Client").get(int(record["client_id"]))
         if created and client is not None and client.get("main_site_id") in (None, 0, UNSET):
-            backend.replace_record("Client", {**client, "main_site_id": record["id"]})
+            backend.replace_record(
+                "Client", {**client, "main_site_id": record["id"], Client.stamp_field: now}
+            )
 
     def on_delete(self, backend: Tenant, record: dict[str, Any]) -> None:
         client = backend.table("Client").get(int(record["client_id"]))
         if client is not None and client.get("main_site_id") == record["id"]:
-            backend.replace_record("Client", {**client, "main_site_id": UNSET})
+            backend.replace_record(
+                "Client",
+                {**client, "main_site_id": UNSET, Client.stamp_field: backend.now_text()},
+            )
+
+    def extra_match(self, backend: Tenant, record: dict[str, Any], query: ListQuery) -> bool:
+        return changed_since(backend, self, record, query)
 
     def derived(self, backend: Tenant, record: dict[str, Any]) -> dict[str, Any]:
         client_name = backend.name_of("Client", int(record.get("client_id", UNSET)))

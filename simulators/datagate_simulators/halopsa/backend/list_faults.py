@@ -121,6 +121,9 @@ class HaloFaults:
     def __init__(self) -> None:
         self.malformed: list[MalformedRows] = []
         self.page_hooks: list[PageHook] = []
+        #: Resources whose change-date filter (``lastupdatefromdate``) is ignored, as Halo
+        #: ignores a parameter it does not know: the whole list comes back.
+        self.ignored_change_filters: set[str] = set()
 
     def take_malformed(self, resource: str) -> list[MalformedRows]:
         taken = [m for m in self.malformed if m.resource == resource]
@@ -139,6 +142,7 @@ class HaloFaults:
     def clear(self) -> None:
         self.malformed.clear()
         self.page_hooks.clear()
+        self.ignored_change_filters.clear()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -161,6 +165,7 @@ class HaloFaults:
                 }
                 for h in self.page_hooks
             ],
+            "ignored_change_filters": sorted(self.ignored_change_filters),
         }
 
 
