@@ -104,6 +104,12 @@ def gate(
         return schema.validate(kept, lazy=True), rejects
 
 
+def values(series: pd.Series) -> list[Any]:
+    """A column → plain Python values for the database (missing values as None); numbers
+    and objects keep their type (Decimals stay Decimals), numpy integers become ints."""
+    return series.to_numpy(dtype=object, na_value=None).tolist()
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Frame → plain Python rows for the database (no numpy scalars, no pd.NA)."""
 
