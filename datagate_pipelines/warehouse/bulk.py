@@ -21,7 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, column, insert, select
+from sqlalchemy import Column, Connection, Table, bindparam, column, insert, select, update
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -218,6 +218,18 @@ def upsert(
     return len(rows)
 
 
+def _create_stage(connection: Connection, table: Table, columns: Sequence[Column]) -> str:
+    """A temporary table with the target's column types and none of its constraints."""
+    preparer = connection.dialect.identifier_preparer
+    stage = f"datagate_stage_{next(_staging_names)}"
+    names = ", ".join(preparer.quote(c.name) for c in columns)
+    connection.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {stage} AS SELECT {names} "
+        f"FROM {preparer.format_table(table)} WITH NO DATA"
+    )
+    return stage
+
+
 def _stage_and_merge(
     connection: Connection,
     table: Table,
@@ -226,14 +238,7 @@ def _stage_and_merge(
     key: Sequence[str],
     to_update: Sequence[str],
 ) -> None:
-    preparer = connection.dialect.identifier_preparer
-    stage = f"datagate_stage_{next(_staging_names)}"
-    names = ", ".join(preparer.quote(c.name) for c in columns)
-    # The staging table has the target's column types and none of its constraints.
-    connection.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE {stage} AS SELECT {names} "
-        f"FROM {preparer.format_table(table)} WITH NO DATA"
-    )
+    stage = _create_stage(connection, table, columns)
     _copy(connection, stage, columns, values)
     staged = table_clause(stage, *(column(c.name) for c in columns))
     statement = _dialect_insert(connection, table).from_select(
@@ -241,3 +246,41 @@ def _stage_and_merge(
     )
     connection.execute(_on_conflict(statement, key, to_update))
     connection.exec_driver_sql(f"DROP TABLE {stage}")
+
+
+def update_rows(
+    connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, key: Sequence[str]
+) -> int:
+    """Update existing rows found by `key` to the rows' other values (every row with the
+    first row's keys); rows matching nothing change nothing. PostgreSQL: COPY into a
+    staging table and one UPDATE … FROM; elsewhere executemany of one UPDATE."""
+    if not rows:
+        return 0
+    names = list(rows[0])
+    to_set = [n for n in names if n not in key]
+    if not _uses_copy(connection):
+        statement = (
+            update(table)
+            .where(*(table.c[k] == bindparam(f"key_{k}") for k in key))
+            .values({n: bindparam(f"set_{n}") for n in to_set})
+        )
+        connection.execute(
+            statement,
+            [
+                {**{f"key_{k}": row[k] for k in key}, **{f"set_{n}": row[n] for n in to_set}}
+                for row in rows
+            ],
+        )
+        return len(rows)
+    columns = _columns(table, names)
+    preparer = connection.dialect.identifier_preparer
+    stage = _create_stage(connection, table, columns)
+    _copy(connection, stage, columns, [[row[c.name] for row in rows] for c in columns])
+    assignments = ", ".join(f"{preparer.quote(n)} = s.{preparer.quote(n)}" for n in to_set)
+    matches = " AND ".join(f"t.{preparer.quote(k)} = s.{preparer.quote(k)}" for k in key)
+    connection.exec_driver_sql(
+        f"UPDATE {preparer.format_table(table)} AS t SET {assignments} FROM {stage} AS s "
+        f"WHERE {matches}"
+    )
+    connection.exec_driver_sql(f"DROP TABLE {stage}")
+    return len(rows)
