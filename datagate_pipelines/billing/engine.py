@@ -140,7 +140,10 @@ def bill_period(
     - ledger: product_id (or product_key, naming products by the integer key the products
       then carry in a `product_key` column), service_month, period [, final] — the pairs
       already billed.
-      Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them;
+      Rows of P are ignored (P's drafts are recomputed) unless `final` is true for them.
+      Or as runs: product_id (or product_key), service_month, through_month — each row
+      every month from service_month through through_month, all counted (the caller left
+      out P's pairs that are not final);
     - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,
       usage_date. Re-running P while some of its invoices are final: leave out the usage
       rows already on those invoices, and keep the final invoices (same invoice_key) as

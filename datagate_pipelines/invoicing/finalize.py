@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select, update
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    FINAL_STATUSES,
     assign_numbers,
     blocked_agreements,
     invoice_date,
@@ -82,10 +83,14 @@ def finalize_period(
     next_number = connection.execute(
         select(portals.c.next_invoice_number).where(portals.c.id == portal.id).with_for_update()
     ).scalar_one()
+    # Only earlier invoices not yet final can block (billing/finalization.py): the
+    # database leaves out the final history, which grows by a period's invoices a month.
     history = pd.DataFrame(
         connection.execute(
             select(invoices.c.agreement_key, invoices.c.period, invoices.c.status).where(
-                invoices.c.portal_id == portal.id
+                invoices.c.portal_id == portal.id,
+                invoices.c.period < period,
+                invoices.c.status.not_in(sorted(FINAL_STATUSES)),
             )
         ).all(),
         columns=["agreement_key", "period", "status"],
