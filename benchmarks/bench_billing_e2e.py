@@ -729,7 +729,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     text = markdown(results, f".venv/bin/python {command}")
     print(text)
     if args.write:
-        write_section("Billing end to end", text)
+        write_section("## Billing end to end", text)
     return results
 
 
