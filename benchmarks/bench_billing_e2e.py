@@ -458,16 +458,21 @@ class Steps:
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # this process's CPU time (not the database's)
         self.rows: dict[str, int] = {}
         self.peak: dict[str, float] = {}
+
+    def _add(self, name: str, wall: float, cpu: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
     @contextmanager
     def step(self, name: str, rows: int | None = None):
         gc.collect()
         _reset_peak_rss()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         yield
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        self._add(name, time.perf_counter() - started, time.process_time() - cpu)
         self.peak[name] = max(self.peak.get(name, 0.0), _peak_rss_gb())
         if rows is not None:
             self.rows[name] = rows
@@ -476,9 +481,9 @@ class Steps:
         original = getattr(module, attribute)
 
         def timed(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = original(*args, **kwargs)
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self._add(name, time.perf_counter() - started, time.process_time() - cpu)
             if rows is not None:
                 self.rows[name] = self.rows.get(name, 0) + rows(args, result)
             return result
@@ -544,7 +549,7 @@ def baseline_write(engine, kind: str, table: str) -> tuple[int, float]:
 def worker(kind: str, customers: int, months: int) -> dict:
     from datagate_pipelines.assets import billing as billing_assets
     from datagate_pipelines.config import parse_portals
-    from datagate_pipelines.invoicing import drafts, finalize
+    from datagate_pipelines.invoicing import drafts, finalize, inputs
 
     portal = parse_portals(
         PORTAL_YAML.format(start=_month_start(_month_index(PERIOD) - months).strftime("%Y-%m"))
@@ -566,6 +571,7 @@ def worker(kind: str, customers: int, months: int) -> dict:
         steps.wrap(
             drafts, "load_billing_inputs", "load", lambda a, r: sum(len(f) for f in r.values())
         )
+        steps.wrap(inputs, "_ledger_runs", "load: ledger", lambda a, r: len(r))
         steps.wrap(drafts, "bill_period", "engine", lambda a, r: len(r.invoice_lines))
         steps.wrap(drafts, "insert_columns", "drafts: writes", lambda a, r: r)
         steps.wrap(finalize, "update_rows", "finalize: writes", lambda a, r: r)
@@ -584,6 +590,8 @@ def worker(kind: str, customers: int, months: int) -> dict:
         out["finalized"] = len(done.finalized)
         out["lookups"] = lookups["n"]
         out["seconds"] = steps.seconds
+        out["cpu"] = steps.cpu
+        out["load_average"] = os.getloadavg()
         out["rows"] = steps.rows
         out["peak_gb"] = steps.peak
         out["process_peak_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
@@ -624,6 +632,10 @@ def markdown(results: list[dict], command: str) -> str:
     ]
     for r in results:
         s, rows, peak, b = r["seconds"], r["rows"], r["peak_gb"], r["baseline"]
+        cpu = r["cpu"]
+        drafts_rest_cpu = cpu["invoice_lines"] - cpu["load"] - cpu["engine"] - cpu["drafts: writes"]
+        fin_rest_cpu = cpu["invoices (finalize)"] - cpu.get("finalize: writes", 0.0)
+        total_cpu = cpu["invoice_lines"] + cpu["invoices (finalize)"]
         drafts_rest = s["invoice_lines"] - s["load"] - s["engine"] - s["drafts: writes"]
         write_base = sum(b[t][1] for t in ("invoices", "invoice_lines", "billing_ledger"))
         write_rows = sum(b[t][0] for t in ("invoices", "invoice_lines", "billing_ledger"))
@@ -642,30 +654,35 @@ def markdown(results: list[dict], command: str) -> str:
             f"(products {r['seed_per_table_s']['products']:.1f} s, ledger "
             f"{r['seed_per_table_s']['billing_ledger']:.1f} s; generated in {r['generate_s']:.1f} s).",
             "",
-            "| step | wall | rows | rows/s | peak RSS | baseline | ratio |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-            f"| load (`load_billing_inputs`) | {s['load']:.2f} s | {rows['load']:,} | "
+            "| step | wall | CPU² | rows | rows/s | peak RSS | baseline | ratio |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| load (`load_billing_inputs`) | {s['load']:.2f} s | {cpu['load']:.2f} s | {rows['load']:,} | "
             f"{_rate(rows['load'], s['load'])} | {peak['invoice_lines']:.2f} GB¹ | "
             f"{b['load'][1]:.2f} s ({b['load'][0]:,} rows read) | {s['load'] / b['load'][1]:.1f}× |",
-            f"| engine (`bill_period`) | {s['engine']:.2f} s | {rows['engine']:,} lines | "
+            f"| … of which the ledger's runs (`GROUP BY` and read) | {s['load: ledger']:.2f} s | "
+            f"{cpu['load: ledger']:.2f} s | {rows['load: ledger']:,} | "
+            f"{_rate(rows['load: ledger'], s['load: ledger'])} | | | |",
+            f"| engine (`bill_period`) | {s['engine']:.2f} s | {cpu['engine']:.2f} s | {rows['engine']:,} lines | "
             f"{_rate(rows['engine'], s['engine'])} | ¹ | — | — |",
-            f"| drafts: invoices, lines, ledger written | {s['drafts: writes']:.2f} s | "
+            f"| drafts: invoices, lines, ledger written | {s['drafts: writes']:.2f} s | {cpu['drafts: writes']:.2f} s | "
             f"{rows['drafts: writes']:,} | {_rate(rows['drafts: writes'], s['drafts: writes'])} | ¹ | "
             f"{write_base:.2f} s ({write_rows:,} rows) | {s['drafts: writes'] / write_base:.1f}× |",
-            f"| drafts: the rest (checks, old drafts deleted, ids, holds) | {drafts_rest:.2f} s | | | ¹ | | |",
-            f"| finalize: invoices updated, audit events written | {fin_writes:.2f} s | "
+            f"| drafts: the rest (checks, old drafts deleted, ids, holds) | {drafts_rest:.2f} s | {drafts_rest_cpu:.2f} s | | | ¹ | | |",
+            f"| finalize: invoices updated, audit events written | {fin_writes:.2f} s | {cpu.get('finalize: writes', 0):.2f} s | "
             f"{rows.get('finalize: writes', 0):,} | {_rate(rows.get('finalize: writes', 0), fin_writes)} | "
             f"{peak['invoices (finalize)']:.2f} GB | {fin_base:.2f} s | "
             f"{fin_writes / fin_base:.1f}× |",
-            f"| finalize: the rest (history read, numbering) | {fin_rest:.2f} s | | | | | |",
-            f"| **end to end** | **{total:.2f} s** | | | **{max(peak.values()):.2f} GB** | | |",
+            f"| finalize: the rest (history read, numbering) | {fin_rest:.2f} s | {fin_rest_cpu:.2f} s | | | | | |",
+            f"| **end to end** | **{total:.2f} s** | {total_cpu:.2f} s | | | **{max(peak.values()):.2f} GB** | | |",
             "",
             f"¹ `invoice_lines` as one step: its peak RSS covers load, engine and writes. "
             f"Invoices: {r['counts']['invoices']:,} ({r['counts']['held']:,} held), lines "
             f"{r['counts']['lines']:,}, ledger rows {r['counts']['ledger_rows']:,}; finalized "
             f"{r['finalized']:,}. QBO DocNumber lookups (beside the figure, not in it): "
             f"{r['lookups']:,} numbers checked, {math.ceil(r['lookups'] / DOC_NUMBERS_PER_QUERY):,} "
-            f"QBO queries of {DOC_NUMBERS_PER_QUERY}.",
+            f"QBO queries of {DOC_NUMBERS_PER_QUERY}. ² CPU time of the benchmark's process "
+            f"(the database server's is not in it); load average when the steps ended: "
+            f"{', '.join(f'{x:.1f}' for x in r['load_average'])}.",
             "",
         ]
         r["_checks"] = (
