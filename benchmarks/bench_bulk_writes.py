@@ -125,6 +125,22 @@ def line_rows(count: int) -> list[dict]:
     ]
 
 
+WHAT_CHANGED = (
+    "What changed: every upsert (the sync's mirrored and catalog rows, imports, refer"
+    "ences, payment records) and the drafts' inserts go through `warehouse/bulk.py`. "
+    "Before, SQLAlchemy sent them as `executemany` (psycopg2 `values_plus_batch`: 100"
+    " statements a round trip, each planned and executed row by row on the server); a"
+    "fter, one COPY of the rows in PostgreSQL's text format — into a temporary stagin"
+    "g table followed by one `INSERT … SELECT … ON CONFLICT` for an upsert — so the s"
+    "erver parses once and streams the rows. What remains above a plain COPY is the s"
+    "taging table's second pass and the conflict checks of the merge, and converting "
+    "each value through its column type (once per distinct value). SQLite keeps `exec"
+    "utemany` (no COPY; one compiled statement is its fastest path). Semantics are un"
+    "changed: rows repeating a key within one call leave what applying them in order "
+    "would; exact numbers travel as integers or Decimal text, never floats."
+)
+
+
 @contextmanager
 def before():
     """The executemany path bulk.py keeps for databases without COPY."""
@@ -240,6 +256,8 @@ def markdown(rows: int, r: dict, command: str) -> str:
             "integers and text) into a copy of the table with its indexes and foreign keys; "
             "the bulk path also converts each value through its column type "
             "(warehouse/types.py).",
+            "",
+            WHAT_CHANGED,
             "",
         ]
     )
