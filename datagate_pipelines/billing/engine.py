@@ -162,7 +162,10 @@ def bill_period(
       repairs apply (repairs.py, when `settings.credit_past_changes`): it then needs
       product_id, kind, customer_id, site_id, contract_id, description, qty, unit_price,
       amount, tax, tax_code, tax_zip, tax_rate, invoice (a label of the invoice the row is
-      on) and the product's current start_date and end_date (none: the product is gone);
+      on) and the product's current start_date and end_date (none: the product is gone).
+      Or as runs (no repairs then): product_id (or product_key), service_month,
+      through_month — each row every month from service_month through through_month, all
+      counted (the caller left out P's pairs that are not final);
     - customers may carry a `billed` column: customers no longer billed (false) get
       invoices of repair lines only;
     - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,

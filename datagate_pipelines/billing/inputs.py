@@ -44,6 +44,9 @@ CUSTOMER_COLUMNS = ("customer_id", "name", "zip", "use_site_zip_tax")
 SITE_COLUMNS = ("site_id", "customer_id", "zip")
 CONTRACT_COLUMNS = ("contract_id", "customer_id")
 LEDGER_COLUMNS = ("product_id", "service_month", "period")
+# The ledger as runs of months: a row bills service_month … through_month (recurring.py).
+RANGE_COLUMN = "through_month"
+LEDGER_RANGE_COLUMNS = ("product_id", "service_month", RANGE_COLUMN)
 USAGE_COLUMNS = (
     "usage_id",
     "customer_id",

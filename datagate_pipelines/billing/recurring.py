@@ -39,7 +39,9 @@ from datagate_pipelines.billing.inputs import (
     EXACT_ALTERNATIVES,
     LEDGER_ALTERNATIVES,
     LEDGER_COLUMNS,
+    LEDGER_RANGE_COLUMNS,
     PRODUCT_COLUMNS,
+    RANGE_COLUMN,
     ExactColumn,
     exact_column,
     nullable_ints,
@@ -47,7 +49,7 @@ from datagate_pipelines.billing.inputs import (
     table,
     texts,
 )
-from datagate_pipelines.billing.ledger import unbilled_months
+from datagate_pipelines.billing.ledger import expand_ranges, unbilled_months
 from datagate_pipelines.billing.lines import RECURRING, LineBlock, Rejects, SourceTable
 from datagate_pipelines.billing.money import mul_div_round_half_away
 from datagate_pipelines.billing.month_columns import DateColumn, days_in_month_array, parse_dates
@@ -250,13 +252,17 @@ def _ledger_pairs(
     invoices of P that are already final stay billed, so re-running P for its held
     invoices cannot bill them again even if a product moved to another agreement.
     """
-    frame = table(ledger, "ledger", LEDGER_COLUMNS, LEDGER_ALTERNATIVES)
-    if "kind" in frame.columns:  # a pair's repairs (rule 6) do not bill it again
+    ranges = ledger is not None and RANGE_COLUMN in ledger.columns
+    required = LEDGER_RANGE_COLUMNS if ranges else LEDGER_COLUMNS
+    frame = table(ledger, "ledger", required, LEDGER_ALTERNATIVES)
+    if not ranges and "kind" in frame.columns:  # a pair's repairs (rule 6) do not bill it again
         bills = (frame["kind"] == "bill").to_numpy(dtype=bool)
         if not bills.all():
             frame = frame[bills]
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if ranges:
+        return _ledger_ranges(frame, product_ids, product_keys, valid, ids_ascending)
     service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
     if not (service.complete() and billed_in.complete()):
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
@@ -269,6 +275,45 @@ def _ledger_pairs(
         if counted.all():
             counted = None
     months = service.month if counted is None else service.month[counted]
+    owner = _ledger_owners(frame, counted, product_ids, product_keys, valid, ids_ascending)
+    return _known(owner, months)
+
+
+def _ledger_ranges(
+    frame: pd.DataFrame,
+    product_ids: np.ndarray,
+    product_keys: np.ndarray | None,
+    valid: np.ndarray,
+    ids_ascending: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ledger as runs of months (`through_month`): each row stands for every month
+    from its service_month through its through_month, and every such pair counts — the
+    caller has left out the billed period's own pairs that are not on final invoices.
+    A warehouse read this way carries one row per product and run instead of one per
+    product and month (two years of history: ~24× fewer rows)."""
+    service, through = parse_dates(frame["service_month"]), parse_dates(frame[RANGE_COLUMN])
+    if not (service.complete() and through.complete()):
+        raise BillingInputError(
+            f"ledger: every row needs a service_month and a {RANGE_COLUMN} (dates)"
+        )
+    if (through.month < service.month).any():
+        row = int(np.flatnonzero(through.month < service.month)[0]) + 1
+        raise BillingInputError(f"ledger: {RANGE_COLUMN} before service_month (row {row})")
+    owner = _ledger_owners(frame, None, product_ids, product_keys, valid, ids_ascending)
+    # Rows in (product, month) order expand to pairs in that order: the runs' fast path.
+    row, months = expand_ranges(np.arange(len(owner), dtype=np.int64), service.month, through.month)
+    return _known(owner[row], months)
+
+
+def _ledger_owners(
+    frame: pd.DataFrame,
+    counted: np.ndarray | None,
+    product_ids: np.ndarray,
+    product_keys: np.ndarray | None,
+    valid: np.ndarray,
+    ids_ascending: bool,
+) -> np.ndarray:
+    """Each counted ledger row's product as a position in `valid` (-1: not a valid product)."""
     if "product_key" in frame.columns:
         if product_keys is None:
             raise BillingInputError("ledger: rows name products by product_key; products have none")
@@ -276,18 +321,15 @@ def _ledger_pairs(
         if not has_key.all():
             row = int(np.flatnonzero(~has_key)[0]) + 1
             raise BillingInputError(f"ledger: a row has no product_key (row {row})")
-        owner = find_keys(keys if counted is None else keys[counted], product_keys)
-        return _known(owner, months)
+        return find_keys(keys if counted is None else keys[counted], product_keys)
     ids = frame["product_id"].to_numpy(dtype=object)
     if counted is not None:
         ids = ids[counted]
     if ids_ascending:  # join on every product id (sorted, so by merging), then keep valid
         position_in_valid = np.full(len(product_ids) + 1, -1, dtype=np.int64)
         position_in_valid[valid] = np.arange(len(valid))
-        owner = position_in_valid[find_ids(ids, product_ids, known_ascending=True)]
-    else:  # the valid ids are distinct
-        owner = find_ids(ids, product_ids[valid], known_ascending=False)
-    return _known(owner, months)
+        return position_in_valid[find_ids(ids, product_ids, known_ascending=True)]
+    return find_ids(ids, product_ids[valid], known_ascending=False)  # valid ids are distinct
 
 
 def _known(owner: np.ndarray, months: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

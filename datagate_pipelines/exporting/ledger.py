@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Table, func, select, update
 
 from datagate_pipelines.qbo.request_ids import request_id_for
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import exports
-from datagate_pipelines.warehouse.upsert import upsert
 
 HALOPSA = "halopsa"
 QBO = "qbo"

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from datagate_pipelines.exporting.ledger import QBO
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import (
     exports,
     invoice_payment_states,
@@ -25,7 +26,6 @@ from datagate_pipelines.warehouse.models import (
     payment_applications,
     qbo_payment_cursors,
 )
-from datagate_pipelines.warehouse.upsert import upsert
 
 APPLIED, REMOVED = "applied", "removed"
 PAYMENT, CREDIT = "payment", "credit"

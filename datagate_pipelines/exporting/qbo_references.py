@@ -35,6 +35,7 @@ from datagate_pipelines.qbo.batch import BatchItem
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.qbo.errors import QBODuplicateNameError, QBOError, QBOFaultError
 from datagate_pipelines.qbo.request_ids import request_id_for
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import (
     customers,
     exports,
@@ -43,7 +44,6 @@ from datagate_pipelines.warehouse.models import (
     products,
     qbo_entities,
 )
-from datagate_pipelines.warehouse.upsert import upsert
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from sqlalchemy import Connection, select
 from datagate_pipelines.billing.codes import normalize_tax_code
 from datagate_pipelines.imports.csv_files import RowCheck, RowProblem, read_csv
 from datagate_pipelines.imports.report import ImportReport, take_once
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import items, product_templates
-from datagate_pipelines.warehouse.upsert import upsert
 
 PRODUCT_TEMPLATE_COLUMNS = ("item_id", "item_name", "tax_code", "income_account")
 # What to do with a row for an item that already has a template (the seed's "Ignore").

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, select
 from datagate_pipelines.billing.codes import normalize_tax_code, normalize_zip
 from datagate_pipelines.imports.csv_files import RowCheck, RowProblem, read_csv
 from datagate_pipelines.imports.report import ImportReport, take_once
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import tax_rates
-from datagate_pipelines.warehouse.upsert import upsert
 
 TAX_RATE_COLUMNS = ("zip", "tax_code", "jurisdiction", "rate")
 RateKey = tuple[str, str, str]

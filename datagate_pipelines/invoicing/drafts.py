@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+import pandas as pd
+from sqlalchemy import Connection, delete, select
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    INVOICE_COLUMNS,
     LEDGER_TERMS,
     LINE_COLUMNS,
     BillingInputError,
@@ -29,14 +30,14 @@ from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.invoicing.holds import apply_manual_holds
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.schemas import billing as schemas
-from datagate_pipelines.schemas.checks import records
+from datagate_pipelines.schemas.checks import values
+from datagate_pipelines.warehouse.bulk import insert_columns, upsert
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     billing_periods,
     invoice_lines,
     invoices,
 )
-from datagate_pipelines.warehouse.upsert import upsert
 
 
 class BillingOrderError(DatagateError):
@@ -87,7 +88,9 @@ def compute_drafts(
 ) -> DraftOutcome:
     """Run the engine for the period and store its drafts (replacing the previous drafts)."""
     check_period_order(connection, portal, period)
-    inputs = load_billing_inputs(connection, portal.id, period)
+    inputs = load_billing_inputs(
+        connection, portal.id, period, repairs=portal.invoicing.credit_past_changes
+    )
     try:
         result = bill_period(period, billing_settings(portal), **inputs)
     except BillingInputError as error:  # name the portal and period: the engine knows neither
@@ -109,62 +112,51 @@ def compute_drafts(
     )
     _delete_drafts(connection, portal.id, period)
     fresh = result.invoices[~result.invoices["agreement_key"].isin(final_agreements)]
-    keys = set(fresh["invoice_key"])
     now = datetime.now(UTC)
-    invoice_rows = [
-        {
-            "portal_id": portal.id,
-            "period": period,
-            "invoice_key": row["invoice_key"],
-            "customer_id": row["customer_id"],
-            "customer_name": row["customer_name"],
-            "agreement_key": row["agreement_key"],
-            "halo_contract_id": row["halo_contract_id"],
-            "status": row["status"],
-            "hold_reasons": list(row["hold_reasons"]),
-            "invoice_date": row["invoice_date"],
-            "due_date": row["due_date"],
-            "subtotal": row["subtotal"],
-            "tax": row["tax"],
-            "total": row["total"],
-            "computed_at": now,
-        }
-        for row in records(fresh)
-    ]
-    if invoice_rows:
-        connection.execute(insert(invoices), invoice_rows)
+    count = len(fresh)
+    invoice_data = {
+        "portal_id": [portal.id] * count,
+        "period": [period] * count,
+        **{name: values(fresh[name]) for name in INVOICE_FIELDS},
+        "hold_reasons": [list(reasons) for reasons in fresh["hold_reasons"]],
+        "computed_at": [now] * count,
+    }
+    insert_columns(connection, invoices, invoice_data)
     ids = (
         dict(
             connection.execute(
                 select(invoices.c.invoice_key, invoices.c.id).where(
-                    invoices.c.portal_id == portal.id, invoices.c.invoice_key.in_(keys)
+                    invoices.c.portal_id == portal.id,
+                    invoices.c.period == period,
+                    invoices.c.status.in_(("draft", "held")),
                 )
             ).all()
         )
-        if keys
+        if count
         else {}
     )
-    line_rows = [
-        {**_line(row), "invoice_id": ids[row["invoice_key"]]}
-        for row in records(result.invoice_lines)
-        if row["invoice_key"] in keys
-    ]
-    if line_rows:
-        connection.execute(insert(invoice_lines), line_rows)
-    ledger_rows = [
+    lines = _of_fresh(result.invoice_lines, ids)
+    insert_columns(
+        connection,
+        invoice_lines,
         {
-            "portal_id": portal.id,
-            "product_id": row["product_id"],
-            "service_month": row["service_month"],
-            "period": period,
-            "invoice_id": ids[row["invoice_key"]],
-            **{name: row[name] for name in LEDGER_TERMS},
-        }
-        for row in records(result.ledger)
-        if row["invoice_key"] in keys
-    ]
-    if ledger_rows:
-        connection.execute(insert(billing_ledger), ledger_rows)
+            "invoice_id": values(lines["invoice_key"].map(ids)),
+            **{name: values(lines[name]) for name in LINE_FIELDS},
+        },
+    )
+    ledger = _of_fresh(result.ledger, ids)
+    insert_columns(
+        connection,
+        billing_ledger,
+        {
+            "portal_id": [portal.id] * len(ledger),
+            "product_id": values(ledger["product_id"]),
+            "service_month": values(ledger["service_month"]),
+            "period": [period] * len(ledger),
+            "invoice_id": values(ledger["invoice_key"].map(ids)),
+            **{name: values(ledger[name]) for name in LEDGER_TERMS},
+        },
+    )
     # Operators' holds outlive the recomputation (docs/billing.md rules 4 and 5 apply to them).
     held = int((fresh["status"] == "held").sum()) + apply_manual_holds(
         connection, portal.id, period
@@ -178,7 +170,7 @@ def compute_drafts(
                 "period": period,
                 "computed_at": now,
                 "run_id": run_id,
-                "invoices": len(invoice_rows) + len(final_agreements),
+                "invoices": count + len(final_agreements),
                 "held": held,
             }
         ],
@@ -189,10 +181,10 @@ def compute_drafts(
         result,
         sorted(final_agreements),
         {
-            "invoices": len(invoice_rows),
+            "invoices": count,
             "held": held,
-            "lines": len(line_rows),
-            "ledger_rows": len(ledger_rows),
+            "lines": len(lines),
+            "ledger_rows": len(ledger),
             "final_kept": len(final_agreements),
             "rejects": len(result.rejects),
         },
@@ -201,10 +193,13 @@ def compute_drafts(
 
 # A stored line is the engine's line without its invoice key (the row names its invoice).
 LINE_FIELDS = tuple(name for name in LINE_COLUMNS if name != "invoice_key")
+# An invoice's columns as the engine gives them (portal, period and hold reasons apart).
+INVOICE_FIELDS = tuple(name for name in INVOICE_COLUMNS if name not in ("period", "hold_reasons"))
 
 
-def _line(row: dict[str, Any]) -> dict[str, Any]:
-    return {name: row.get(name) for name in LINE_FIELDS}
+def _of_fresh(frame: pd.DataFrame, ids: dict[str, int]) -> pd.DataFrame:
+    """The rows of the invoices just stored (not of agreements already final)."""
+    return frame[frame["invoice_key"].isin(ids.keys())] if ids else frame.iloc[:0]
 
 
 def _delete_drafts(connection: Connection, portal_id: str, period: date) -> None:

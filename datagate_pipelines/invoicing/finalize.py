@@ -19,13 +19,15 @@ from sqlalchemy import Connection, select, update
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing import (
+    FINAL_STATUSES,
     assign_numbers,
     blocked_agreements,
     invoice_date,
     period_label,
 )
 from datagate_pipelines.config import PortalSettings
-from datagate_pipelines.warehouse.audit import FINALIZE, record_event
+from datagate_pipelines.warehouse.audit import FINALIZE, record_events
+from datagate_pipelines.warehouse.bulk import update_rows
 from datagate_pipelines.warehouse.models import billing_periods, invoices, portals
 
 
@@ -81,10 +83,14 @@ def finalize_period(
     next_number = connection.execute(
         select(portals.c.next_invoice_number).where(portals.c.id == portal.id).with_for_update()
     ).scalar_one()
+    # Only earlier invoices not yet final can block (billing/finalization.py): the
+    # database leaves out the final history, which grows by a period's invoices a month.
     history = pd.DataFrame(
         connection.execute(
             select(invoices.c.agreement_key, invoices.c.period, invoices.c.status).where(
-                invoices.c.portal_id == portal.id
+                invoices.c.portal_id == portal.id,
+                invoices.c.period < period,
+                invoices.c.status.not_in(sorted(FINAL_STATUSES)),
             )
         ).all(),
         columns=["agreement_key", "period", "status"],
@@ -123,29 +129,46 @@ def finalize_period(
     )
     now = datetime.now(UTC)
     totals = dict(zip(ready["invoice_key"], ready["total"], strict=True))
-    for row in assignments.numbers.itertuples():
-        connection.execute(
-            update(invoices)
-            .where(invoices.c.portal_id == portal.id, invoices.c.invoice_key == row.invoice_key)
-            .values(
-                status="final", number=int(row.number), doc_number=row.doc_number, finalized_at=now
+    numbered = assignments.numbers
+    keys, doc_numbers = numbered["invoice_key"].tolist(), numbered["doc_number"].tolist()
+    update_rows(
+        connection,
+        invoices,
+        [
+            {
+                "portal_id": portal.id,
+                "invoice_key": key,
+                "status": "final",
+                "number": int(number),
+                "doc_number": doc_number,
+                "finalized_at": now,
+            }
+            for key, number, doc_number in zip(
+                keys, numbered["number"].tolist(), doc_numbers, strict=True
             )
-        )
-        outcome.finalized.append(row.invoice_key)
-        outcome.numbers[row.invoice_key] = row.doc_number
-        record_event(
-            connection,
-            portal.id,
-            FINALIZE,
-            period=period,
-            invoice_key=row.invoice_key,
-            details={
-                "before": {"status": "draft"},
-                "after": {"status": "final", "number": row.doc_number},
-                "total": totals[row.invoice_key],
-                "approval": portal.invoicing.approval,
-            },
-        )
+        ],
+        key=("portal_id", "invoice_key"),
+    )
+    outcome.finalized.extend(keys)
+    outcome.numbers.update(zip(keys, doc_numbers, strict=True))
+    record_events(
+        connection,
+        portal.id,
+        FINALIZE,
+        [
+            {
+                "period": period,
+                "invoice_key": key,
+                "details": {
+                    "before": {"status": "draft"},
+                    "after": {"status": "final", "number": doc_number},
+                    "total": totals[key],
+                    "approval": portal.invoicing.approval,
+                },
+            }
+            for key, doc_number in zip(keys, doc_numbers, strict=True)
+        ],
+    )
     connection.execute(
         update(portals)
         .where(portals.c.id == portal.id)

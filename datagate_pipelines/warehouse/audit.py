@@ -1,7 +1,7 @@
 """The audit trail: who did what to which invoice, when, and in which run — append only.
 
 Every approval, hold, release, finalization, export, credit and void writes one event
-through `record_event`, inside the transaction of the change it describes: the trail never
+through `record_event` (or `record_events`, many at once), inside the transaction of the change it describes: the trail never
 misses a change that happened, nor shows one that was rolled back. Nothing updates or
 deletes its rows; triggers made by migration 0010 refuse it on SQLite and PostgreSQL.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -21,8 +21,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
+from datagate_pipelines.warehouse.bulk import insert_columns
 from datagate_pipelines.warehouse.models import audit_events
 
 # The actions of the trail. Issue "corrections" adds credits and voids through the same call.
@@ -88,17 +89,46 @@ def record_event(
 ) -> None:
     """Append one event: `details` holds what matters (before/after, numbers, targets);
     money as decimal strings, dates as ISO text."""
-    connection.execute(
-        insert(audit_events).values(
-            portal_id=portal_id,
-            occurred_at=datetime.now(UTC),
-            actor=actor or _actor.get() or current_operator(),
-            action=action,
-            period=period,
-            invoice_key=invoice_key,
-            details=_jsonable(dict(details or {})),
-            run_id=run_id or _run_id.get(),
-        )
+    record_events(
+        connection,
+        portal_id,
+        action,
+        [{"period": period, "invoice_key": invoice_key, "details": details}],
+        actor=actor,
+        run_id=run_id,
+    )
+
+
+def record_events(
+    connection: Connection,
+    portal_id: str,
+    action: str,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    actor: str | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Append many events of one action at once (each a mapping of period, invoice_key
+    and details), as `record_event` would one by one: one bulk write for a whole period."""
+    if not events:
+        return 0
+    now = datetime.now(UTC)
+    who = actor or _actor.get() or current_operator()
+    run = run_id or _run_id.get()
+    count = len(events)
+    return insert_columns(
+        connection,
+        audit_events,
+        {
+            "portal_id": [portal_id] * count,
+            "occurred_at": [now] * count,
+            "actor": [who] * count,
+            "action": [action] * count,
+            "period": [e.get("period") for e in events],
+            "invoice_key": [e.get("invoice_key") for e in events],
+            "details": [_jsonable(dict(e.get("details") or {})) for e in events],
+            "run_id": [run] * count,
+        },
     )
 
 

@@ -78,9 +78,8 @@ def make_engine(url: str | None = None) -> Engine:
         return engine
     options = {}
     if parsed.get_driver_name() == "psycopg2":
-        # Upserts (INSERT … ON CONFLICT DO UPDATE) do not qualify for SQLAlchemy's batched
-        # "insertmanyvalues": without this, psycopg2 runs one round trip per row. Batched
-        # 100 statements a trip (BENCHMARKS.md, "HaloPSA ingest", PostgreSQL rows).
+        # Bulk writes go through COPY (warehouse/bulk.py); the executemany statements left
+        # (a few rows each) are batched 100 statements a round trip instead of one per row.
         options["executemany_mode"] = "values_plus_batch"
     return create_engine(url, pool_pre_ping=True, **options)
 

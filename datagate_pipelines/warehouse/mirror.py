@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
 
-from datagate_pipelines.warehouse.upsert import CHUNK_ROWS, upsert
+from datagate_pipelines.warehouse.bulk import upsert
+from datagate_pipelines.warehouse.upsert import CHUNK_ROWS
 
 
 def content_hash(row: Mapping[str, Any]) -> str:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, select, update
 
 from datagate_pipelines.config import Portal
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import portals
-from datagate_pipelines.warehouse.upsert import upsert
 
 
 def register_portal(connection: Connection, portal: Portal) -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from datagate_pipelines.warehouse.bulk import upsert
 from datagate_pipelines.warehouse.models import portals, sync_entities, sync_runs
-from datagate_pipelines.warehouse.upsert import upsert
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Bulk upserts that work the same on SQLite and PostgreSQL (INSERT … ON CONFLICT)."""
+"""Mirror tables kept equal to HaloPSA's listings; the upsert itself lives in warehouse/bulk.py."""
 
 from __future__ import annotations
 
@@ -7,48 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+
+from datagate_pipelines.warehouse.bulk import upsert
 
 # SQLite allows 32,766 bound parameters per statement; stay well below for wide tables.
 CHUNK_ROWS = 400
-
-
-def _insert(connection: Connection, table: Table) -> Any:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"upserts are not implemented for {dialect}")
-
-
-def upsert(
-    connection: Connection,
-    table: Table,
-    rows: Sequence[dict[str, Any]],
-    *,
-    key: Sequence[str],
-    update_columns: Iterable[str] | None = None,
-) -> int:
-    """Insert rows; on a key conflict update `update_columns` (default: all but the key)."""
-    if not rows:
-        return 0
-    columns = list(rows[0])
-    to_update = [
-        c for c in (update_columns if update_columns is not None else columns) if c not in key
-    ]
-    statement = _insert(connection, table)
-    if to_update:
-        statement = statement.on_conflict_do_update(
-            index_elements=list(key),
-            set_={c: getattr(statement.excluded, c) for c in to_update},
-        )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    # One statement compiled once and executed for all rows (SQLAlchemy batches the VALUES
-    # itself); compiling a multi-row VALUES clause per chunk cost more than the writing.
-    connection.execute(statement, list(rows))
-    return len(rows)
 
 
 def mirror_snapshot(
