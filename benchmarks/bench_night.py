@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import json
 import math
 import os
 import platform
@@ -525,16 +526,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-concurrent-runs", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--write", action="store_true", help="record the report in BENCHMARKS.md")
-    args = parser.parse_args(argv)  # fmt: skip
-    config = NightConfig(
-        portals=args.portals,
-        time_scale=args.time_scale,
-        faults=not args.no_faults,
-        max_concurrent_runs=args.max_concurrent_runs,
-        timeout=args.timeout,
-    )
-    results = run_night(config)
+    parser.add_argument("--results", type=Path, help="also save the raw facts as JSON here")
+    parser.add_argument("--report-from", type=Path, help="report a night saved with --results")
+    args = parser.parse_args(argv)
     command = "benchmarks/bench_night.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.report_from:
+        saved = json.loads(args.report_from.read_text())
+        results, command = saved["results"], saved["command"]
+    else:
+        config = NightConfig(
+            portals=args.portals,
+            time_scale=args.time_scale,
+            faults=not args.no_faults,
+            max_concurrent_runs=args.max_concurrent_runs,
+            timeout=args.timeout,
+        )
+        results = json.loads(json.dumps(run_night(config), default=str))
+        if args.results:
+            args.results.write_text(json.dumps({"command": command, "results": results}))
     section = report(results, command.strip())
     print(section)
     if args.write:
@@ -664,7 +673,7 @@ def night(config, stack, portals, qbo, period, sync_at, generated) -> dict[str, 
     billing = billed_once(stack.env["DATAGATE_DATABASE_URL"], portals, qbo, period)
     return {
         "portals": [(p.id, p.customers) for p in portals],
-        "config": config,
+        "time_scale": config.time_scale,
         "generated_s": generated,
         "cpu_s": cpu.seconds(),
         "cores": os.cpu_count() or 1,
@@ -675,6 +684,7 @@ def night(config, stack, portals, qbo, period, sync_at, generated) -> dict[str, 
         "calls": calls(portals, qbo),
         "sync_at": sync_at,
         "instance": instance_yaml(config.max_concurrent_runs),
+        "loadavg": os.getloadavg(),
     }
 
 
@@ -891,7 +901,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
     runs = results["runs"]
-    scale = results["config"].time_scale
+    scale = results["time_scale"]
     first = min(r.get("enqueued", r["created"]) for r in runs)
     last = max(r["end"] or 0 for r in runs)
     floors = {p: api_floor(c, scale) for p, c in results["calls"].items()}
@@ -929,6 +939,13 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "bad_billing": bad_billing,
         "invoices": sum(b["final"] for b in billing.values()),
         "jobs": dict(sorted(_count(r["job"] for r in runs).items())),
+        "duration_p50": {
+            job: percentile(
+                [r["end"] - r["start"] for r in runs if r["job"] == job and r["end"]], 0.5
+            )
+            for job in sorted({r["job"] for r in runs})
+        },
+        "cpu_per_run": results["cpu_s"] / len(runs) if runs else 0.0,
     }
 
 
@@ -941,10 +958,13 @@ def _count(items) -> dict[str, int]:
 
 def report(results: dict[str, Any], command: str) -> str:
     s = summarize(results)
-    config = results["config"]
+    scale = results["time_scale"]
     sizes = _count(c for _, c in results["portals"])
     limits = results["instance"]["concurrency"]["runs"]
     retries = results["instance"]["run_retries"]
+    halo_calls = sum(c["halopsa"] for c in results["calls"].values())
+    qbo_calls = sum(c["qbo"] for c in results["calls"].values())
+    slowest = results["calls"][s["slowest"]]
     lines = [
         SECTION,
         "",
@@ -953,9 +973,9 @@ def report(results: dict[str, Any], command: str) -> str:
         "",
         f"{len(results['portals'])} portals (customers × portals: "
         + ", ".join(f"{k}×{v}" for k, v in sorted(sizes.items()))
-        + f"), `approval: auto`; rate-limit windows compressed {config.time_scale:g}× "
-        f"(HaloPSA {HALO_BUDGET[0]} per {HALO_BUDGET[1] / config.time_scale:g} s, QBO "
-        f"{QBO_BUDGET[0]} and {QBO_BATCHES} batches per {QBO_BUDGET[1] / config.time_scale:g} s). "
+        + f"), `approval: auto`; rate-limit windows compressed {scale:g}× "
+        f"(HaloPSA {HALO_BUDGET[0]} per {HALO_BUDGET[1] / scale:g} s, QBO "
+        f"{QBO_BUDGET[0]} and {QBO_BATCHES} batches per {QBO_BUDGET[1] / scale:g} s). "
         f"Code server + daemon + webserver on PostgreSQL, QueuedRunCoordinator with "
         f"max_concurrent_runs {limits['max_concurrent_runs']} and one run per portal, "
         f"DefaultRunLauncher; run retries {retries}. Runs by job: "
@@ -979,9 +999,22 @@ def report(results: dict[str, Any], command: str) -> str:
         f"| runs failed / retried / not recovered | {s['outcome']['failed']} / "
         f"{s['outcome']['retries']} / {len(s['outcome']['unrecovered'])} |",
         f"| portals not billed exactly once | {len(s['bad_billing'])} |",
+        f"| CPU per run (all our processes' CPU ÷ runs) | {s['cpu_per_run']:.1f} s |",
+        "| run duration, started → finished, p50 | "
+        + ", ".join(f"{job} {value:.0f} s" for job, value in s["duration_p50"].items())
+        + " |",
+        f"| requests (all portals; the slowest portal) | HaloPSA {halo_calls:,}, QBO {qbo_calls:,}; "
+        f"{s['slowest']}: HaloPSA {slowest['halopsa']:,}, QBO {slowest['qbo']:,} |",
         "",
         "Faults injected: " + ("; ".join(results["events"]) or "none") + ".",
+        f"Load average when the night ended: {', '.join(f'{v:.1f}' for v in results['loadavg'])} "
+        "(other work shares the machine: makespan includes waiting for the CPU, the CPU floor "
+        "counts only our processes).",
     ]
+    if s["bad_billing"]:
+        lines.append(f"Not billed exactly once: {', '.join(s['bad_billing'])}.")
+    if s["outcome"]["unrecovered"]:
+        lines.append(f"Runs not recovered: {', '.join(s['outcome']['unrecovered'])}.")
     return "\n".join(lines) + "\n"
 
 
