@@ -778,8 +778,8 @@ def run_facts(instance) -> list[dict[str, Any]]:
 
 
 def billed_once(warehouse_url: str, portals: list[Portal], qbo: QBOBackend, period: date):
-    """Per portal: the closed period finalized once, each final invoice exported once to each
-    target, and the targets holding exactly those invoices (no duplicate numbers)."""
+    """Per portal: the closed period's final invoices, each exported once to each target, and
+    the targets holding exactly those invoices (no duplicate numbers)."""
     engine = create_engine(warehouse_url)
     out = {}
     with engine.connect() as connection:
@@ -920,8 +920,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     bad_billing = [
         p
         for p, b in billing.items()
-        if not b["finalized"]
-        or not b["final"]
+        # A period with held invoices stays open (finalized_at unset) until they are dealt
+        # with: what counts is that each final invoice reached each target exactly once.
+        if not b["final"]
         or not b["final"] == b["exported_halopsa"] == b["in_halopsa"]
         or not b["final"] == b["exported_qbo"] == b["in_qbo"] == b["qbo_distinct"]
     ]
