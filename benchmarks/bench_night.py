@@ -807,7 +807,11 @@ def billed_once(warehouse_url: str, portals: list[Portal], qbo: QBOBackend, peri
             exported[(portal_id, target)] = count
     engine.dispose()
     for portal in portals:
-        in_qbo = [i["DocNumber"] for i in qbo.company(portal.realm).all_live("Invoice")]
+        # Invoices with a negative total go to QBO as credit memos (one DocNumber space).
+        company = qbo.company(portal.realm)
+        in_qbo = [
+            doc["DocNumber"] for kind in ("Invoice", "CreditMemo") for doc in company.all_live(kind)
+        ]
         out[portal.id] = {
             "finalized": finalized.get(portal.id) is not None,
             "final": final.get(portal.id, 0),
