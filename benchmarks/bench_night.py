@@ -4,6 +4,11 @@ killed daemon on the way.
     .venv/bin/python benchmarks/bench_night.py                    # 100 portals, print the report
     .venv/bin/python benchmarks/bench_night.py --write            # and record it in BENCHMARKS.md
     .venv/bin/python benchmarks/bench_night.py --portals 10 --no-faults
+    .venv/bin/python benchmarks/bench_night.py --results night.json  # keep the raw facts
+    .venv/bin/python benchmarks/bench_night.py --report-from night.json --write
+
+100 portals are 300 runs of ~14 s of CPU each: on 2 shared cores that is hours (see
+BENCHMARKS.md); choose --portals for the machine.
 
 What runs, all on this machine:
 - a throw-away PostgreSQL database `bench_night_<random>` on 127.0.0.1:5432 holding the
@@ -15,7 +20,9 @@ What runs, all on this machine:
 - one HaloPSA simulator per portal (mixed sizes, routed under one loopback server) and one
   QBO simulator with a company per portal, their rate limits compressed in time by
   `--time-scale` (HaloPSA's 300 per 5 min becomes 300 per 30 s at 10×; the portals'
-  clients are told the same limits); every portal on `approval: auto`.
+  clients are told the same limits); every portal on `approval: auto`;
+- what an operator set up on an earlier day: the portals registered, product templates and
+  tax rates imported (else every invoice would be held).
 
 The nightly sync and billing schedules are the project's own, ticked by the daemon: their
 crons (DATAGATE_SYNC_CRON, DATAGATE_BILLING_CRON) are moved to the next minutes, sync one
