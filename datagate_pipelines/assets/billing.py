@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from datagate_pipelines.assets.failures import fail_fast_unless_transient
+from datagate_pipelines.assets.failures import fail_fast_unless_transient, warehouse_retry_policy
 from datagate_pipelines.billing import period_label
 from datagate_pipelines.config import Portal, PortalSettings
 from datagate_pipelines.invoicing.approved import finalize_approved
@@ -29,6 +29,8 @@ from datagate_pipelines.warehouse.models import invoice_lines as lines_table
 from datagate_pipelines.warehouse.models import invoices as invoices_table
 from datagate_pipelines.warehouse.rejects import Reject, log_rejects, record_rejects
 from datagate_pipelines.warehouse.request_log import recording
+
+WAREHOUSE_RETRY_POLICY = warehouse_retry_policy()
 
 # Both mappings are beta in Dagster 1.13 (docs/dagster.md §7 verified them for this design).
 with warnings.catch_warnings():
@@ -81,6 +83,7 @@ usage_charges = dg.AssetSpec(
     group_name="billing",
     kinds={"pandas", "sqlalchemy"},
     owners=["team:billing-ops"],
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description="Draft invoices and their lines for the period, recomputed from scratch by the "
     "billing engine (docs/billing.md); final invoices are kept as they are. Needs the previous period billed.",
 )
@@ -89,7 +92,7 @@ def invoice_lines(
 ) -> dg.MaterializeResult:
     portal_id, period = portal_and_period(context)
     portal = portals.portal(portal_id).settings
-    with warehouse.engine().begin() as connection:
+    with fail_fast_unless_transient(), warehouse.engine().begin() as connection:
         outcome = compute_drafts(connection, portal, period, run_id=context.run_id)
         rejects = [Reject(**r) for r in outcome.result.rejects.to_dict("records")]
         record_rejects(
@@ -149,6 +152,9 @@ CHECKS = [
     group_name="billing",
     kinds={"sqlalchemy"},
     owners=["team:billing-ops"],
+    # Finalizing again after a lost connection is safe: it is one transaction, and final
+    # invoices are kept as they are (their numbers too).
+    retry_policy=WAREHOUSE_RETRY_POLICY,
     description="The period's invoices: drafts, held invoices with their reasons, and — with "
     "config finalize: true once the period has ended — final invoices with their numbers.",
 )

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 from sqlalchemy import Connection
 
+from datagate_pipelines.assets.failures import fail_fast_unless_transient, warehouse_retry_policy
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.orchestration.partitions import portal_partitions
 from datagate_pipelines.resources.portals import PortalsResource
@@ -28,7 +29,7 @@ def _run_step(
 ) -> dg.MaterializeResult:
     portal = portals.portal(context.partition_key).settings
     asset = context.asset_key.to_user_string()
-    with warehouse.engine().begin() as connection:
+    with fail_fast_unless_transient(), warehouse.engine().begin() as connection:
         outcome = step(connection, portal)
         record_rejects(connection, portal.id, asset, outcome.rejects, run_id=context.run_id)
         metadata: dict[str, dg.MetadataValue] = {
@@ -47,6 +48,7 @@ def _run_step(
 
 _COMMON = dict(
     partitions_def=portal_partitions,
+    retry_policy=warehouse_retry_policy(),
     group_name="catalog",
     kinds={"sqlalchemy"},
     owners=["team:billing-ops"],

@@ -14,6 +14,7 @@ from decimal import Decimal
 import dagster as dg
 from sqlalchemy import Connection, func, select
 
+from datagate_pipelines.assets.failures import warehouse_retry_policy
 from datagate_pipelines.billing import period_label
 from datagate_pipelines.billing.periods import add_months
 from datagate_pipelines.invoicing.review import PeriodReview, period_review
@@ -56,6 +57,7 @@ BAR_WIDTH = 30
     group_name="billing",
     kinds={"sqlalchemy"},
     owners=["team:billing-ops"],
+    retry_policy=warehouse_retry_policy(),
     description="What changed since the previous period, agreement by agreement and line by "
     "line (new and gone agreements, products added, ended, pro-rated, caught up, repaired, "
     "quantity and price changes, usage, holds), with the invoices flagged for a look "

@@ -16,6 +16,10 @@ from datagate_pipelines.warehouse.models import billing_periods
 
 SYNC_CRON = os.environ.get("DATAGATE_SYNC_CRON", "0 2 * * *")
 BILLING_CRON = os.environ.get("DATAGATE_BILLING_CRON", "0 4 * * *")
+# Syncs go ahead of billing runs (priority 0) in the queue: a portal's billing then never
+# starts before its sync, even when that sync is a run retry queued after the billing runs
+# (retries keep their run's tags). Forced syncs and approvals go first of all (10).
+SYNC_PRIORITY = "1"
 
 
 def _portals(context: dg.ScheduleEvaluationContext) -> list[str]:
@@ -35,7 +39,7 @@ def nightly_sync(context: dg.ScheduleEvaluationContext):
         dg.RunRequest(
             run_key=f"nightly-sync:{portal_id}:{day}",
             partition_key=portal_id,
-            tags={PORTAL_TAG: portal_id},
+            tags={PORTAL_TAG: portal_id, "dagster/priority": SYNC_PRIORITY},
         )
         for portal_id in _portals(context)
     ]

@@ -28,6 +28,10 @@ class WarehouseError(DatagateError):
     """The warehouse cannot be reached or is not at the expected schema version."""
 
 
+class WarehouseUnreachable(WarehouseError):
+    """The warehouse did not answer: it may be restarting, so this one is worth retrying."""
+
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # A revision file's `revision = "…"` and `down_revision = …` lines (alembic's template).
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)
@@ -94,7 +98,7 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def _unreachable(engine: Engine, exc: OperationalError) -> WarehouseError:
-    return WarehouseError(
+    return WarehouseUnreachable(
         f"cannot reach the warehouse at {redacted(str(engine.url))}: {' '.join(str(exc.orig).split())}"
     )
 

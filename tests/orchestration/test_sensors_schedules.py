@@ -186,3 +186,9 @@ def test_nightly_sync_requests_every_portal_with_the_portal_tag(instance):
         ("acme", "acme"),
         ("globex", "globex"),
     ]
+    # Ahead of the nightly billing runs (no priority tag: 0) in the run queue.
+    assert {r.tags["dagster/priority"] for r in requests} == {"1"}
+    assert all(
+        "dagster/priority" not in r.tags
+        for r in billing_run_requests(["acme"], date(2026, 9, 2), {}, {"acme": date(2026, 7, 1)})
+    )
