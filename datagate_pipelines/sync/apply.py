@@ -19,7 +19,7 @@ from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.schemas import billing as schemas
 from datagate_pipelines.schemas.checks import gate, records, to_frame
 from datagate_pipelines.sync.products import keep_first_noticed_end, select_products
-from datagate_pipelines.warehouse.bulk import upsert
+from datagate_pipelines.warehouse.bulk import CHUNK_ROWS, upsert
 from datagate_pipelines.warehouse.models import (
     agreements,
     contracts,
@@ -34,7 +34,6 @@ from datagate_pipelines.warehouse.models import (
     sites,
 )
 from datagate_pipelines.warehouse.rejects import Reject
-from datagate_pipelines.warehouse.upsert import CHUNK_ROWS
 
 
 @dataclass

@@ -31,6 +31,9 @@ COPY_CHUNK_ROWS = 100_000
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _staging_names = itertools.count(1)
 
+# SQLite allows 32,766 bound parameters per statement: IN lists and wide rows stay well below.
+CHUNK_ROWS = 400
+
 
 def _copy_text(value: Any) -> str:
     """One value as a field of COPY's text format."""

@@ -18,8 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
 
-from datagate_pipelines.warehouse.bulk import upsert
-from datagate_pipelines.warehouse.upsert import CHUNK_ROWS
+from datagate_pipelines.warehouse.bulk import CHUNK_ROWS, upsert
 
 
 def content_hash(row: Mapping[str, Any]) -> str:
@@ -121,3 +120,29 @@ def mirror_changes(
         "restored": restored,
         "deleted": deleted,
     }
+
+
+def mirror_snapshot(
+    connection: Connection,
+    table: Table,
+    portal_id: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    seen_ids: Iterable[int],
+    seen_at: datetime,
+) -> dict[str, int]:
+    """Write a complete listing whole, every record whatever its hash (seeding a mirror);
+    `seen_ids` are listed ids that could not be decoded: kept, not marked deleted."""
+    hashes = hashed(rows)
+    counts = mirror_changes(
+        connection,
+        table,
+        portal_id,
+        rows,
+        hashes=hashes,
+        stored=stored_records(connection, table, portal_id),
+        seen_ids=[*seen_ids, *hashes],
+        seen_at=seen_at,
+        complete=True,
+    )
+    return {name: counts[name] for name in ("rows", "inserted", "updated", "restored", "deleted")}

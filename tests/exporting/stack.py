@@ -31,8 +31,8 @@ from datagate_pipelines.sync.apply import (
     sync_sites,
 )
 from datagate_pipelines.warehouse import models as m
+from datagate_pipelines.warehouse.mirror import mirror_snapshot
 from datagate_pipelines.warehouse.portals import register_portal
-from datagate_pipelines.warehouse.upsert import mirror_snapshot
 from datagate_simulators.halopsa.generator import generate_tenant
 from datagate_simulators.halopsa.testing import IN_PROCESS_URL, HaloSim, make_sim
 from datagate_simulators.qbo import QBOBackend, create_app

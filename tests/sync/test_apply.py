@@ -18,8 +18,8 @@ from datagate_pipelines.sync.apply import (
     sync_sites,
 )
 from datagate_pipelines.warehouse import models as m
+from datagate_pipelines.warehouse.mirror import mirror_snapshot
 from datagate_pipelines.warehouse.portals import register_portal
-from datagate_pipelines.warehouse.upsert import mirror_snapshot
 from tests.sync.halo_records import bayside_tenant, line, recurring
 
 PORTAL = """

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 
+from datagate_pipelines.warehouse.mirror import mirror_snapshot
 from datagate_pipelines.warehouse.models import halo_sites, portals
-from datagate_pipelines.warehouse.upsert import mirror_snapshot
 
 T1 = datetime(2026, 8, 1, 2, 0, tzinfo=UTC)
 T2 = datetime(2026, 8, 2, 2, 0, tzinfo=UTC)
