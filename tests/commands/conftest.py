@@ -4,6 +4,7 @@ portals.yaml and a warehouse asks for `halo_stack` too (the simulator on loopbac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -98,3 +99,11 @@ def configure_with_qbo(stack: Stack, qbo_url: str, **portal: Any) -> None:
     )
     qbo = QBO_YAML.format(realm=QBO_REALM, qbo=qbo_url, income_accounts="{}")
     stack.portals_file.write_text(text + qbo)
+
+
+PROGRESS_LINE = re.compile(r"\d\d:\d\d:\d\d ")
+
+
+def without_progress(stderr: str) -> list[str]:
+    """stderr's lines but the assets' own progress lines (orchestration/terminal.py)."""
+    return [line for line in stderr.splitlines() if not PROGRESS_LINE.match(line)]

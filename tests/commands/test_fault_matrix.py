@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy import func, select
 
 from datagate_pipelines.warehouse import models as m
-from tests.commands.conftest import QBOCompany
+from tests.commands.conftest import QBOCompany, without_progress
 
 JULY, AUGUST = "2026-07", "2026-08"
 
@@ -302,7 +302,7 @@ def test_a_run_failing_inside_dagster(desk, monkeypatch):
     result = desk.run("sync", "--portal", "acme")
 
     assert result.exit_code == 1
-    (line,) = result.stderr.splitlines()
+    (line,) = without_progress(result.stderr)
     assert line.startswith("error: halopsa portal acme: POST /auth/token failed: HTTP 401")
     assert "not-the-secret" not in result.output and "Traceback" not in result.output
     assert desk.last_run().status == dg.DagsterRunStatus.FAILURE
