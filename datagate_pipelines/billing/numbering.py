@@ -44,6 +44,29 @@ def doc_number(prefix: str, number: int) -> str:
     return text
 
 
+def first_free_number(
+    prefix: str,
+    number: int,
+    is_taken: Callable[[str], bool],
+    *,
+    max_skips: int = 100_000,
+) -> tuple[int, str]:
+    """The first number from `number` on whose DocNumber is not taken, and that DocNumber.
+
+    Raises InvoiceNumberError when more than `max_skips` numbers in a row are taken."""
+    text = doc_number(prefix, number)
+    skips = 0
+    while is_taken(text):
+        skips += 1
+        if skips > max_skips:
+            raise InvoiceNumberError(
+                f"no free invoice number after {max_skips} taken numbers from {text!r}"
+            )
+        number += 1
+        text = doc_number(prefix, number)
+    return number, text
+
+
 def assign_numbers(
     invoices: pd.DataFrame,
     *,
@@ -87,16 +110,7 @@ def assign_numbers(
     number = next_number
     assigned = []
     for key, *_ in rows:
-        skips = 0
-        text = doc_number(prefix, number)
-        while is_taken(text):
-            skips += 1
-            if skips > max_skips:
-                raise InvoiceNumberError(
-                    f"no free invoice number after {max_skips} taken numbers from {text!r}"
-                )
-            number += 1
-            text = doc_number(prefix, number)
+        number, text = first_free_number(prefix, number, is_taken, max_skips=max_skips)
         assigned.append((key, number, text))
         number += 1
     frame = pd.DataFrame(assigned, columns=["invoice_key", "number", "doc_number"])

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from datagate_pipelines import DatagateError
 from datagate_pipelines.billing.credits import BilledLine, CreditedLine, CreditError, credit_lines
-from datagate_pipelines.billing.numbering import doc_number
+from datagate_pipelines.billing.numbering import doc_number, first_free_number
 from datagate_pipelines.config import PortalSettings
 from datagate_pipelines.warehouse.audit import CREDIT, VOID, record_event
 from datagate_pipelines.warehouse.models import (
@@ -215,9 +215,9 @@ def create_credit_note(
                 )
             ).scalars()
         )
-        given = next_number
-        while (text := doc_number(portal.invoicing.number_prefix, given)) in used or is_taken(text):
-            given += 1
+        given, text = first_free_number(
+            portal.invoicing.number_prefix, next_number, lambda t: t in used or is_taken(t)
+        )
         key = f"{invoice.invoice_key}:credit:{given}"
         note = _note(None, invoice, key, text, reason, taken)
         now = datetime.now(UTC)
