@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +32,7 @@ from datagate_pipelines.exporting.ledger import (
     record_exported,
     record_failed,
 )
+from datagate_pipelines.exporting.payments import qbo_amount
 from datagate_pipelines.exporting.status import QBO_APPLY
 from datagate_pipelines.qbo.client import QBOClient
 from datagate_pipelines.qbo.errors import QBOError, QBOFaultError
@@ -40,10 +40,6 @@ from datagate_pipelines.warehouse.models import exports, invoices
 
 #: `external_type` of an application: the Payment made, or none needed (invoice not open).
 PAYMENT, UNAPPLIED = "Payment", "unapplied"
-
-
-def _money(value: Any) -> Decimal:
-    return Decimal(str(value if value is not None else "0"))
 
 
 def apply_credit_notes(
@@ -139,7 +135,8 @@ def _apply(
         return True
     memo = client.get("CreditMemo", memo_id, our_id=note.id)
     amount = min(
-        _money(memo.get("RemainingCredit", memo.get("Balance"))), _money(invoice.get("Balance"))
+        qbo_amount(memo.get("RemainingCredit", memo.get("Balance"))),
+        qbo_amount(invoice.get("Balance")),
     )
     if amount <= 0:
         _record(db, note, None, UNAPPLIED)  # nothing open to apply it to: the customer's credit

@@ -219,7 +219,8 @@ def _linked_payments(invoice: dict[str, Any]) -> set[str]:
     }
 
 
-def _money(value: Any) -> Decimal:
+def qbo_amount(value: Any) -> Decimal:
+    """An amount as QBO's JSON gives it (a number, or none: 0), exact to the cent."""
     return round_half_away(Decimal(str(value if value is not None else "0")))
 
 
@@ -245,7 +246,7 @@ def applications_of(
         for link in line.get("LinkedTxn") or []
         if link.get("TxnType") == "CreditMemo"
     ]
-    kind = CREDIT if credits and _money(payment.get("TotalAmt")) == 0 else PAYMENT
+    kind = CREDIT if credits and qbo_amount(payment.get("TotalAmt")) == 0 else PAYMENT
     if kind == CREDIT:
         method = "credit memo"
         numbers = [str(credit_memos.get(c, {}).get("DocNumber") or c) for c in credits]
@@ -259,7 +260,7 @@ def applications_of(
         for link in line.get("LinkedTxn") or []:
             if link.get("TxnType") == "Invoice" and link.get("TxnId") is not None:
                 invoice_id = str(link["TxnId"])
-                amounts[invoice_id] = amounts.get(invoice_id, ZERO) + _money(line.get("Amount"))
+                amounts[invoice_id] = amounts.get(invoice_id, ZERO) + qbo_amount(line.get("Amount"))
     version = str(payment.get("SyncToken", ""))
     updated = parse_time((payment.get("MetaData") or {}).get("LastUpdatedTime"))
     # QBO dates every payment (TxnDate defaults to the day it was entered, §3.7).
@@ -470,7 +471,7 @@ def _state(
         return _State(
             invoice.payment_status or UNPAID, invoice.balance, "deleted", None, "deleted", None
         )
-    total, balance = _money(record.get("TotalAmt")), _money(record.get("Balance"))
+    total, balance = qbo_amount(record.get("TotalAmt")), qbo_amount(record.get("Balance"))
     voided = total == 0 and (invoice.total != 0 or "Voided" in (record.get("PrivateNote") or ""))
     credited = bool(applied) and all(a.kind == CREDIT for a in applied)
     status = payment_status(total, balance, voided=voided, credited=credited)
