@@ -46,17 +46,21 @@ def api_retry_policy() -> dg.RetryPolicy:
 
     `DATAGATE_ASSET_RETRY_DELAY` (seconds, default 30) sets the first wait; tests set 0.
     """
-    delay = float(os.environ.get("DATAGATE_ASSET_RETRY_DELAY", "30"))
-    return dg.RetryPolicy(
-        max_retries=2, delay=delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-    )
+    return _backing_off(max_retries=2)
 
 
 def warehouse_retry_policy() -> dg.RetryPolicy:
     """Retries for steps that only read and write the warehouse: a database restart or
     failover lasts seconds to a couple of minutes, so three tries with exponential backoff
     from `DATAGATE_ASSET_RETRY_DELAY` (default 30 s: 30, 60, 120 s) outlast it."""
+    return _backing_off(max_retries=3)
+
+
+def _backing_off(max_retries: int) -> dg.RetryPolicy:
     delay = float(os.environ.get("DATAGATE_ASSET_RETRY_DELAY", "30"))
     return dg.RetryPolicy(
-        max_retries=3, delay=delay, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        max_retries=max_retries,
+        delay=delay,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
     )
