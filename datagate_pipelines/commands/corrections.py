@@ -100,7 +100,8 @@ def credit(
         f"tax {note.tax:.2f}, total {note.total:.2f} — {reason}"
     )
     for line in note.lines:
-        click.echo(f"  line {line.line_no}: -{line.amount:.2f}, tax -{line.tax:.2f}")
+        # 0 - x rather than -x: a line without tax shows 0.00, not -0.00.
+        click.echo(f"  line {line.line_no}: {0 - line.amount:.2f}, tax {0 - line.tax:.2f}")
     for target, why in outcome.failed.items():
         click.echo(f"export failed → {target}: {why}", err=True)
     if outcome.failed:
