@@ -629,6 +629,9 @@ def environment(home, portals, warehouse_url, url, sync_at, billing_at) -> dict[
             "DATAGATE_TOKEN_KEY": Fernet.generate_key().decode(),
             "DATAGATE_OPERATOR": "bench-night",
             "DATAGATE_ASSET_RETRY_DELAY": "2",
+            # As deploy/README.md advises for a busy host: a launch waits for the run's
+            # process to load the code, which takes longer than 60 s when 2 cores are full.
+            "DAGSTER_GRPC_TIMEOUT_SECONDS": "180",
             "DATAGATE_SYNC_CRON": cron_at(sync_at),
             "DATAGATE_BILLING_CRON": cron_at(billing_at),
             "DATAGATE_PAYMENTS_CRON": NEVER,
