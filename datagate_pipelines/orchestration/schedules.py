@@ -26,10 +26,12 @@ BILLING_CRON = os.environ.get("DATAGATE_BILLING_CRON", "0 4 * * *")
 SYNC_PRIORITY = "1"
 
 
-def night_sync_tick(billing_tick: datetime, sync_cron: str = SYNC_CRON) -> datetime:
-    """The sync tick a billing tick follows: the latest tick of `sync_cron` at or before
-    it (UTC) — the same night, or the evening before when the sync runs late."""
-    return next(reverse_cron_string_iterator(billing_tick.timestamp(), sync_cron, "UTC"))
+def night_sync_tick(billing_tick: datetime, sync_cron: str | None = None) -> datetime:
+    """The sync tick a billing tick follows: the latest tick of `sync_cron` (default
+    DATAGATE_SYNC_CRON) at or before it, in UTC — the same night, or the evening before
+    when the sync runs late."""
+    cron = sync_cron or SYNC_CRON
+    return next(reverse_cron_string_iterator(billing_tick.timestamp(), cron, "UTC"))
 
 
 def _portals(context: dg.ScheduleEvaluationContext) -> list[str]:
