@@ -22,7 +22,8 @@ SYNC_CRON = os.environ.get("DATAGATE_SYNC_CRON", "0 2 * * *")
 BILLING_CRON = os.environ.get("DATAGATE_BILLING_CRON", "0 4 * * *")
 # Syncs go ahead of billing runs (priority 0) in the queue: a portal's billing then never
 # starts before its sync, even when that sync is a run retry queued after the billing runs
-# (retries keep their run's tags). Forced syncs and approvals go first of all (10).
+# (retries keep their run's tags). Forced syncs and approvals go first of all (10). When
+# the night's sync failed for good, the closing run refuses to finalize (SYNCED_SINCE_TAG).
 SYNC_PRIORITY = "1"
 
 
