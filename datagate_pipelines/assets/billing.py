@@ -1,7 +1,9 @@
 """Billing: draft invoices per (portal, billing period), finalization and numbering.
 
 `invoice_lines` runs the pure engine and stores the drafts; `invoices` finalizes a closed
-period when asked (config `finalize`), checks the money and describes the period.
+period when asked (config `finalize`), checks the money and describes the period. A nightly
+close (run tag `datagate/synced-since`) finalizes only after the night's sync
+(invoicing/close_gate.py).
 """
 
 import warnings
