@@ -1,7 +1,9 @@
 """Billing: draft invoices per (portal, billing period), finalization and numbering.
 
 `invoice_lines` runs the pure engine and stores the drafts; `invoices` finalizes a closed
-period when asked (config `finalize`), checks the money and describes the period.
+period when asked (config `finalize`), checks the money and describes the period. A nightly
+close (run tag `datagate/synced-since`) finalizes only after the night's sync
+(invoicing/close_gate.py).
 """
 
 import warnings
@@ -17,9 +19,11 @@ from datagate_pipelines.assets.failures import fail_fast_unless_transient, wareh
 from datagate_pipelines.billing import period_label
 from datagate_pipelines.config import Portal, PortalSettings
 from datagate_pipelines.invoicing.approved import finalize_approved
+from datagate_pipelines.invoicing.close_gate import parse_sync_tick, require_synced_since
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import FinalizeOutcome, finalize_period
 from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
+from datagate_pipelines.orchestration.tags import SYNCED_SINCE_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
@@ -169,6 +173,18 @@ def invoices(
     portal = portals.portal(portal_id).settings
     engine = warehouse.engine()
     if config.finalize:
+        synced_since = context.run.tags.get(SYNCED_SINCE_TAG)
+        if synced_since is not None:
+            # A nightly close: not on data the night's sync did not refresh. The drafts
+            # (invoice_lines) are refreshed already; nothing is finalized or exported.
+            with fail_fast_unless_transient():
+                require_synced_since(
+                    engine,
+                    portal_id,
+                    period,
+                    parse_sync_tick(synced_since),
+                    run_id=context.run_id,
+                )
         with (
             fail_fast_unless_transient(),
             audit_context(run_id=context.run_id),

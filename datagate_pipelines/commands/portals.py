@@ -15,6 +15,7 @@ from datagate_pipelines.config import Portal, load_portals
 from datagate_pipelines.exporting.payment_report import payment_refreshes
 from datagate_pipelines.exporting.status import failed_purchasing, open_exports
 from datagate_pipelines.invoicing.approval import periods_awaiting_approval
+from datagate_pipelines.invoicing.close_gate import refused_closes
 from datagate_pipelines.orchestration.run_history import last_runs
 from datagate_pipelines.warehouse.force_sync import open_requests_by_portal
 from datagate_pipelines.warehouse.models import invoices
@@ -100,9 +101,10 @@ def check(portal_id: str | None) -> None:
 @expected_errors
 def status(as_json: bool) -> None:
     """Each portal: last successful sync, last run and its state, pending force syncs, the
-    lists read whole because HaloPSA ignored their change filter, held invoices, closed periods awaiting approval, failed exports (and how long the oldest has
-    been failing), final invoices not yet exported, the last payment refresh and the last
-    QBO webhook."""
+    lists read whole because HaloPSA ignored their change filter, held invoices, closed
+    periods awaiting approval, periods left open because their nightly close found no sync
+    since the night's sync tick, failed exports (and how long the oldest has been failing),
+    final invoices not yet exported, the last payment refresh and the last QBO webhook."""
     registry = load_portals()
     with engine().connect() as connection:
         synced = dict(
@@ -128,6 +130,7 @@ def status(as_json: bool) -> None:
             p for p in registry.ids if registry.get(p).settings.invoicing.approval == "manual"
         ]
         waiting = periods_awaiting_approval(connection, manual, datetime.now(UTC).date())
+        not_closed = refused_closes(connection)
     now = datetime.now(UTC)
     rows = []
     failing_for: dict[str, str | None] = {}
@@ -156,6 +159,8 @@ def status(as_json: bool) -> None:
                 "awaiting_approval": [
                     period_label(w.period) for w in waiting if w.portal_id == pid
                 ],
+                # periods still open because their nightly close found no fresh sync
+                "close_refused": [r.as_json() for r in not_closed if r.portal_id == pid],
                 "failed_exports": len(failed) + len(failed_orders),
                 "failed_purchasing_exports": len(failed_orders),
                 "oldest_failed_export_since": since.isoformat() if since else None,
@@ -188,6 +193,12 @@ def status(as_json: bool) -> None:
                 f"; awaiting approval: {', '.join(row['awaiting_approval'])}"
                 if row["awaiting_approval"]
                 else ""
+            )
+            + "".join(
+                f"; {r['period']} not closed: the nightly close at {r['refused_at'][:19]} waited "
+                f"for a sync since {r['waited_for_sync_since'][:19]} (last successful sync "
+                f"{(r['last_successful_sync'] or 'never')[:19]})"
+                for r in row["close_refused"]
             )
             + "".join(
                 f"; incremental off for {entity} until a full sync: {reason}"

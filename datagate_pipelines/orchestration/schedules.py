@@ -4,12 +4,16 @@ import os
 from datetime import UTC, date, datetime
 
 import dagster as dg
+
+# Dagster's own cron arithmetic (the one its schedules tick by; croniter is not a dependency).
+from dagster._utils.schedules import reverse_cron_string_iterator
 from sqlalchemy import select
 
 from datagate_pipelines.billing.periods import add_months, period_label
 from datagate_pipelines.exporting.status import periods_to_export
 from datagate_pipelines.orchestration.jobs import EXPORT_ASSETS, PORTAL_TAG
 from datagate_pipelines.orchestration.partitions import billing_partition, portal_partitions
+from datagate_pipelines.orchestration.tags import SYNCED_SINCE_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.models import billing_periods
@@ -18,8 +22,17 @@ SYNC_CRON = os.environ.get("DATAGATE_SYNC_CRON", "0 2 * * *")
 BILLING_CRON = os.environ.get("DATAGATE_BILLING_CRON", "0 4 * * *")
 # Syncs go ahead of billing runs (priority 0) in the queue: a portal's billing then never
 # starts before its sync, even when that sync is a run retry queued after the billing runs
-# (retries keep their run's tags). Forced syncs and approvals go first of all (10).
+# (retries keep their run's tags). Forced syncs and approvals go first of all (10). When
+# the night's sync failed for good, the closing run refuses to finalize (SYNCED_SINCE_TAG).
 SYNC_PRIORITY = "1"
+
+
+def night_sync_tick(billing_tick: datetime, sync_cron: str | None = None) -> datetime:
+    """The sync tick a billing tick follows: the latest tick of `sync_cron` (default
+    DATAGATE_SYNC_CRON) at or before it, in UTC — the same night, or the evening before
+    when the sync runs late."""
+    cron = sync_cron or SYNC_CRON
+    return next(reverse_cron_string_iterator(billing_tick.timestamp(), cron, "UTC"))
 
 
 def _portals(context: dg.ScheduleEvaluationContext) -> list[str]:
@@ -53,6 +66,7 @@ def billing_run_requests(
     unexported: dict[str, list[date]] | None = None,
     *,
     needs_approval: set[str] | frozenset[str] = frozenset(),
+    synced_since: datetime | None = None,
 ) -> list[dg.RunRequest]:
     """Per portal: close last month once (finalize + export), refresh this month's drafts,
     and export again every period (of any age) with a final invoice whose export failed or
@@ -60,7 +74,11 @@ def billing_run_requests(
 
     A portal in `needs_approval` (invoicing.approval: manual) gets last month only as far
     as ready for review: its drafts (and review) refreshed each night until an approval
-    finalizes it; nothing is numbered or exported without one."""
+    finalizes it; nothing is numbered or exported without one.
+
+    A closing run carries `synced_since` (the night's sync tick) as a tag: it finalizes only
+    once the portal's latest successful sync started at or after it, else it fails and the
+    period stays open, so the next night requests it again."""
     open_period = today.replace(day=1)
     last_period = add_months(open_period, -1)
     requests = []
@@ -89,16 +107,19 @@ def billing_run_requests(
                 continue
             finalize = closing_run and portal_id not in needs_approval
             kind = "close" if finalize else ("review" if closing_run else "refresh")
+            tags = {
+                PORTAL_TAG: portal_id,
+                "datagate/period": period_label(period),
+                "datagate/finalize": str(finalize).lower(),
+            }
+            if finalize and synced_since is not None:
+                tags[SYNCED_SINCE_TAG] = synced_since.astimezone(UTC).isoformat()
             requests.append(
                 dg.RunRequest(
                     run_key=f"{kind}:{portal_id}:{period_label(period)}:{today}",
                     partition_key=billing_partition(portal_id, period),
                     run_config={"ops": {"invoices": {"config": {"finalize": finalize}}}},
-                    tags={
-                        PORTAL_TAG: portal_id,
-                        "datagate/period": period_label(period),
-                        "datagate/finalize": str(finalize).lower(),
-                    },
+                    tags=tags,
                 )
             )
     return requests
@@ -113,12 +134,16 @@ def billing_run_requests(
     "period that just closed — once; later nights find it closed —, refresh the open period's "
     "drafts, and retry the exports of every period with a failed or missing export. Portals with "
     "invoicing.approval: manual get the closed period as far as ready for review (drafts and "
-    "invoice_review refreshed nightly) until `datagate approve` finalizes it.",
+    "invoice_review refreshed nightly) until `datagate approve` finalizes it. A close waits for "
+    "the night's sync (the latest DATAGATE_SYNC_CRON tick): when the portal's last successful "
+    "sync started before it, the drafts are refreshed but nothing is finalized or exported, the "
+    "run fails saying so, and the next night tries again (or sync, then `datagate bill --export`).",
 )
 def nightly_billing(
     context: dg.ScheduleEvaluationContext, portals: PortalsResource, warehouse: WarehouseResource
 ):
-    today = (context.scheduled_execution_time or datetime.now(UTC)).date()
+    tick = context.scheduled_execution_time or datetime.now(UTC)
+    today = tick.date()
     registry = portals.registry()
     portal_ids = [p for p in _portals(context) if p in registry.portals]
     with warehouse.engine().connect() as connection:
@@ -134,7 +159,13 @@ def nightly_billing(
     starts = {p: registry.get(p).settings.billing_start for p in portal_ids}
     manual = {p for p in portal_ids if registry.get(p).settings.invoicing.approval == "manual"}
     requests = billing_run_requests(
-        portal_ids, today, closed, starts, unexported, needs_approval=manual
+        portal_ids,
+        today,
+        closed,
+        starts,
+        unexported,
+        needs_approval=manual,
+        synced_since=night_sync_tick(tick),
     )
     return requests or dg.SkipReason("no portals to bill")
 

@@ -13,3 +13,8 @@ FAILED_EXPORTS = "datagate/failed_exports"
 #: A sync run with this tag set to "true" is a full sync: every entity read whole
 #: (`datagate sync --full`, `force-sync --full`).
 FULL_SYNC_TAG = "datagate/full-sync"
+
+#: On a nightly closing billing run: the night's sync tick (ISO UTC). The run finalizes only
+#: when the portal's latest successful sync started at or after it (invoicing/close_gate.py);
+#: runs launched by hand carry no such tag and are not held back.
+SYNCED_SINCE_TAG = "datagate/synced-since"

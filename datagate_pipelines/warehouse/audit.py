@@ -35,6 +35,8 @@ FINALIZE = "finalize"
 EXPORT = "export"
 CREDIT = "credit"
 VOID = "void"
+# A nightly close refused because the night's sync had not succeeded (invoicing/close_gate.py).
+CLOSE_REFUSED = "close_refused"
 
 _run_id: ContextVar[str | None] = ContextVar("audit_run_id", default=None)
 _actor: ContextVar[str | None] = ContextVar("audit_actor", default=None)

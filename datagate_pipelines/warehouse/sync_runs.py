@@ -221,3 +221,13 @@ def last_successful_sync(connection: Connection, portal_id: str) -> datetime | N
     return connection.execute(
         select(portals.c.last_successful_sync_at).where(portals.c.id == portal_id)
     ).scalar()
+
+
+def last_successful_sync_start(connection: Connection, portal_id: str) -> datetime | None:
+    """When the portal's latest successful sync started (a nightly close waits for one that
+    started after the night's sync tick: invoicing/close_gate.py)."""
+    return connection.execute(
+        select(func.max(sync_runs.c.started_at)).where(
+            sync_runs.c.portal_id == portal_id, sync_runs.c.status == "succeeded"
+        )
+    ).scalar()

@@ -5,12 +5,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import dagster as dg
+import pytest
 from sqlalchemy import select
 
 from datagate_pipelines.definitions import defs
+from datagate_pipelines.orchestration import schedules
 from datagate_pipelines.orchestration.jobs import EXPORT_ASSETS
-from datagate_pipelines.orchestration.schedules import billing_run_requests, nightly_sync
-from datagate_pipelines.orchestration.tags import FULL_SYNC_TAG
+from datagate_pipelines.orchestration.schedules import (
+    billing_run_requests,
+    night_sync_tick,
+    nightly_billing,
+    nightly_sync,
+)
+from datagate_pipelines.orchestration.tags import FULL_SYNC_TAG, SYNCED_SINCE_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.sensors.force_sync import force_sync
@@ -192,3 +199,80 @@ def test_nightly_sync_requests_every_portal_with_the_portal_tag(instance):
         "dagster/priority" not in r.tags
         for r in billing_run_requests(["acme"], date(2026, 9, 2), {}, {"acme": date(2026, 7, 1)})
     )
+
+
+@pytest.mark.parametrize(
+    ("sync_cron", "billing_tick", "sync_tick"),
+    [
+        ("0 2 * * *", datetime(2026, 9, 2, 4, tzinfo=UTC), datetime(2026, 9, 2, 2, tzinfo=UTC)),
+        # the same time: the sync goes first in the queue (its priority), so it counts
+        ("0 4 * * *", datetime(2026, 9, 2, 4, tzinfo=UTC), datetime(2026, 9, 2, 4, tzinfo=UTC)),
+        # a late sync: billing on the day after follows the evening before's sync
+        (
+            "30 23 * * *",
+            datetime(2026, 9, 2, 4, tzinfo=UTC),
+            datetime(2026, 9, 1, 23, 30, tzinfo=UTC),
+        ),
+        # billing before the sync's hour: the night before's sync
+        ("0 4 * * *", datetime(2026, 9, 2, 2, tzinfo=UTC), datetime(2026, 9, 1, 4, tzinfo=UTC)),
+        # across a month end, and a sync on weekdays only (2026-09-07 is a Monday)
+        ("0 2 * * *", datetime(2026, 10, 1, 1, tzinfo=UTC), datetime(2026, 9, 30, 2, tzinfo=UTC)),
+        ("0 2 * * 1-5", datetime(2026, 9, 7, 1, tzinfo=UTC), datetime(2026, 9, 4, 2, tzinfo=UTC)),
+    ],
+)
+def test_the_night_sync_tick_is_the_latest_sync_tick_at_or_before_billing(
+    sync_cron, billing_tick, sync_tick
+):
+    assert night_sync_tick(billing_tick, sync_cron) == sync_tick
+
+
+def test_only_the_closing_run_carries_the_sync_tick():
+    tick = datetime(2026, 9, 2, 2, tzinfo=UTC)
+    starts = {"acme": date(2025, 1, 1), "globex": date(2025, 1, 1)}
+    requests = billing_run_requests(
+        ["acme", "globex"],
+        date(2026, 9, 2),
+        {},
+        starts,
+        {"acme": [date(2025, 3, 1)]},
+        needs_approval={"globex"},
+        synced_since=tick,
+    )
+    tagged = {
+        r.run_key.split(":")[0] + ":" + r.partition_key: r.tags.get(SYNCED_SINCE_TAG)
+        for r in requests
+    }
+    assert tagged == {
+        "export:2025-03-01|acme": None,
+        "close:2026-08-01|acme": "2026-09-02T02:00:00+00:00",
+        "refresh:2026-09-01|acme": None,
+        "review:2026-08-01|globex": None,  # manual approval: nothing finalized, not held back
+        "refresh:2026-09-01|globex": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("sync_cron", "billing_tick", "synced_since"),
+    [
+        ("0 2 * * *", datetime(2026, 9, 2, 4, tzinfo=UTC), "2026-09-02T02:00:00+00:00"),
+        ("0 4 * * *", datetime(2026, 9, 2, 4, tzinfo=UTC), "2026-09-02T04:00:00+00:00"),
+        ("30 23 * * *", datetime(2026, 9, 2, 4, tzinfo=UTC), "2026-09-01T23:30:00+00:00"),
+    ],
+)
+def test_the_nightly_billing_schedule_tags_its_close_with_the_nights_sync_tick(
+    tmp_path, engine, engine_url, instance, monkeypatch, sync_cron, billing_tick, synced_since
+):
+    monkeypatch.setattr(schedules, "SYNC_CRON", sync_cron)  # DATAGATE_SYNC_CRON, read at import
+    write_portals(tmp_path, "acme")
+    instance.add_dynamic_partitions("portal", ["acme"])
+    context = dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=billing_tick,
+        resources=resources(tmp_path, engine_url),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = nightly_billing.evaluate_tick(context).run_requests
+    assert [(r.run_key, r.tags.get(SYNCED_SINCE_TAG)) for r in requests] == [
+        ("close:acme:2026-08:2026-09-02", synced_since),
+        ("refresh:acme:2026-09:2026-09-02", None),
+    ]
