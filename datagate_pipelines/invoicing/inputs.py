@@ -140,35 +140,23 @@ def _full_months():
     return first.label("full_from"), last.label("full_through")
 
 
-def _of_pair(irregular, ledger=billing_ledger):
+def _of_pair(irregular):
     return and_(
-        irregular.c.product_id == ledger.c.product_id,
-        irregular.c.service_month == ledger.c.service_month,
+        irregular.c.product_id == billing_ledger.c.product_id,
+        irregular.c.service_month == billing_ledger.c.service_month,
     )
 
 
-def _months(numbers: pd.Series) -> pd.Series:
-    """Month numbers (year × 12 + month) as the first day of their month."""
-    first_days = {n: date((n - 1) // 12, (n - 1) % 12 + 1, 1) for n in numbers.unique()}
-    return numbers.map(first_days)
-
-
-def _ledger_runs(
-    connection: Connection, portal_id: str, period: date, irregular=None
+def _billed_runs(
+    connection: Connection, portal_id: str, period: date, *, full_months: bool
 ) -> pd.DataFrame:
-    """The portal's ledger in the engine's run form (billing/recurring.py): a product
-    billed every month for two years is one row (its first and last month), not 24 —
-    the database aggregates, Python reads a row per product. Products whose months have
-    gaps (rare: a ledger edited by hand) come as one row per month.
-
-    With `irregular` (repairs on: `_ledger_mixed`) the runs leave out the pairs a repair
-    may concern: the irregular pairs and the months outside each product's full months."""
+    """Each product's billed months as runs of month numbers (`first`, `last`): the
+    database aggregates, Python reads a row per product — a product billed every month for
+    two years is one row, not 24. Products whose months have gaps (rare: a ledger edited by
+    hand) come as one row per month. With `full_months`, each product's full months too
+    (`_full_months`)."""
     ledger = billing_ledger
     counted = and_(_counted(portal_id, period), ledger.c.kind == "bill")
-    source = ledger
-    if irregular is not None:
-        source = ledger.outerjoin(irregular, _of_pair(irregular))
-        counted = and_(counted, irregular.c.product_id.is_(None))
     per_product = (
         select(
             ledger.c.product_id,
@@ -176,12 +164,12 @@ def _ledger_runs(
             func.max(ledger.c.service_month).label("last"),
             func.count().label("months"),
         )
-        .select_from(source)
         .where(counted)
         .group_by(ledger.c.product_id)
         .subquery()
     )
     first, last = _month_number(per_product.c.first), _month_number(per_product.c.last)
+    bounds = list(_full_months()) if full_months else []
     runs = pd.DataFrame(
         connection.execute(
             select(
@@ -190,7 +178,7 @@ def _ledger_runs(
                 first,
                 last,
                 last - first + 1 == per_product.c.months,
-                *_full_months(),
+                *bounds,
             )
             .join(
                 products,
@@ -202,19 +190,10 @@ def _ledger_runs(
             # In product order, as the products are read (the engine's fast path).
             .order_by(per_product.c.product_id)
         ).all(),
-        columns=[
-            "product_id",
-            "product_key",
-            "first",
-            "last",
-            "contiguous",
-            "full_from",
-            "full_through",
-        ],
+        columns=["product_id", "product_key", "first", "last", "contiguous"]
+        + [bound.name for bound in bounds],
     )
-    if irregular is None:  # every month counts
-        runs["full_from"], runs["full_through"] = 0, NO_END
-    gapped = runs[~runs["contiguous"].astype(bool)]
+    gapped = runs[~runs["contiguous"].astype(bool)].drop(columns=["first", "last"])
     runs = runs[runs["contiguous"].astype(bool)]
     if len(gapped):
         months = pd.DataFrame(
@@ -222,9 +201,7 @@ def _ledger_runs(
                 row
                 for start in range(0, len(gapped), 1000)
                 for row in connection.execute(
-                    select(ledger.c.product_id, _month_number(ledger.c.service_month))
-                    .select_from(source)
-                    .where(
+                    select(ledger.c.product_id, _month_number(ledger.c.service_month)).where(
                         counted,
                         ledger.c.product_id.in_(
                             gapped["product_id"].iloc[start : start + 1000].tolist()
@@ -233,24 +210,37 @@ def _ledger_runs(
                 )
             ],
             columns=["product_id", "first"],
-        ).merge(gapped.drop(columns=["first", "last"]), on="product_id")
+        ).merge(gapped, on="product_id")
         months["last"] = months["first"]
         runs = pd.concat([runs, months]).sort_values(["product_id", "first"], kind="stable")
-    # Months a date change can touch are not part of a run.
-    runs["first"] = runs["first"].clip(lower=runs["full_from"])
-    runs["last"] = runs["last"].clip(upper=runs["full_through"])
-    runs = runs[runs["first"] <= runs["last"]]
+    return runs.drop(columns="contiguous").reset_index(drop=True)
+
+
+def _months(numbers: pd.Series) -> np.ndarray:
+    """Month numbers (year × 12 + month) as the first day of their month."""
+    first_days = {n: date((n - 1) // 12, (n - 1) % 12 + 1, 1) for n in numbers.unique()}
+    return numbers.map(first_days).to_numpy(dtype=object)
+
+
+def _run_form(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of month numbers in the engine's run form (billing/recurring.py)."""
     return pd.DataFrame(
         {
             "product_id": runs["product_id"].to_numpy(),
-            "product_key": runs["product_key"].to_numpy(),
-            "service_month": _months(runs["first"]).to_numpy(dtype=object),
-            "through_month": _months(runs["last"]).to_numpy(dtype=object),
+            "product_key": runs["product_key"].to_numpy(dtype=np.int64),
+            "service_month": _months(runs["first"]),
+            "through_month": _months(runs["last"]),
         }
     )
 
 
-def _ledger_rows(connection: Connection, portal_id: str, irregular) -> pd.DataFrame:
+def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """The portal's ledger in the engine's run form: with repairs off, what is billed is
+    all the engine needs."""
+    return _run_form(_billed_runs(connection, portal_id, period, full_months=False))
+
+
+def _ledger_rows(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
     """The ledger's rows of the pairs a repair may concern (rule 6), with what each billed:
     the irregular pairs and the months outside their product's full months."""
     # `final` marks pairs on final invoices: never billed again, even by a re-run of their
@@ -259,6 +249,7 @@ def _ledger_rows(connection: Connection, portal_id: str, irregular) -> pd.DataFr
     # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
     # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
     # invoice bills them again, as catch-up.
+    irregular = _irregular_pairs(portal_id, period)
     full_from, full_through = _full_months()
     month = _month_number(billing_ledger.c.service_month)
     frame = _frame(
@@ -284,6 +275,7 @@ def _ledger_rows(connection: Connection, portal_id: str, irregular) -> pd.DataFr
             invoices.c.doc_number,
             products.c.start_date,
             products.c.end_date,
+            month,
         )
         .select_from(
             billing_ledger.join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
@@ -327,6 +319,7 @@ def _ledger_rows(connection: Connection, portal_id: str, irregular) -> pd.DataFr
             "invoice",
             "start_date",
             "end_date",
+            "month_number",
         ],
     )
     return frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
@@ -340,12 +333,34 @@ def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.Da
     A pair no repair can concern has only bills of a full month at the quantity and unit
     price billed, in a month its product is active in full under its current dates:
     recomputed, it bills what it billed (billing/repairs.py)."""
-    irregular = _irregular_pairs(portal_id, period)
-    runs = _ledger_runs(connection, portal_id, period, irregular)
-    rows = _ledger_rows(connection, portal_id, irregular)
+    runs = _billed_runs(connection, portal_id, period, full_months=True)
+    rows = _ledger_rows(connection, portal_id, period)
+    # Months a date change can touch come row by row: the runs keep the full months.
+    runs["first"] = runs["first"].clip(lower=runs["full_from"])
+    runs["last"] = runs["last"].clip(upper=runs["full_through"])
+    runs = runs[runs["first"] <= runs["last"]].drop(columns=["full_from", "full_through"])
+    # A pair read row by row inside a run (a repaired or hand-edited month) cuts it: that
+    # product's runs go month by month, without the months read row by row.
+    pairs = rows[["product_id", "month_number"]].drop_duplicates()
+    inside = pairs.merge(runs, on="product_id")
+    inside = inside[
+        inside["first"].le(inside["month_number"]) & inside["last"].ge(inside["month_number"])
+    ]
+    if len(inside):
+        cut = runs["product_id"].isin(inside["product_id"])
+        lengths = (runs.loc[cut, "last"] - runs.loc[cut, "first"] + 1).to_numpy()
+        months = runs[cut].loc[runs[cut].index.repeat(lengths)].reset_index(drop=True)
+        months["first"] += np.concatenate([np.arange(n) for n in lengths])
+        months["last"] = months["first"]
+        months = months.merge(
+            pairs.rename(columns={"month_number": "first"}), how="left", indicator=True
+        )
+        months = months[months.pop("_merge") == "left_only"]
+        runs = pd.concat([runs[~cut], months]).sort_values(["product_id", "first"], kind="stable")
+    frame = _run_form(runs)
     if len(rows) == 0:
-        return runs
-    frame = pd.concat([runs, rows], ignore_index=True).astype({"product_key": np.int64})
+        return frame
+    frame = pd.concat([frame, rows.drop(columns="month_number")], ignore_index=True)
     # A pair's rows stay in the order read; each product's runs and rows interleave by month.
     return frame.sort_values(["product_id", "service_month"], kind="stable", ignore_index=True)
 
