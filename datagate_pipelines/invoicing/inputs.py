@@ -23,6 +23,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from datagate_pipelines.warehouse.bulk import read_columns
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     customers,
@@ -40,7 +41,7 @@ LEDGER_INTEGERS = ("qty_e4", "unit_price_e4", "amount_cents", "tax_cents")
 
 
 def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(connection.execute(query).all(), columns=columns)
+    frame = read_columns(connection, query, columns)
     for column in NULLABLE_IDS:
         if column in frame:
             frame[column] = frame[column].astype("Int64")
