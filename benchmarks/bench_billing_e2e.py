@@ -785,6 +785,14 @@ HOW = [
     "months have gaps (`invoicing/inputs.py`); the engine takes the runs as they are "
     "(`through_month`, billing/recurring.py). Python reads one row per product instead "
     "of 24, and the ledger's memory no longer grows with the history.",
+    "- With repairs on (rule 6), only the pairs a repair may concern come row by row with "
+    "what each row billed — months outside the product's full months under its current "
+    "dates, pairs with a credit or re-bill, an amount that is not a full month of its "
+    "quantity and unit price, or terms missing — decided per pair by the database; every "
+    "other pair stays in its run, which is clipped to the full months and cut where a pair "
+    "comes row by row (`invoicing/inputs.py` `_ledger_mixed`).",
+    "- On PostgreSQL the loader's frames are read through `COPY (…) TO STDOUT` "
+    "(`warehouse/bulk.py` `read_columns`), not a Python tuple per row.",
     "- Drafts, lines, ledger rows, finalized numbers and audit events are written column "
     "by column through `warehouse/bulk.py`: COPY on PostgreSQL (an update: COPY into a "
     "staging table, then one `UPDATE … FROM`), one `executemany` on SQLite. Each column's "
