@@ -171,27 +171,26 @@ def _billed_runs(
     )
     first, last = _month_number(per_product.c.first), _month_number(per_product.c.last)
     bounds = list(_full_months()) if full_months else []
-    runs = pd.DataFrame(
-        connection.execute(
-            select(
-                per_product.c.product_id,
-                products.c.source_line_id,
-                first,
-                last,
-                last - first + 1 == per_product.c.months,
-                *bounds,
-            )
-            .join(
-                products,
-                and_(
-                    products.c.portal_id == portal_id,
-                    products.c.product_id == per_product.c.product_id,
-                ),
-            )
-            # In product order, as the products are read (the engine's fast path).
-            .order_by(per_product.c.product_id)
-        ).all(),
-        columns=["product_id", "product_key", "first", "last", "contiguous"]
+    runs = read_columns(
+        connection,
+        select(
+            per_product.c.product_id,
+            products.c.source_line_id,
+            first,
+            last,
+            last - first + 1 == per_product.c.months,
+            *bounds,
+        )
+        .join(
+            products,
+            and_(
+                products.c.portal_id == portal_id,
+                products.c.product_id == per_product.c.product_id,
+            ),
+        )
+        # In product order, as the products are read (the engine's fast path).
+        .order_by(per_product.c.product_id),
+        ["product_id", "product_key", "first", "last", "contiguous"]
         + [bound.name for bound in bounds],
     )
     gapped = runs[~runs["contiguous"].astype(bool)].drop(columns=["first", "last"])
