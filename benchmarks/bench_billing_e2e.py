@@ -64,8 +64,8 @@ POSTGRES_URL = os.environ.get(
 )
 TARGETS = {"wall_s": 60.0, "rss_gb": 4.0, "ratio": 3.0}
 DOC_NUMBERS_PER_QUERY = 50  # resources/qbo.py: DocNumberLookup(prefetch=50)
-# Repairs off: this measures the ledger's run form (invoicing/inputs.py). With rule 6 on (the
-# default) the loader reads the ledger row by row with what each row billed.
+# `--repairs off` sets credit_past_changes false: the ledger as runs only (invoicing/inputs.py);
+# on (the default, as in the product) it reads the pairs a repair may concern row by row.
 PORTAL_YAML = """
 portals:
   - id: bench
@@ -73,7 +73,7 @@ portals:
     billing_start: {start}
     halopsa: {{client_id_env: A, client_secret_env: B, authorization_server: "https://h/auth", resource_server: "https://h/api"}}
     sync: {{in_advance_months: 0}}
-    invoicing: {{approval: auto, credit_past_changes: false}}
+    invoicing: {{approval: auto, credit_past_changes: {repairs}}}
 """
 
 
@@ -102,6 +102,10 @@ def _peak_rss_gb() -> float:
 def _month_start(index: int) -> date:
     year, month0 = divmod(index, 12)
     return date(year, month0 + 1, 1)
+
+
+def _days_in_month(index: int) -> int:
+    return (_month_start(index + 1) - _month_start(index)).days
 
 
 def _month_index(day: date) -> int:
@@ -280,12 +284,36 @@ def generate(customers: int, months: int, seed: int = 20261206) -> dict[str, dic
     rows, months_of = rows[by_month], months_of[by_month]
     month_label = {int(m): _month_start(int(m)).isoformat() for m in history_months}
     ledger_months = [month_label[m] for m in months_of.tolist()]
+    # What each row billed (rule 6 reads it back): its month's active days at the product's
+    # quantity and unit price, rounded half away from zero; tax at a flat 7%. Numeric
+    # columns stay numpy arrays (written chunk by chunk): 20 million rows as Python ints
+    # would take gigabytes.
+    days = np.array([_days_in_month(int(m)) for m in history_months])[months_of - first_month]
+    first_day = np.where(months_of == start_month[rows], start_day[rows], 1)
+    last_day = np.where(has_end[rows] & (months_of == end_month[rows]), end_day[rows], days)
+    billed = qty_e4[rows] * price_e4[rows] * (last_day - first_day + 1)
+    amount = np.sign(billed) * ((np.abs(billed) * 2 + 10**6 * days) // (2 * 10**6 * days))
+    del billed, first_day, last_day, days
+    tax = np.sign(amount) * ((np.abs(amount) * 7 * 2 + 100) // 200)
+    ledger_rows = len(rows)
     tables["billing_ledger"] = {
         "product_id": [tables["products"]["product_id"][i] for i in rows.tolist()],
         "service_month": ledger_months,
         "period": ledger_months,
-        "invoice_id": ((months_of - first_month) * customers + owner[rows] + 1).tolist(),
+        "invoice_id": (months_of - first_month) * customers + owner[rows] + 1,
+        "qty": qty_e4[rows],
+        "unit_price": price_e4[rows],
+        "amount": amount,
+        "tax": tax,
+        "tax_code": np.full(ledger_rows, "TEL", dtype=object),
+        "tax_zip": customer_zip[owner[rows]],
+        "tax_rate": np.full(ledger_rows, 7 * 10**6),  # 0.07 × 10**8
     }
+    # Dates changed since they were billed, for rule 6 to repair: 1% of the products that
+    # started during the history now start three days later.
+    moved = np.flatnonzero((start_day > 1) & (start_day < 26) & (rng.random(n) < 0.01))
+    for i in moved.tolist():
+        tables["products"]["start_date"][i] = (starts[i] + timedelta(days=3)).isoformat()
     tables["billing_periods"] = {
         "period": labels,
         "computed_at": [now] * months,
@@ -323,11 +351,18 @@ def plain_write(raw, kind: str, table: str, data: dict[str, list]) -> int:
                     f"COPY {table} ({', '.join(names)}) FROM STDIN", io.StringIO(body)
                 )
     else:
-        raw.executemany(
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            zip(*(data[n] for n in names), strict=True),
-        )
+        step = 200_000
+        for start in range(0, count, step):
+            raw.executemany(
+                f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                zip(*(_values(data[n][start : start + step]) for n in names), strict=True),
+            )
     return count
+
+
+def _values(column) -> list:
+    """Python values of a column given as a list or a numpy array (SQLite binds no numpy)."""
+    return column.tolist() if isinstance(column, np.ndarray) else column
 
 
 def copy_out(raw, kind: str, query: str) -> tuple[int, object]:
@@ -506,6 +541,12 @@ LOAD_QUERIES = {
     "usage": "SELECT * FROM usage_charges WHERE portal_id = 'bench'",
     "rates": "SELECT zip, tax_code, jurisdiction, rate FROM tax_rates",
 }
+# With repairs on the loader reads the ledger's billed terms too (where a repair may concern
+# a pair): the plain read covers those columns.
+LEDGER_WITH_TERMS = (
+    "SELECT product_id, service_month, period, invoice_id, kind, qty, unit_price, amount, "
+    "tax, released_at FROM billing_ledger WHERE portal_id = 'bench'"
+)
 WRITTEN = {  # the rows each step wrote, read back as stored, for the write baselines
     "invoices": ("SELECT {cols} FROM invoices WHERE portal_id = 'bench' AND period = '{period}'"),
     "invoice_lines": (
@@ -548,15 +589,18 @@ def baseline_write(engine, kind: str, table: str) -> tuple[int, float]:
     return rows, seconds
 
 
-def worker(kind: str, customers: int, months: int) -> dict:
+def worker(kind: str, customers: int, months: int, repairs: bool = True) -> dict:
     from datagate_pipelines.assets import billing as billing_assets
     from datagate_pipelines.config import parse_portals
     from datagate_pipelines.invoicing import drafts, finalize, inputs
 
     portal = parse_portals(
-        PORTAL_YAML.format(start=_month_start(_month_index(PERIOD) - months).strftime("%Y-%m"))
+        PORTAL_YAML.format(
+            start=_month_start(_month_index(PERIOD) - months).strftime("%Y-%m"),
+            repairs="true" if repairs else "false",
+        )
     ).get("bench")
-    out: dict = {"kind": kind, "customers": customers, "months": months}
+    out: dict = {"kind": kind, "customers": customers, "months": months, "repairs": repairs}
     started = time.perf_counter()
     tables = generate(customers, months)
     out["generate_s"] = time.perf_counter() - started
@@ -573,7 +617,8 @@ def worker(kind: str, customers: int, months: int) -> dict:
         steps.wrap(
             drafts, "load_billing_inputs", "load", lambda a, r: sum(len(f) for f in r.values())
         )
-        steps.wrap(inputs, "_ledger_runs", "load: ledger", lambda a, r: len(r))
+        ledger_read = "_ledger_mixed" if repairs else "_ledger_runs"
+        steps.wrap(inputs, ledger_read, "load: ledger", lambda a, r: len(r))
         steps.wrap(drafts, "bill_period", "engine", lambda a, r: len(r.invoice_lines))
         steps.wrap(drafts, "insert_columns", "drafts: writes", lambda a, r: r)
         steps.wrap(finalize, "update_rows", "finalize: writes", lambda a, r: r)
@@ -603,7 +648,8 @@ def worker(kind: str, customers: int, months: int) -> dict:
         with engine.connect() as connection:
             raw = _raw(connection)
             rows = seconds = 0
-            for query in LOAD_QUERIES.values():
+            queries = {**LOAD_QUERIES, "ledger": LEDGER_WITH_TERMS} if repairs else LOAD_QUERIES
+            for query in queries.values():
                 started = time.perf_counter()
                 count, _read = copy_out(raw, kind, query)
                 seconds += time.perf_counter() - started
@@ -647,8 +693,9 @@ def markdown(results: list[dict], command: str) -> str:
         total = s["invoice_lines"] + s["invoices (finalize)"]
         name = "PostgreSQL" if r["kind"] == "postgresql" else "SQLite"
         seeded = r["seeded_rows"]
+        ledger_form = "runs, and rows where a repair may concern a pair" if r["repairs"] else "runs"
         lines += [
-            f"### {name}",
+            f"### {name}, repairs {'on' if r['repairs'] else 'off'}",
             "",
             f"Portal: {r['customers']:,} customers, {seeded['products']:,} products, "
             f"{r['months']} months of history ({seeded['invoices']:,} final invoices, "
@@ -661,7 +708,7 @@ def markdown(results: list[dict], command: str) -> str:
             f"| load (`load_billing_inputs`) | {s['load']:.2f} s | {cpu['load']:.2f} s | {rows['load']:,} | "
             f"{_rate(rows['load'], s['load'])} | {peak['invoice_lines']:.2f} GB¹ | "
             f"{b['load'][1]:.2f} s ({b['load'][0]:,} rows read) | {s['load'] / b['load'][1]:.1f}× |",
-            f"| … of which the ledger's runs (`GROUP BY` and read) | {s['load: ledger']:.2f} s | "
+            f"| … of which the ledger ({ledger_form}) | {s['load: ledger']:.2f} s | "
             f"{cpu['load: ledger']:.2f} s | {rows['load: ledger']:,} | "
             f"{_rate(rows['load: ledger'], s['load: ledger'])} | | | |",
             f"| engine (`bill_period`) | {s['engine']:.2f} s | {cpu['engine']:.2f} s | {rows['engine']:,} lines | "
@@ -738,6 +785,14 @@ HOW = [
     "months have gaps (`invoicing/inputs.py`); the engine takes the runs as they are "
     "(`through_month`, billing/recurring.py). Python reads one row per product instead "
     "of 24, and the ledger's memory no longer grows with the history.",
+    "- With repairs on (rule 6), only the pairs a repair may concern come row by row with "
+    "what each row billed — months outside the product's full months under its current "
+    "dates, pairs with a credit or re-bill, an amount that is not a full month of its "
+    "quantity and unit price, or terms missing — decided per pair by the database; every "
+    "other pair stays in its run, which is clipped to the full months and cut where a pair "
+    "comes row by row (`invoicing/inputs.py` `_ledger_mixed`).",
+    "- On PostgreSQL the loader's frames are read through `COPY (…) TO STDOUT` "
+    "(`warehouse/bulk.py` `read_columns`), not a Python tuple per row.",
     "- Drafts, lines, ledger rows, finalized numbers and audit events are written column "
     "by column through `warehouse/bulk.py`: COPY on PostgreSQL (an update: COPY into a "
     "staging table, then one `UPDATE … FROM`), one `executemany` on SQLite. Each column's "
@@ -749,9 +804,9 @@ HOW = [
 ]
 
 
-def run_worker(kind: str, customers: int, months: int) -> dict:
+def run_worker(kind: str, customers: int, months: int, repairs: bool) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, str(customers), str(months)],
+        [sys.executable, __file__, "--worker", kind, str(customers), str(months), str(repairs)],
         check=True,
         capture_output=True,
         text=True,
@@ -766,14 +821,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--months", type=int, default=24, help="months of history")
     parser.add_argument("--database", choices=["postgresql", "sqlite", "both"], default="both")
     parser.add_argument("--write", action="store_true", help="record the section in BENCHMARKS.md")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--repairs",
+        choices=["on", "off"],
+        default="on",
+        help="invoicing.credit_past_changes (rule 6), on by default as in the product",
+    )
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        kind, customers, months = args.worker
-        print(json.dumps(worker(kind, int(customers), int(months)), default=str))
+        kind, customers, months, repairs = args.worker
+        print(json.dumps(worker(kind, int(customers), int(months), repairs == "True"), default=str))
         return []
     kinds = ["postgresql", "sqlite"] if args.database == "both" else [args.database]
-    results = [run_worker(kind, args.customers, args.months) for kind in kinds]
+    results = [
+        run_worker(kind, args.customers, args.months, args.repairs == "on") for kind in kinds
+    ]
     command = " ".join(
         ["benchmarks/bench_billing_e2e.py", *(argv if argv is not None else sys.argv[1:])]
     )

@@ -163,9 +163,13 @@ def bill_period(
       product_id, kind, customer_id, site_id, contract_id, description, qty, unit_price,
       amount, tax, tax_code, tax_zip, tax_rate, invoice (a label of the invoice the row is
       on) and the product's current start_date and end_date (none: the product is gone).
-      Or as runs (no repairs then): product_id (or product_key), service_month,
-      through_month — each row every month from service_month through through_month, all
-      counted (the caller left out P's pairs that are not final);
+      Or as runs: product_id (or product_key), service_month, through_month — each row
+      every month from service_month through through_month, all counted (the caller left
+      out P's pairs that are not final). A ledger of runs may also carry, for the pairs a
+      repair may concern, their rows with what each billed and no through_month (the
+      columns above): each pair as a run or as rows, never both; runs are not repaired;
+      rows in (product, month) order keep the runs' fast path (invoicing/inputs.py reads it
+      so when repairs are on);
     - customers may carry a `billed` column: customers no longer billed (false) get
       invoices of repair lines only;
     - usage: usage_id, customer_id, site_id, [contract_id,] description, amount, tax_code,

@@ -136,6 +136,11 @@ def nullable_ints(values: pd.Series, what: str) -> tuple[np.ndarray, np.ndarray]
     return array.to_numpy(dtype=np.int64, na_value=0), present
 
 
+def final_flags(values: pd.Series) -> np.ndarray:
+    """The ledger's `final` column as booleans, a missing value false."""
+    return pd.array(values.to_numpy(dtype=object), dtype="boolean").fillna(False).to_numpy(bool)
+
+
 def _text(value: object) -> str:
     if type(value) is str:  # the usual case, without pd.isna's overhead
         return value

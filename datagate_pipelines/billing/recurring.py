@@ -44,6 +44,7 @@ from datagate_pipelines.billing.inputs import (
     RANGE_COLUMN,
     ExactColumn,
     exact_column,
+    final_flags,
     nullable_ints,
     strings,
     table,
@@ -255,28 +256,35 @@ def _ledger_pairs(
     ranges = ledger is not None and RANGE_COLUMN in ledger.columns
     required = LEDGER_RANGE_COLUMNS if ranges else LEDGER_COLUMNS
     frame = table(ledger, "ledger", required, LEDGER_ALTERNATIVES)
-    if not ranges and "kind" in frame.columns:  # a pair's repairs (rule 6) do not bill it again
-        bills = (frame["kind"] == "bill").to_numpy(dtype=bool)
-        if not bills.all():
-            frame = frame[bills]
     if len(frame) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if ranges:
-        return _ledger_ranges(frame, product_ids, product_keys, valid, ids_ascending)
-    service, billed_in = parse_dates(frame["service_month"]), parse_dates(frame["period"])
-    if not (service.complete() and billed_in.complete()):
+        return _ledger_ranges(frame, product_ids, product_keys, valid, ids_ascending, period_month)
+    service = parse_dates(frame["service_month"])
+    if not service.complete():
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
-    counted = None  # every row counts: the usual ledger, of earlier periods only
+    counted = _billing_rows(frame, period_month)
+    months = service.month if counted is None else service.month[counted]
+    owner = _ledger_owners(frame, counted, product_ids, product_keys, valid, ids_ascending)
+    return _known(owner, months)
+
+
+def _billing_rows(frame: pd.DataFrame, period_month: int) -> np.ndarray | None:
+    """Which ledger rows bill their pair (None: every row, the usual ledger of earlier
+    periods' bills): a pair's repairs (rule 6, `kind`) do not bill it again, and rows of the
+    period being billed count only when `final`."""
+    billed_in = parse_dates(frame["period"])
+    if not billed_in.complete():
+        raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
+    counted = np.ones(len(frame), dtype=bool)
     first, last = billed_in.month_range()
     if first <= period_month <= last:  # some rows may be P's own: drop those not final
         counted = ~billed_in.in_month(period_month)
         if "final" in frame.columns:
-            counted |= frame["final"].fillna(False).to_numpy(dtype=bool)
-        if counted.all():
-            counted = None
-    months = service.month if counted is None else service.month[counted]
-    owner = _ledger_owners(frame, counted, product_ids, product_keys, valid, ids_ascending)
-    return _known(owner, months)
+            counted |= final_flags(frame["final"])
+    if "kind" in frame.columns:
+        counted &= (frame["kind"] == "bill").to_numpy(dtype=bool)
+    return None if counted.all() else counted
 
 
 def _ledger_ranges(
@@ -285,23 +293,39 @@ def _ledger_ranges(
     product_keys: np.ndarray | None,
     valid: np.ndarray,
     ids_ascending: bool,
+    period_month: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ledger as runs of months (`through_month`): each row stands for every month
     from its service_month through its through_month, and every such pair counts — the
     caller has left out the billed period's own pairs that are not on final invoices.
     A warehouse read this way carries one row per product and run instead of one per
-    product and month (two years of history: ~24× fewer rows)."""
+    product and month (two years of history: ~24× fewer rows).
+
+    Rows without a through_month are pairs given row by row with what they billed (a mixed
+    ledger, for rule 6's repairs): each bills its own month when `_billing_rows` says so.
+    The caller gives each pair one way or the other, never both."""
     service, through = parse_dates(frame["service_month"]), parse_dates(frame[RANGE_COLUMN])
-    if not (service.complete() and through.complete()):
+    if not service.complete() or through.invalid.any():
         raise BillingInputError(
             f"ledger: every row needs a service_month and a {RANGE_COLUMN} (dates)"
         )
-    if (through.month < service.month).any():
-        row = int(np.flatnonzero(through.month < service.month)[0]) + 1
+    last = through.month
+    by_row = np.flatnonzero(through.missing)
+    if len(by_row):
+        if "period" not in frame.columns:
+            raise BillingInputError(
+                f"ledger: every row needs a service_month and a {RANGE_COLUMN} (dates)"
+            )
+        counted = _billing_rows(frame.iloc[by_row], period_month)
+        last = last.copy()
+        # A row that does not bill its pair is an empty run.
+        last[by_row] = service.month[by_row] - (0 if counted is None else ~counted)
+    elif (last < service.month).any():
+        row = int(np.flatnonzero(last < service.month)[0]) + 1
         raise BillingInputError(f"ledger: {RANGE_COLUMN} before service_month (row {row})")
     owner = _ledger_owners(frame, None, product_ids, product_keys, valid, ids_ascending)
     # Rows in (product, month) order expand to pairs in that order: the runs' fast path.
-    row, months = expand_ranges(np.arange(len(owner), dtype=np.int64), service.month, through.month)
+    row, months = expand_ranges(np.arange(len(owner), dtype=np.int64), service.month, last)
     return _known(owner[row], months)
 
 

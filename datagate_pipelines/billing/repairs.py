@@ -43,7 +43,9 @@ import pandas as pd
 from datagate_pipelines.billing.errors import BillingInputError
 from datagate_pipelines.billing.inputs import (
     EXACT_ALTERNATIVES,
+    RANGE_COLUMN,
     exact_column,
+    final_flags,
     nullable_ints,
     strings,
     table,
@@ -124,6 +126,8 @@ def repair_lines(
     when rule 6 does not apply (see `wants_repairs`)."""
     if not wants_repairs(ledger, settings):
         return None
+    if RANGE_COLUMN in ledger.columns:  # a mixed ledger: runs say what is billed, not what
+        ledger = ledger[ledger[RANGE_COLUMN].isna()]  # for: no run is repaired
     frame = table(ledger, "ledger", REPAIR_COLUMNS, EXACT_ALTERNATIVES)
     state, final, kinds = _pair_states(frame, period_month)
     qty = exact_column(frame, "qty", QUANTITY_PLACES)
@@ -211,11 +215,7 @@ def _pair_states(
     if not (service.complete() and billed_in.complete()):
         raise BillingInputError("ledger: every row needs a service_month and a period (dates)")
     own = billed_in.in_month(period_month)
-    if "final" in frame.columns:
-        final = pd.array(frame["final"].to_numpy(dtype=object), dtype="boolean")
-        final = final.fillna(False).to_numpy(dtype=bool)
-    else:
-        final = ~own
+    final = final_flags(frame["final"]) if "final" in frame.columns else ~own
     counted = np.flatnonzero(~own | final)
     kind = _kinds(frame["kind"] if "kind" in frame.columns else None, len(frame))
     if "product_key" in frame.columns:  # the loader's integer key: no text to factorize

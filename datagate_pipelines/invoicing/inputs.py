@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
     Connection,
+    Integer,
     Select,
     and_,
+    case,
+    cast,
     extract,
     func,
     not_,
+    or_,
     select,
+    true,
     type_coerce,
 )
 
+from datagate_pipelines.warehouse.bulk import read_columns
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     customers,
@@ -34,7 +41,7 @@ LEDGER_INTEGERS = ("qty_e4", "unit_price_e4", "amount_cents", "tax_cents")
 
 
 def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.DataFrame:
-    frame = pd.DataFrame(connection.execute(query).all(), columns=columns)
+    frame = read_columns(connection, query, columns)
     for column in NULLABLE_IDS:
         if column in frame:
             frame[column] = frame[column].astype("Int64")
@@ -48,32 +55,109 @@ def _stored_integer(column, name: str):
     return type_coerce(column, BigInteger).label(name)
 
 
+# Past any month number: a product with no end is billed in full to the end of time.
+NO_END = 10**6
+# Quantities and unit prices beyond this (× 10**4) are read row by row: their product
+# might not fit the database's 64-bit integers.
+TERMS_BOUND = 3 * 10**9
+
+
 def _month_number(value):
-    return extract("year", value) * 12 + extract("month", value)
+    return cast(extract("year", value) * 12 + extract("month", value), Integer)
 
 
-def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
-    """The portal's ledger in the engine's run form (billing/recurring.py): a product
-    billed every month for two years is one row (its first and last month), not 24 —
-    the database aggregates, Python reads a row per product. Products whose months have
-    gaps (rare: a ledger edited by hand) come as one row per month.
-
-    Pairs of `period` itself count only on final invoices: its drafts are recomputed (and
-    re-running it for held invoices never bills a final pair again)."""
+def _counted(portal_id: str, period: date):
+    """Ledger rows that bill or repair a pair: those of invoices that stand (a voided
+    invoice's rows are released, rule 7), minus the drafts of `period` itself — they are
+    recomputed (and re-running it for held invoices never bills a final pair again)."""
     ledger = billing_ledger
     drafts_of_period = select(invoices.c.id).where(
         invoices.c.portal_id == portal_id,
         invoices.c.period == period,
         invoices.c.status != "final",
     )
-    counted = and_(
+    return and_(
         ledger.c.portal_id == portal_id,
-        # Bills of invoices that stand: repairs (rule 6) and voided invoices' released
-        # rows (rule 7) do not bill a pair.
-        ledger.c.kind == "bill",
         ledger.c.released_at.is_(None),
         not_(and_(ledger.c.period == period, ledger.c.invoice_id.in_(drafts_of_period))),
     )
+
+
+def _full_month(qty, unit_price):
+    """qty × unit price (each × 10**4) in cents, rounded half away from zero: what a month
+    billed in full costs (billing/recurring.py), in exact integer arithmetic."""
+    scaled = qty * unit_price
+    return case(
+        (scaled >= 0, (scaled + 5 * 10**5) // 10**6),
+        else_=-((-scaled + 5 * 10**5) // 10**6),
+    )
+
+
+def _irregular_pairs(portal_id: str, period: date):
+    """Pairs with a row a run cannot stand for: a repair (credit or re-bill), a row whose
+    billed terms are missing, or whose amount is not a full month of its quantity and unit
+    price. (A row on an invoice not final — held — is not repaired, but a regular pair in a
+    month its product is active in full would not be repaired if it were final either: its
+    run says all there is.)"""
+    ledger = billing_ledger
+    qty = type_coerce(ledger.c.qty, BigInteger)
+    unit_price = type_coerce(ledger.c.unit_price, BigInteger)
+    amount = type_coerce(ledger.c.amount, BigInteger)
+    return (
+        select(ledger.c.product_id, ledger.c.service_month)
+        .where(
+            _counted(portal_id, period),
+            or_(
+                ledger.c.kind != "bill",
+                ledger.c.qty.is_(None),
+                ledger.c.unit_price.is_(None),
+                ledger.c.amount.is_(None),
+                ledger.c.tax.is_(None),
+                # CASE keeps the product from being computed for terms too large for it.
+                case(
+                    (
+                        and_(func.abs(qty) < TERMS_BOUND, func.abs(unit_price) < TERMS_BOUND),
+                        _full_month(qty, unit_price) != amount,
+                    ),
+                    else_=true(),
+                ),
+            ),
+        )
+        .distinct()
+        .subquery("irregular")
+    )
+
+
+def _full_months():
+    """Each product's first and last month billed in full under its current dates, as
+    month numbers: a month a date change can touch lies outside (its start and end months
+    included, but a start on the 1st). No start date: no such month."""
+    start, end = products.c.start_date, products.c.end_date
+    first = case(
+        (start.is_(None), NO_END),
+        else_=_month_number(start) + case((extract("day", start) == 1, 0), else_=1),
+    )
+    last = case((end.is_(None), NO_END), else_=_month_number(end) - 1)
+    return first.label("full_from"), last.label("full_through")
+
+
+def _of_pair(irregular):
+    return and_(
+        irregular.c.product_id == billing_ledger.c.product_id,
+        irregular.c.service_month == billing_ledger.c.service_month,
+    )
+
+
+def _billed_runs(
+    connection: Connection, portal_id: str, period: date, *, full_months: bool
+) -> pd.DataFrame:
+    """Each product's billed months as runs of month numbers (`first`, `last`): the
+    database aggregates, Python reads a row per product — a product billed every month for
+    two years is one row, not 24. Products whose months have gaps (rare: a ledger edited by
+    hand) come as one row per month. With `full_months`, each product's full months too
+    (`_full_months`)."""
+    ledger = billing_ledger
+    counted = and_(_counted(portal_id, period), ledger.c.kind == "bill")
     per_product = (
         select(
             ledger.c.product_id,
@@ -85,32 +169,31 @@ def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.Dat
         .group_by(ledger.c.product_id)
         .subquery()
     )
-    contiguous = (
-        _month_number(per_product.c.last) - _month_number(per_product.c.first) + 1
-        == per_product.c.months
+    first, last = _month_number(per_product.c.first), _month_number(per_product.c.last)
+    bounds = list(_full_months()) if full_months else []
+    runs = read_columns(
+        connection,
+        select(
+            per_product.c.product_id,
+            products.c.source_line_id,
+            first,
+            last,
+            last - first + 1 == per_product.c.months,
+            *bounds,
+        )
+        .join(
+            products,
+            and_(
+                products.c.portal_id == portal_id,
+                products.c.product_id == per_product.c.product_id,
+            ),
+        )
+        # In product order, as the products are read (the engine's fast path).
+        .order_by(per_product.c.product_id),
+        ["product_id", "product_key", "first", "last", "contiguous"]
+        + [bound.name for bound in bounds],
     )
-    runs = pd.DataFrame(
-        connection.execute(
-            select(
-                per_product.c.product_id,
-                products.c.source_line_id,
-                per_product.c.first,
-                per_product.c.last,
-                contiguous,
-            )
-            .join(
-                products,
-                and_(
-                    products.c.portal_id == portal_id,
-                    products.c.product_id == per_product.c.product_id,
-                ),
-            )
-            # In product order, as the products are read (the engine's fast path).
-            .order_by(per_product.c.product_id)
-        ).all(),
-        columns=["product_id", "product_key", "service_month", "through_month", "contiguous"],
-    )
-    gapped = runs.loc[~runs["contiguous"].astype(bool), ["product_id", "product_key"]]
+    gapped = runs[~runs["contiguous"].astype(bool)].drop(columns=["first", "last"])
     runs = runs[runs["contiguous"].astype(bool)]
     if len(gapped):
         months = pd.DataFrame(
@@ -118,7 +201,7 @@ def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.Dat
                 row
                 for start in range(0, len(gapped), 1000)
                 for row in connection.execute(
-                    select(ledger.c.product_id, ledger.c.service_month).where(
+                    select(ledger.c.product_id, _month_number(ledger.c.service_month)).where(
                         counted,
                         ledger.c.product_id.in_(
                             gapped["product_id"].iloc[start : start + 1000].tolist()
@@ -126,22 +209,49 @@ def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.Dat
                     )
                 )
             ],
-            columns=["product_id", "service_month"],
+            columns=["product_id", "first"],
         ).merge(gapped, on="product_id")
-        months["through_month"] = months["service_month"]
-        runs = pd.concat([runs, months]).sort_values(["product_id", "service_month"], kind="stable")
-    frame = runs[["product_key", "service_month", "through_month"]].reset_index(drop=True)
-    return frame.astype({c: object for c in ("service_month", "through_month")})
+        months["last"] = months["first"]
+        runs = pd.concat([runs, months]).sort_values(["product_id", "first"], kind="stable")
+    return runs.drop(columns="contiguous").reset_index(drop=True)
 
 
-def _ledger_rows(connection: Connection, portal_id: str) -> pd.DataFrame:
-    """The portal's ledger row by row, for rule 6's repairs."""
+def _months(numbers: pd.Series) -> np.ndarray:
+    """Month numbers (year × 12 + month) as the first day of their month."""
+    first_days = {n: date((n - 1) // 12, (n - 1) % 12 + 1, 1) for n in numbers.unique()}
+    return numbers.map(first_days).to_numpy(dtype=object)
+
+
+def _run_form(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of month numbers in the engine's run form (billing/recurring.py)."""
+    return pd.DataFrame(
+        {
+            "product_id": runs["product_id"].to_numpy(),
+            "product_key": runs["product_key"].to_numpy(dtype=np.int64),
+            "service_month": _months(runs["first"]),
+            "through_month": _months(runs["last"]),
+        }
+    )
+
+
+def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """The portal's ledger in the engine's run form: with repairs off, what is billed is
+    all the engine needs."""
+    return _run_form(_billed_runs(connection, portal_id, period, full_months=False))
+
+
+def _ledger_rows(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """The ledger's rows of the pairs a repair may concern (rule 6), with what each billed:
+    the irregular pairs and the months outside their product's full months."""
     # `final` marks pairs on final invoices: never billed again, even by a re-run of their
     # own period (the engine otherwise recomputes that period's pairs from scratch). Each
     # row says what it billed and carries its product's current owners and dates, which
     # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
     # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
-    # invoice bills them again, as catch-up (the run form leaves out their released rows).
+    # invoice bills them again, as catch-up.
+    irregular = _irregular_pairs(portal_id, period)
+    full_from, full_through = _full_months()
+    month = _month_number(billing_ledger.c.service_month)
     frame = _frame(
         connection,
         select(
@@ -165,16 +275,28 @@ def _ledger_rows(connection: Connection, portal_id: str) -> pd.DataFrame:
             invoices.c.doc_number,
             products.c.start_date,
             products.c.end_date,
+            month,
         )
-        .join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
-        .join(
-            products,
-            and_(
-                products.c.portal_id == billing_ledger.c.portal_id,
-                products.c.product_id == billing_ledger.c.product_id,
+        .select_from(
+            billing_ledger.join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
+            .join(
+                products,
+                and_(
+                    products.c.portal_id == billing_ledger.c.portal_id,
+                    products.c.product_id == billing_ledger.c.product_id,
+                ),
+            )
+            .outerjoin(irregular, _of_pair(irregular))
+        )
+        .where(
+            billing_ledger.c.portal_id == portal_id,
+            invoices.c.voided_at.is_(None),
+            or_(
+                irregular.c.product_id.is_not(None),
+                month < full_from,
+                month > full_through,
             ),
         )
-        .where(billing_ledger.c.portal_id == portal_id, invoices.c.voided_at.is_(None))
         .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
         [
             "product_key",
@@ -197,9 +319,50 @@ def _ledger_rows(connection: Connection, portal_id: str) -> pd.DataFrame:
             "invoice",
             "start_date",
             "end_date",
+            "month_number",
         ],
     )
     return frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
+
+
+def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """The ledger for rule 6's repairs: the pairs a repair may concern row by row with what
+    each row billed (no through_month), every other pair in runs (one row per product) —
+    each pair one way, in (product, month) order (billing/recurring.py's mixed ledger).
+
+    A pair no repair can concern has only bills of a full month at the quantity and unit
+    price billed, in a month its product is active in full under its current dates:
+    recomputed, it bills what it billed (billing/repairs.py)."""
+    runs = _billed_runs(connection, portal_id, period, full_months=True)
+    rows = _ledger_rows(connection, portal_id, period)
+    # Months a date change can touch come row by row: the runs keep the full months.
+    runs["first"] = runs["first"].clip(lower=runs["full_from"])
+    runs["last"] = runs["last"].clip(upper=runs["full_through"])
+    runs = runs[runs["first"] <= runs["last"]].drop(columns=["full_from", "full_through"])
+    # A pair read row by row inside a run (a repaired or hand-edited month) cuts it: that
+    # product's runs go month by month, without the months read row by row.
+    pairs = rows[["product_id", "month_number"]].drop_duplicates()
+    inside = pairs.merge(runs, on="product_id")
+    inside = inside[
+        inside["first"].le(inside["month_number"]) & inside["last"].ge(inside["month_number"])
+    ]
+    if len(inside):
+        cut = runs["product_id"].isin(inside["product_id"])
+        lengths = (runs.loc[cut, "last"] - runs.loc[cut, "first"] + 1).to_numpy()
+        months = runs[cut].loc[runs[cut].index.repeat(lengths)].reset_index(drop=True)
+        months["first"] += np.concatenate([np.arange(n) for n in lengths])
+        months["last"] = months["first"]
+        months = months.merge(
+            pairs.rename(columns={"month_number": "first"}), how="left", indicator=True
+        )
+        months = months[months.pop("_merge") == "left_only"]
+        runs = pd.concat([runs[~cut], months]).sort_values(["product_id", "first"], kind="stable")
+    frame = _run_form(runs)
+    if len(rows) == 0:
+        return frame
+    frame = pd.concat([frame, rows.drop(columns="month_number")], ignore_index=True)
+    # A pair's rows stay in the order read; each product's runs and rows interleave by month.
+    return frame.sort_values(["product_id", "service_month"], kind="stable", ignore_index=True)
 
 
 def load_billing_inputs(
@@ -293,7 +456,7 @@ def load_billing_inputs(
         ["site_id", "customer_id", "zip"],
     )
     ledger_frame = (
-        _ledger_rows(connection, portal_id)
+        _ledger_mixed(connection, portal_id, period)
         if repairs
         else _ledger_runs(connection, portal_id, period)
     )

@@ -96,8 +96,8 @@ def test_the_ledger_is_read_as_runs(engine):
         )
     with engine.connect() as c:
         ledger = load_billing_inputs(c, "acme", JULY, repairs=False)["ledger"]
-    assert list(ledger.columns) == ["product_key", "service_month", "through_month"]
-    assert [tuple(r) for r in ledger.itertuples(index=False)] == [
+    assert list(ledger.columns) == ["product_id", "product_key", "service_month", "through_month"]
+    assert [tuple(r)[1:] for r in ledger.itertuples(index=False)] == [
         (7, months[0], months[2]),
         (8, months[0], months[0]),
         (8, months[2], months[2]),

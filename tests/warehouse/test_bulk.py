@@ -7,10 +7,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from sqlalchemy import insert, select
 
-from datagate_pipelines.warehouse.bulk import insert_columns, update_rows, upsert
+from datagate_pipelines.warehouse.bulk import insert_columns, read_columns, update_rows, upsert
 from datagate_pipelines.warehouse.models import api_requests, invoices, portals, tax_rates
 
 T = datetime(2026, 7, 1, 12, 30, tzinfo=UTC)
@@ -65,6 +66,36 @@ def test_values_come_back_exactly(engine):
     assert [s.total for s in stored] == [Decimal(t) for t in totals]
     assert all(s.hold_reasons == ["no tax rate", 'quote " and \\ back'] for s in stored)
     assert all(s.computed_at == T and s.number is None for s in stored)
+
+
+def test_a_bulk_read_gives_what_a_plain_read_gives(engine):
+    """read_columns (COPY … TO STDOUT on PostgreSQL) against the rows of a plain read."""
+    names = ["tab\there", "line\nbreak\r\n", 'back\\slash \\N, "quoted"', "", "ärzte ✓", "x"]
+    totals = ["92233720368547.75", "-0.01", "0.10", "1234.50", "0.00", "7.07"]
+    rows = [_invoice(f"k{i}", t, n) for i, (t, n) in enumerate(zip(totals, names, strict=True))]
+    rows[1] |= {"number": 12, "doc_number": "INV-12", "status": "final"}
+    with engine.begin() as c:
+        _portal(c)
+        insert_columns(c, invoices, {k: [r.get(k) for r in rows] for k in rows[1]})
+    query = select(
+        invoices.c.customer_name,
+        invoices.c.total,
+        invoices.c.number,
+        invoices.c.doc_number,
+        invoices.c.period,
+        invoices.c.status == "final",
+    ).order_by(invoices.c.invoice_key)
+    columns = ["name", "total", "number", "doc_number", "period", "final"]
+    with engine.connect() as c:
+        plain = c.execute(query).all()
+        read = read_columns(c, query, columns)
+    assert list(read.columns) == columns
+    as_read = [  # missing as a plain read says it (the frame: None, NaN or NA)
+        tuple(None if pd.api.types.is_scalar(v) and pd.isna(v) else v for v in row)
+        for row in read.astype(object).itertuples(index=False)
+    ]
+    assert as_read == [tuple(row) for row in plain]
+    assert as_read[1][2:4] == (12, "INV-12") and as_read[0][2:4] == (None, None)
 
 
 def test_floats_and_extra_places_are_refused(engine):
