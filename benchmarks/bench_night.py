@@ -7,8 +7,8 @@ killed daemon on the way.
     .venv/bin/python benchmarks/bench_night.py --results night.json  # keep the raw facts
     .venv/bin/python benchmarks/bench_night.py --report-from night.json --write
 
-100 portals are 300 runs of ~14 s of CPU each: on 2 shared cores that is hours (see
-BENCHMARKS.md); choose --portals for the machine.
+100 portals are 300 runs of ~12 s of CPU each: about 45 minutes on 2 cores, longer when
+other work shares them (BENCHMARKS.md); choose --portals for the machine.
 
 What runs, all on this machine:
 - a throw-away PostgreSQL database `bench_night_<random>` on 127.0.0.1:5432 holding the
