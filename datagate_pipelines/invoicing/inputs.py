@@ -23,7 +23,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from datagate_pipelines.warehouse.bulk import read_columns
+from datagate_pipelines.warehouse.frames import read_columns
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
     customers,

@@ -1,5 +1,5 @@
-"""Bulk writes: plain inserts and upserts of many rows, the same semantics on every database;
-and a bulk read of many rows into a frame (`read_columns`).
+"""Bulk writes: plain inserts and upserts of many rows, the same semantics on every database
+(reads into frames: warehouse/frames.py).
 
 PostgreSQL: rows go through `COPY … FROM STDIN` (text format) — into the table itself for a
 plain insert, into a temporary staging table for an upsert, followed by one
@@ -22,17 +22,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from sqlalchemy import (
-    Boolean,
     Column,
     Connection,
-    Date,
-    Integer,
-    String,
     Table,
-    TypeDecorator,
     bindparam,
     column,
     insert,
@@ -160,7 +153,8 @@ def _copy(connection: Connection, target: str, columns: Sequence[Column], data) 
         cursor.close()
 
 
-def _uses_copy(connection: Connection) -> bool:
+def uses_copy(connection: Connection) -> bool:
+    """Whether bulk rows travel by COPY (PostgreSQL through psycopg2)."""
     return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg2"
 
 
@@ -195,7 +189,7 @@ def insert_columns(connection: Connection, table: Table, data: Mapping[str, Sequ
     _with_defaults(table, data, count)
     columns = _columns(table, data)
     values = [data[c.name] for c in columns]
-    if _uses_copy(connection):
+    if uses_copy(connection):
         _copy(
             connection, connection.dialect.identifier_preparer.format_table(table), columns, values
         )
@@ -275,7 +269,7 @@ def upsert(
     to_update = [
         c for c in (update_columns if update_columns is not None else names) if c not in key
     ]
-    if not _uses_copy(connection):
+    if not uses_copy(connection):
         # One statement compiled once and executed for all rows (SQLAlchemy batches the
         # VALUES itself); compiling a multi-row VALUES clause per chunk cost more.
         statement = _on_conflict(_dialect_insert(connection, table), key, to_update)
@@ -329,7 +323,7 @@ def update_rows(
         return 0
     names = list(rows[0])
     to_set = [n for n in names if n not in key]
-    if not _uses_copy(connection):
+    if not uses_copy(connection):
         statement = (
             update(table)
             .where(*(table.c[k] == bindparam(f"key_{k}") for k in key))
@@ -355,58 +349,3 @@ def update_rows(
     )
     connection.exec_driver_sql(f"DROP TABLE {stage}")
     return len(rows)
-
-
-def read_columns(connection: Connection, query: Any, names: Sequence[str]) -> pd.DataFrame:
-    """The rows of `query` as a frame under `names`, values as a plain read gives them
-    (missing: None; dates as `date`): on PostgreSQL through `COPY (…) TO STDOUT`, which
-    streams CSV text instead of building a Python tuple per row. Its columns may be text,
-    whole numbers (with a missing one: a nullable Int64 column), dates and booleans; a text
-    equal to `\\N` reads as missing there."""
-    if not _uses_copy(connection):
-        return pd.DataFrame(connection.execute(query).all(), columns=list(names))
-    sql = query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    buffer = io.StringIO()
-    cursor = connection.connection.dbapi_connection.cursor()
-    try:
-        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')", buffer)
-    finally:
-        cursor.close()
-    buffer.seek(0)
-    frame = pd.read_csv(
-        buffer,
-        names=list(names),
-        header=None,
-        dtype=str,
-        keep_default_na=False,
-        na_values=["\\N"],
-    )
-    for name, selected in zip(names, query.selected_columns, strict=True):
-        frame[name] = _typed(frame[name], selected.type, connection.dialect)
-    return frame
-
-
-def _typed(values: pd.Series, kind: Any, dialect: Any) -> pd.Series | np.ndarray:
-    """A column of CSV text as the values of its SQL type (a type of warehouse/types.py
-    through its own result processing, once per distinct value)."""
-    if isinstance(kind, TypeDecorator):
-        stored = pd.Series(_typed(values, kind.impl_instance, dialect), dtype=object)
-        codes, uniques = pd.factorize(stored)
-        converted = [kind.process_result_value(value, dialect) for value in uniques]
-        return np.array([*converted, None], dtype=object)[codes]
-    if isinstance(kind, Boolean):
-        return values.map({"t": True, "f": False})
-    present = values.notna().to_numpy()
-    if isinstance(kind, Integer):  # exact: no float on the way, even with missing values
-        if present.all():
-            return pd.to_numeric(values)
-        numbers = pd.Series(pd.NA, index=values.index, dtype="Int64")
-        numbers[present] = pd.to_numeric(values[present])
-        return numbers
-    if isinstance(kind, Date):
-        codes, uniques = pd.factorize(values)
-        days = np.array([date.fromisoformat(text) for text in uniques] + [None], dtype=object)
-        return days[codes]  # code -1 (missing): the last, None
-    if isinstance(kind, String):
-        return np.where(present, values.to_numpy(dtype=object), None)
-    raise TypeError(f"read_columns: no CSV reading for {kind!r}")

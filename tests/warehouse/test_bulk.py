@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select
 
-from datagate_pipelines.warehouse.bulk import insert_columns, read_columns, update_rows, upsert
+from datagate_pipelines.warehouse.bulk import insert_columns, update_rows, upsert
+from datagate_pipelines.warehouse.frames import read_columns
 from datagate_pipelines.warehouse.models import api_requests, invoices, portals, tax_rates
 
 T = datetime(2026, 7, 1, 12, 30, tzinfo=UTC)
