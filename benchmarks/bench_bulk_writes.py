@@ -144,7 +144,7 @@ WHAT_CHANGED = (
 @contextmanager
 def before():
     """The executemany path bulk.py keeps for databases without COPY."""
-    with mock.patch.object(bulk, "_uses_copy", lambda connection: False):
+    with mock.patch.object(bulk, "uses_copy", lambda connection: False):
         yield
 
 
