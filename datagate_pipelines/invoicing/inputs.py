@@ -23,6 +23,7 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from datagate_pipelines.billing.periods import month_from_index
 from datagate_pipelines.warehouse.frames import read_columns
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
@@ -217,8 +218,9 @@ def _billed_runs(
 
 
 def _months(numbers: pd.Series) -> np.ndarray:
-    """Month numbers (year × 12 + month) as the first day of their month."""
-    first_days = {n: date((n - 1) // 12, (n - 1) % 12 + 1, 1) for n in numbers.unique()}
+    """Month numbers (year × 12 + month: SQL's, one above billing.periods' month index) as
+    the first day of their month."""
+    first_days = {n: month_from_index(n - 1) for n in numbers.unique()}
     return numbers.map(first_days).to_numpy(dtype=object)
 
 
