@@ -15,7 +15,6 @@ text, never through binary floating point.
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -35,8 +34,9 @@ from sqlalchemy import (
 from sqlalchemy import table as table_clause
 from sqlalchemy.dialects import postgresql, sqlite
 
-# Rows per COPY statement: bounds the text held in memory at once (~100 bytes a row).
-COPY_CHUNK_ROWS = 100_000
+# Rows formatted at a time for COPY: bounds the text held in memory (~100 bytes a row)
+# and keeps the server busy while the next chunk is made.
+COPY_CHUNK_ROWS = 10_000
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _staging_names = itertools.count(1)
@@ -82,6 +82,9 @@ def _converted(values: Iterable[Any], convert: Callable[[Any], Any]) -> list[Any
         if value is None:
             append(None)
             continue
+        if type(value) is float:  # 1.0 == Decimal("1.00"): never served another's result
+            append(convert(value))
+            continue
         try:
             append(memo[value])
         except KeyError:
@@ -119,6 +122,8 @@ def _column_text(values: Sequence[Any], processor: Callable | None) -> list[str]
             append(value)  # \t, \n and \r are not printable
         elif processor is None and kind is int:
             append(str(value))
+        elif kind is float:  # refused, not served the result of an equal Decimal
+            append(convert(value))
         else:
             try:
                 append(memo[value])
@@ -137,18 +142,53 @@ def _copy_lines(columns: Sequence[Column], data: Sequence[Sequence[Any]], proces
     return "".join(line + "\n" for line in map("\t".join, zip(*cells, strict=True)))
 
 
+class _CopyStream:
+    """COPY text made a chunk at a time as the driver reads it: the server takes in one
+    chunk while Python formats the next (on PostgreSQL's own core), instead of each
+    waiting for the other, and only a chunk's text is held at once."""
+
+    def __init__(self, chunks: Iterable[str]):
+        self._chunks = iter(chunks)
+        self.error: Exception | None = None
+
+    def read(self, _size: int = -1) -> str:
+        # The driver sends whatever length comes back; an empty string ends the data.
+        try:
+            return next(self._chunks, "")
+        except Exception as error:  # the driver would hide it behind "COPY failed"
+            self.error = error
+            raise
+
+    readline = read
+
+
 def _copy(connection: Connection, target: str, columns: Sequence[Column], data) -> None:
-    """COPY column-wise `data` into `target` (a quoted table name), in chunks."""
+    """COPY column-wise `data` into `target` (a quoted table name): one statement, its
+    rows formatted chunk by chunk while they stream."""
     preparer = connection.dialect.identifier_preparer
     names = ", ".join(preparer.quote(c.name) for c in columns)
-    statement = f"COPY {target} ({names}) FROM STDIN"
     processors = _processors(connection, columns)
     count = len(data[0]) if data else 0
+    chunks = (
+        _copy_lines(
+            columns, [values[start : start + COPY_CHUNK_ROWS] for values in data], processors
+        )
+        for start in range(0, count, COPY_CHUNK_ROWS)
+    )
+    stream = _CopyStream(chunks)
     cursor = connection.connection.dbapi_connection.cursor()
     try:
-        for start in range(0, count, COPY_CHUNK_ROWS):
-            chunk = [values[start : start + COPY_CHUNK_ROWS] for values in data]
-            cursor.copy_expert(statement, io.StringIO(_copy_lines(columns, chunk, processors)))
+        # A bad value found mid-stream leaves the transaction as it was, as one found
+        # before any row was sent would.
+        cursor.execute("SAVEPOINT datagate_copy")
+        try:
+            cursor.copy_expert(f"COPY {target} ({names}) FROM STDIN", stream)
+        except Exception:
+            if stream.error is None:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT datagate_copy")
+            raise stream.error from None  # the value's own error, not "COPY failed"
+        cursor.execute("RELEASE SAVEPOINT datagate_copy")
     finally:
         cursor.close()
 

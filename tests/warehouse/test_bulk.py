@@ -108,6 +108,25 @@ def test_floats_and_extra_places_are_refused(engine):
             insert_columns(c, invoices, {**_columns("k2"), "total": [Decimal("1.001")]})
 
 
+def test_a_bad_value_past_the_first_chunk_writes_nothing(engine, monkeypatch):
+    """Rows stream in chunks; a bad value in a later one is reported as itself and leaves
+    the transaction as it was: no row of the call stored, the next write still works. (The
+    float equals the exact values before it: it is refused all the same.)"""
+    monkeypatch.setattr("datagate_pipelines.warehouse.bulk.COPY_CHUNK_ROWS", 2)
+    rows = [_invoice(f"k{i}", "1.00", "C") for i in range(5)]
+    data = {k: [r[k] for r in rows] for k in rows[0]}
+    data["total"][4] = 1.0
+    with engine.begin() as c:
+        _portal(c)
+        with pytest.raises(TypeError, match="float"):
+            insert_columns(c, invoices, data)
+        assert c.execute(select(invoices.c.id)).all() == []
+        data["total"][4] = Decimal("1.00")
+        assert insert_columns(c, invoices, data) == 5
+    with engine.connect() as c:
+        assert len(c.execute(select(invoices.c.id)).all()) == 5
+
+
 def _columns(key: str) -> dict:
     return {k: [v] for k, v in _invoice(key, "1.00", "C").items()}
 
