@@ -2,33 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
+    Column,
     Connection,
+    Date,
     Integer,
+    MetaData,
     Select,
+    String,
+    Table,
     and_,
     case,
     cast,
     extract,
     func,
     not_,
-    or_,
     select,
+    text,
     true,
+    tuple_,
     type_coerce,
+    union_all,
 )
 
 from datagate_pipelines.billing.periods import month_from_index
+from datagate_pipelines.warehouse.bulk import insert_columns
 from datagate_pipelines.warehouse.frames import read_columns
 from datagate_pipelines.warehouse.models import (
+    billed_pair_where,
     billing_ledger,
     customers,
     invoices,
+    irregular_row_where,
     product_templates,
     products,
     sites,
@@ -39,6 +51,27 @@ from datagate_pipelines.warehouse.models import (
 NULLABLE_IDS = ("site_id", "contract_id")
 # What a ledger row billed, in cents or × 10**4 (NULL only if its line is gone).
 LEDGER_INTEGERS = ("qty_e4", "unit_price_e4", "amount_cents", "tax_cents")
+# The ledger's rows read with what each billed, for repairs (billing/repairs.py).
+LEDGER_ROW_COLUMNS = [
+    "product_key",
+    "service_month",
+    "period",
+    "final",
+    "product_id",
+    "kind",
+    "customer_id",
+    "site_id",
+    "contract_id",
+    "description",
+    *LEDGER_INTEGERS,
+    "tax_code",
+    "tax_zip",
+    "tax_rate",
+    "invoice",
+    "start_date",
+    "end_date",
+    "month_number",
+]
 
 
 def _frame(connection: Connection, query: Select, columns: list[str]) -> pd.DataFrame:
@@ -58,9 +91,6 @@ def _stored_integer(column, name: str):
 
 # Past any month number: a product with no end is billed in full to the end of time.
 NO_END = 10**6
-# Quantities and unit prices beyond this (× 10**4) are read row by row: their product
-# might not fit the database's 64-bit integers.
-TERMS_BOUND = 3 * 10**9
 
 
 def _month_number(value):
@@ -84,48 +114,21 @@ def _counted(portal_id: str, period: date):
     )
 
 
-def _full_month(qty, unit_price):
-    """qty × unit price (each × 10**4) in cents, rounded half away from zero: what a month
-    billed in full costs (billing/recurring.py), in exact integer arithmetic."""
-    scaled = qty * unit_price
-    return case(
-        (scaled >= 0, (scaled + 5 * 10**5) // 10**6),
-        else_=-((-scaled + 5 * 10**5) // 10**6),
-    )
-
-
-def _irregular_pairs(portal_id: str, period: date):
-    """Pairs with a row a run cannot stand for: a repair (credit or re-bill), a row whose
-    billed terms are missing, or whose amount is not a full month of its quantity and unit
-    price. (A row on an invoice not final — held — is not repaired, but a regular pair in a
-    month its product is active in full would not be repaired if it were final either: its
-    run says all there is.)"""
+def _irregular_pairs(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """Pairs with a counted row a run cannot stand for (`models.irregular_row_where`: a
+    repair, missing terms, an amount that is not a full month), as (product_id,
+    month_number): looked up through the ledger's partial index of such rows, the query
+    repeating its predicate word for word so that both databases use it. (A row on an
+    invoice not final — held — is not repaired, but a regular pair in a month its product
+    is active in full would not be repaired if it were final either: its run says all
+    there is.)"""
     ledger = billing_ledger
-    qty = type_coerce(ledger.c.qty, BigInteger)
-    unit_price = type_coerce(ledger.c.unit_price, BigInteger)
-    amount = type_coerce(ledger.c.amount, BigInteger)
-    return (
-        select(ledger.c.product_id, ledger.c.service_month)
-        .where(
-            _counted(portal_id, period),
-            or_(
-                ledger.c.kind != "bill",
-                ledger.c.qty.is_(None),
-                ledger.c.unit_price.is_(None),
-                ledger.c.amount.is_(None),
-                ledger.c.tax.is_(None),
-                # CASE keeps the product from being computed for terms too large for it.
-                case(
-                    (
-                        and_(func.abs(qty) < TERMS_BOUND, func.abs(unit_price) < TERMS_BOUND),
-                        _full_month(qty, unit_price) != amount,
-                    ),
-                    else_=true(),
-                ),
-            ),
-        )
-        .distinct()
-        .subquery("irregular")
+    return read_columns(
+        connection,
+        select(ledger.c.product_id, _month_number(ledger.c.service_month))
+        .where(_counted(portal_id, period), text(f"({irregular_row_where(ledger.name)})"))
+        .distinct(),
+        ["product_id", "month_number"],
     )
 
 
@@ -140,13 +143,6 @@ def _full_months():
     )
     last = case((end.is_(None), NO_END), else_=_month_number(end) - 1)
     return first.label("full_from"), last.label("full_through")
-
-
-def _of_pair(irregular):
-    return and_(
-        irregular.c.product_id == billing_ledger.c.product_id,
-        irregular.c.service_month == billing_ledger.c.service_month,
-    )
 
 
 def _billed_runs(
@@ -242,88 +238,177 @@ def _ledger_runs(connection: Connection, portal_id: str, period: date) -> pd.Dat
     return _run_form(_billed_runs(connection, portal_id, period, full_months=False))
 
 
-def _ledger_rows(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
-    """The ledger's rows of the pairs a repair may concern (rule 6), with what each billed:
-    the irregular pairs and the months outside their product's full months."""
+def _outside_full_months(runs: pd.DataFrame) -> pd.DataFrame:
+    """The billed months of `runs` (with each product's full months) that lie outside the
+    product's full months, as (product_id, month_number): a date change may concern them."""
+    before = runs[runs["first"] < runs["full_from"]]
+    after = runs[runs["last"] > runs["full_through"]]
+    spans = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "product_id": before["product_id"],
+                    "first": before["first"],
+                    "last": np.minimum(before["last"], before["full_from"] - 1),
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "product_id": after["product_id"],
+                    "first": np.maximum(after["first"], after["full_through"] + 1),
+                    "last": after["last"],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    lengths = (spans["last"] - spans["first"] + 1).to_numpy(dtype=np.int64)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return pd.DataFrame(
+        {
+            "product_id": np.repeat(spans["product_id"].to_numpy(dtype=object), lengths),
+            "month_number": np.repeat(spans["first"].to_numpy(dtype=np.int64), lengths) + offsets,
+        }
+    )
+
+
+def _candidate_table() -> Table:
+    return Table(
+        "datagate_candidate_pairs",
+        MetaData(),
+        Column("product_id", String(64), primary_key=True),
+        Column("service_month", Date, primary_key=True),
+        prefixes=["TEMPORARY"],
+    )
+
+
+@contextmanager
+def _without_jit(connection: Connection) -> Iterator[None]:
+    """PostgreSQL without JIT compilation for one query: the probes' plan looks dear (it
+    counts a random read per pair), so JIT would spend about a second compiling a query
+    that runs in less."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    before = connection.exec_driver_sql("SELECT current_setting('jit')").scalar_one()
+    connection.exec_driver_sql("SELECT set_config('jit', 'off', true)")
+    yield
+    connection.exec_driver_sql("SELECT set_config('jit', %(before)s, true)", {"before": before})
+
+
+def _rows_of_pairs(connection, candidates, portal_id, period, where, kind_not=None):
+    """The counted ledger rows of the candidate pairs for which the SQL of `where` (a
+    partial index's predicate) holds, each pair an index probe: (the FROM, the rows)."""
+    ledger = billing_ledger
+    rows_of = and_(
+        ledger.c.portal_id == portal_id,
+        _counted(portal_id, period),
+        text(f"({where(ledger.name)})"),
+        *([ledger.c.kind != kind_not] if kind_not else []),
+    )
+    pair = (ledger.c.product_id, ledger.c.service_month)
+    if connection.dialect.name != "postgresql":
+        # SQLite looks each pair of an IN list up in the index (the list drives the probes).
+        listed = tuple_(*pair).in_(select(candidates.c.product_id, candidates.c.service_month))
+        return ledger, ledger, and_(rows_of, listed)
+    match = and_(
+        rows_of,
+        ledger.c.product_id == candidates.c.product_id,
+        ledger.c.service_month == candidates.c.service_month,
+    )
+    # PostgreSQL would rather hash the whole ledger than probe it a few hundred thousand
+    # times; a lateral subquery it may not flatten (OFFSET 0) makes each pair a probe.
+    rows = select(ledger).where(match).offset(0).lateral()
+    return candidates.join(rows, true()), rows, true()
+
+
+def _with_terms(source, ledger, where):
+    """The rows of `source` with what each billed and their product's current state, in the
+    columns of LEDGER_ROW_COLUMNS (then the ledger id, for a stable order)."""
+    return (
+        select(
+            products.c.source_line_id,
+            ledger.c.service_month,
+            ledger.c.period,
+            invoices.c.status == "final",
+            ledger.c.product_id,
+            ledger.c.kind,
+            products.c.customer_id,
+            products.c.site_id,
+            products.c.contract_id,
+            products.c.description,
+            _stored_integer(ledger.c.qty, "qty_e4"),
+            _stored_integer(ledger.c.unit_price, "unit_price_e4"),
+            _stored_integer(ledger.c.amount, "amount_cents"),
+            _stored_integer(ledger.c.tax, "tax_cents"),
+            ledger.c.tax_code,
+            ledger.c.tax_zip,
+            ledger.c.tax_rate,
+            invoices.c.doc_number,
+            products.c.start_date,
+            products.c.end_date,
+            _month_number(ledger.c.service_month),
+            ledger.c.id,
+        )
+        .select_from(
+            source.join(invoices, invoices.c.id == ledger.c.invoice_id).join(
+                products,
+                and_(
+                    products.c.portal_id == ledger.c.portal_id,
+                    products.c.product_id == ledger.c.product_id,
+                ),
+            )
+        )
+        .where(where, invoices.c.voided_at.is_(None))
+    )
+
+
+def _ledger_rows(
+    connection: Connection, portal_id: str, period: date, pairs: pd.DataFrame
+) -> pd.DataFrame:
+    """The counted ledger rows of `pairs` (product_id, month_number) — the pairs a repair
+    may concern (rule 6) — with what each billed. The pairs go to a temporary table, and
+    each is looked up by index: the bills through the index of billed pairs, the repairs
+    through the index of irregular rows; the rest of the history is not read."""
     # `final` marks pairs on final invoices: never billed again, even by a re-run of their
     # own period (the engine otherwise recomputes that period's pairs from scratch). Each
     # row says what it billed and carries its product's current owners and dates, which
     # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
     # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
     # invoice bills them again, as catch-up.
-    irregular = _irregular_pairs(portal_id, period)
-    full_from, full_through = _full_months()
-    month = _month_number(billing_ledger.c.service_month)
-    frame = _frame(
+    candidates = _candidate_table()
+    # Temporary tables live as long as the connection: one left by a failed read before
+    # on this pooled connection is ours to replace.
+    candidates.drop(connection, checkfirst=True)
+    candidates.create(connection)
+    insert_columns(
         connection,
-        select(
-            products.c.source_line_id,
-            billing_ledger.c.service_month,
-            billing_ledger.c.period,
-            invoices.c.status == "final",
-            billing_ledger.c.product_id,
-            billing_ledger.c.kind,
-            products.c.customer_id,
-            products.c.site_id,
-            products.c.contract_id,
-            products.c.description,
-            _stored_integer(billing_ledger.c.qty, "qty_e4"),
-            _stored_integer(billing_ledger.c.unit_price, "unit_price_e4"),
-            _stored_integer(billing_ledger.c.amount, "amount_cents"),
-            _stored_integer(billing_ledger.c.tax, "tax_cents"),
-            billing_ledger.c.tax_code,
-            billing_ledger.c.tax_zip,
-            billing_ledger.c.tax_rate,
-            invoices.c.doc_number,
-            products.c.start_date,
-            products.c.end_date,
-            month,
-        )
-        .select_from(
-            billing_ledger.join(invoices, invoices.c.id == billing_ledger.c.invoice_id)
-            .join(
-                products,
-                and_(
-                    products.c.portal_id == billing_ledger.c.portal_id,
-                    products.c.product_id == billing_ledger.c.product_id,
-                ),
-            )
-            .outerjoin(irregular, _of_pair(irregular))
-        )
-        .where(
-            billing_ledger.c.portal_id == portal_id,
-            invoices.c.voided_at.is_(None),
-            or_(
-                irregular.c.product_id.is_not(None),
-                month < full_from,
-                month > full_through,
-            ),
-        )
-        .order_by(billing_ledger.c.product_id, billing_ledger.c.service_month),
-        [
-            "product_key",
-            "service_month",
-            "period",
-            "final",
-            "product_id",
-            "kind",
-            "customer_id",
-            "site_id",
-            "contract_id",
-            "description",
-            "qty_e4",
-            "unit_price_e4",
-            "amount_cents",
-            "tax_cents",
-            "tax_code",
-            "tax_zip",
-            "tax_rate",
-            "invoice",
-            "start_date",
-            "end_date",
-            "month_number",
-        ],
+        candidates,
+        {
+            "product_id": pairs["product_id"].tolist(),
+            "service_month": _months(pairs["month_number"]).tolist(),
+        },
     )
+    # Statistics, which a temporary table lacks: with them both planners take the pairs
+    # first and probe the ledger for each, instead of the other way round.
+    connection.exec_driver_sql(f"ANALYZE {candidates.name}")
+    # Each half names its index's predicate word for word (SQLite uses a partial index
+    # only then): a pair's bill, and its repairs — rows that are never bills.
+    bills = _rows_of_pairs(connection, candidates, portal_id, period, billed_pair_where)
+    repairs = _rows_of_pairs(
+        connection, candidates, portal_id, period, irregular_row_where, kind_not="bill"
+    )
+    query = union_all(*(_with_terms(*half) for half in (bills, repairs))).subquery()
+    with _without_jit(connection):
+        frame = _frame(
+            connection,
+            select(*list(query.c)[:-1]).order_by(
+                query.c.product_id, query.c.service_month, query.c.id
+            ),
+            LEDGER_ROW_COLUMNS,
+        )
+    # Dropped once read; on an error the transaction's rollback takes it away.
+    candidates.drop(connection)
     return frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
 
 
@@ -336,7 +421,11 @@ def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.Da
     price billed, in a month its product is active in full under its current dates:
     recomputed, it bills what it billed (billing/repairs.py)."""
     runs = _billed_runs(connection, portal_id, period, full_months=True)
-    rows = _ledger_rows(connection, portal_id, period)
+    pairs = pd.concat(
+        [_irregular_pairs(connection, portal_id, period), _outside_full_months(runs)],
+        ignore_index=True,
+    ).drop_duplicates()
+    rows = _ledger_rows(connection, portal_id, period, pairs)
     # Months a date change can touch come row by row: the runs keep the full months.
     runs["first"] = runs["first"].clip(lower=runs["full_from"])
     runs["last"] = runs["last"].clip(upper=runs["full_through"])

@@ -491,8 +491,38 @@ invoice_lines = Table(
     CheckConstraint("kind IN ('recurring', 'usage', 'credit', 'rebill')", name="kind"),
 )
 
-# Rows that bill a pair now: bills (not repairs) of invoices not voided.
-BILLED_PAIR_WHERE = "kind = 'bill' AND released_at IS NULL"
+
+def billed_pair_where(table: str = "") -> str:
+    """SQL true for the rows that bill a pair now: bills (not repairs) of invoices not
+    voided. `table` qualifies the columns ("" in the index)."""
+    t = f"{table}." if table else ""
+    return f"{t}kind = 'bill' AND {t}released_at IS NULL"
+
+
+BILLED_PAIR_WHERE = billed_pair_where()
+
+# Quantities and unit prices (× 10**4) at or beyond this are irregular: their product
+# might not fit the database's 64-bit integers.
+TERMS_BOUND = 3 * 10**9
+
+
+def irregular_row_where(table: str = "") -> str:
+    """SQL true for a ledger row a run of months cannot stand for (a repair may concern its
+    pair, docs/billing.md rule 6): a credit or re-bill, missing terms, or an amount that is
+    not a full month of its quantity × unit price — in cents, half away from zero, in exact
+    integer arithmetic (billing/recurring.py). `table` qualifies the columns ("" in the
+    index). The partial index below has this predicate, so a query with the same text finds
+    the rare irregular rows without reading the ledger."""
+    t = f"{table}." if table else ""
+    scaled = f"{t}qty * {t}unit_price"
+    return (
+        f"{t}kind <> 'bill' OR {t}qty IS NULL OR {t}unit_price IS NULL OR {t}amount IS NULL"
+        f" OR {t}tax IS NULL OR CASE WHEN abs({t}qty) < {TERMS_BOUND}"
+        f" AND abs({t}unit_price) < {TERMS_BOUND} THEN CASE WHEN {scaled} >= 0"
+        f" THEN ({scaled} + 500000) / 1000000 ELSE -((-({scaled}) + 500000) / 1000000) END"
+        f" <> {t}amount ELSE 1 = 1 END"
+    )
+
 
 billing_ledger = Table(
     "billing_ledger",
@@ -527,6 +557,15 @@ billing_ledger = Table(
         unique=True,
         sqlite_where=text(BILLED_PAIR_WHERE),
         postgresql_where=text(BILLED_PAIR_WHERE),
+    ),
+    # The rows a repair may concern, whatever their pair's month (invoicing/inputs.py).
+    Index(
+        "ix_billing_ledger_irregular",
+        "portal_id",
+        "product_id",
+        "service_month",
+        sqlite_where=text(irregular_row_where()),
+        postgresql_where=text(irregular_row_where()),
     ),
 )
 

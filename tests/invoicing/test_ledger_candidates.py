@@ -18,6 +18,7 @@ from sqlalchemy import BigInteger, and_, insert, select, type_coerce
 
 from datagate_pipelines.billing import BillingSettings, bill_period
 from datagate_pipelines.billing.periods import add_months
+from datagate_pipelines.invoicing import inputs
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.warehouse.models import (
     billing_ledger,
@@ -319,3 +320,32 @@ def test_the_mixed_ledger_bills_as_the_whole_ledger(engine, seed, pro_rata):
     # The comparison can fail: without its rows, the mixed ledger bills differently.
     runs_only = _frames(bill_period(JULY, settings, **{**inputs, "ledger": mixed[~by_row]}))
     assert not _equal(runs_only, expected)
+
+
+def test_repairs_look_their_rows_up_without_reading_the_history(engine, monkeypatch):
+    """The pairs a repair may concern are found through the index of irregular ledger rows,
+    and their rows fetched pair by pair, so the cost of repairs follows the few pairs
+    concerned, not the years of history (SQLite's query plans; PostgreSQL's are chosen by
+    cost and measured in BENCHMARKS.md)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plans follow from the query; PostgreSQL's from the data")
+    _seed(engine, 1, True)
+    plans: list[str] = []
+    read = inputs.read_columns
+
+    def explained(connection, query, names):
+        sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+        plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}").all()
+        plans.append("\n".join(row[-1] for row in plan))
+        return read(connection, query, names)
+
+    monkeypatch.setattr(inputs, "read_columns", explained)
+    with engine.begin() as c:
+        load_billing_inputs(c, "acme", JULY, repairs=True)
+    irregular = [p for p in plans if "ix_billing_ledger_irregular" in p]
+    assert len(irregular) == 2  # the irregular pairs, then the repairs of the candidates
+    by_pair = "(portal_id=? AND product_id=? AND service_month=?)"
+    candidate_rows = irregular[1]
+    assert f"USING INDEX uq_billing_ledger_billed_pair {by_pair}" in candidate_rows
+    assert f"USING INDEX ix_billing_ledger_irregular {by_pair}" in candidate_rows
+    assert "SCAN billing_ledger" not in candidate_rows
