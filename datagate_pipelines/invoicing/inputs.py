@@ -29,7 +29,6 @@ from sqlalchemy import (
     true,
     tuple_,
     type_coerce,
-    union_all,
 )
 
 from datagate_pipelines.billing.periods import month_from_index
@@ -111,24 +110,6 @@ def _counted(portal_id: str, period: date):
         ledger.c.portal_id == portal_id,
         ledger.c.released_at.is_(None),
         not_(and_(ledger.c.period == period, ledger.c.invoice_id.in_(drafts_of_period))),
-    )
-
-
-def _irregular_pairs(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
-    """Pairs with a counted row a run cannot stand for (`models.irregular_row_where`: a
-    repair, missing terms, an amount that is not a full month), as (product_id,
-    month_number): looked up through the ledger's partial index of such rows, the query
-    repeating its predicate word for word so that both databases use it. (A row on an
-    invoice not final — held — is not repaired, but a regular pair in a month its product
-    is active in full would not be repaired if it were final either: its run says all
-    there is.)"""
-    ledger = billing_ledger
-    return read_columns(
-        connection,
-        select(ledger.c.product_id, _month_number(ledger.c.service_month))
-        .where(_counted(portal_id, period), text(f"({irregular_row_where(ledger.name)})"))
-        .distinct(),
-        ["product_id", "month_number"],
     )
 
 
@@ -296,36 +277,47 @@ def _without_jit(connection: Connection) -> Iterator[None]:
     connection.exec_driver_sql("SELECT set_config('jit', %(before)s, true)", {"before": before})
 
 
-def _rows_of_pairs(connection, candidates, portal_id, period, where, kind_not=None):
-    """The counted ledger rows of the candidate pairs for which the SQL of `where` (a
-    partial index's predicate) holds, each pair an index probe: (the FROM, the rows)."""
+def _bills_of_pairs(connection: Connection, candidates: Table, portal_id: str, period: date):
+    """The FROM and the condition that give the counted bills of the candidate pairs, each
+    pair an index probe (the index of billed pairs: its predicate is named word for word,
+    as SQLite uses a partial index only then); and the rows' selectable."""
     ledger = billing_ledger
-    rows_of = and_(
+    bills = and_(
         ledger.c.portal_id == portal_id,
         _counted(portal_id, period),
-        text(f"({where(ledger.name)})"),
-        *([ledger.c.kind != kind_not] if kind_not else []),
+        text(f"({billed_pair_where(ledger.name)})"),
     )
-    pair = (ledger.c.product_id, ledger.c.service_month)
     if connection.dialect.name != "postgresql":
         # SQLite looks each pair of an IN list up in the index (the list drives the probes).
-        listed = tuple_(*pair).in_(select(candidates.c.product_id, candidates.c.service_month))
-        return ledger, ledger, and_(rows_of, listed)
-    match = and_(
-        rows_of,
-        ledger.c.product_id == candidates.c.product_id,
-        ledger.c.service_month == candidates.c.service_month,
-    )
+        listed = tuple_(ledger.c.product_id, ledger.c.service_month).in_(
+            select(candidates.c.product_id, candidates.c.service_month)
+        )
+        return ledger, and_(bills, listed), ledger
     # PostgreSQL would rather hash the whole ledger than probe it a few hundred thousand
     # times; a lateral subquery it may not flatten (OFFSET 0) makes each pair a probe.
-    rows = select(ledger).where(match).offset(0).lateral()
-    return candidates.join(rows, true()), rows, true()
+    rows = (
+        select(ledger)
+        .where(
+            bills,
+            ledger.c.product_id == candidates.c.product_id,
+            ledger.c.service_month == candidates.c.service_month,
+        )
+        .offset(0)
+        .lateral()
+    )
+    return candidates.join(rows, true()), true(), rows
 
 
-def _with_terms(source, ledger, where):
-    """The rows of `source` with what each billed and their product's current state, in the
-    columns of LEDGER_ROW_COLUMNS (then the ledger id, for a stable order)."""
-    return (
+def _with_terms(connection: Connection, source, where, ledger=billing_ledger) -> pd.DataFrame:
+    """The ledger rows of `source` where `where` holds, with what each billed and their
+    product's current owners and dates, which rule 6 compares (billing/repairs.py):
+    LEDGER_ROW_COLUMNS and the row's id.
+
+    `final` marks pairs on final invoices: never billed again, even by a re-run of their own
+    period (the engine otherwise recomputes that period's pairs from scratch); `invoice` is
+    the number a repair corrects. A voided invoice's pairs are not billed any more (rule 7):
+    the agreement's next invoice bills them again, as catch-up."""
+    query = (
         select(
             products.c.source_line_id,
             ledger.c.service_month,
@@ -361,21 +353,30 @@ def _with_terms(source, ledger, where):
         )
         .where(where, invoices.c.voided_at.is_(None))
     )
+    with _without_jit(connection):
+        frame = _frame(connection, query, [*LEDGER_ROW_COLUMNS, "id"])
+    return frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
 
 
-def _ledger_rows(
-    connection: Connection, portal_id: str, period: date, pairs: pd.DataFrame
-) -> pd.DataFrame:
-    """The counted ledger rows of `pairs` (product_id, month_number) — the pairs a repair
-    may concern (rule 6) — with what each billed. The pairs go to a temporary table, and
-    each is looked up by index: the bills through the index of billed pairs, the repairs
-    through the index of irregular rows; the rest of the history is not read."""
-    # `final` marks pairs on final invoices: never billed again, even by a re-run of their
-    # own period (the engine otherwise recomputes that period's pairs from scratch). Each
-    # row says what it billed and carries its product's current owners and dates, which
-    # rule 6 compares (billing/repairs.py); `invoice` is the number a repair corrects.
-    # A voided invoice's pairs are not billed any more (rule 7): the agreement's next
-    # invoice bills them again, as catch-up.
+def _irregular_rows(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
+    """The counted rows a run cannot stand for (`models.irregular_row_where`: repairs,
+    missing terms, amounts that are not a full month), through the ledger's partial index
+    of such rows — the query names its predicate word for word, so both databases use it.
+    Their pairs are the irregular ones. (A row on an invoice not final — held — is not
+    repaired, but a regular pair in a month its product is active in full would not be
+    repaired if it were final either: its run says all there is.)"""
+    ledger = billing_ledger
+    irregular = and_(
+        ledger.c.portal_id == portal_id,
+        _counted(portal_id, period),
+        text(f"({irregular_row_where(ledger.name)})"),
+    )
+    return _with_terms(connection, ledger, irregular)
+
+
+def _bills_of(connection: Connection, portal_id: str, period: date, pairs: pd.DataFrame):
+    """The counted bills of `pairs` (product_id, month_number), looked up pair by pair: the
+    pairs go to a temporary table, the rest of the history is not read."""
     candidates = _candidate_table()
     # Temporary tables live as long as the connection: one left by a failed read before
     # on this pooled connection is ours to replace.
@@ -389,27 +390,34 @@ def _ledger_rows(
             "service_month": _months(pairs["month_number"]).tolist(),
         },
     )
-    # Statistics, which a temporary table lacks: with them both planners take the pairs
-    # first and probe the ledger for each, instead of the other way round.
+    # Statistics, which a temporary table lacks: with them the planner takes the pairs
+    # first and probes the ledger for each, instead of the other way round.
     connection.exec_driver_sql(f"ANALYZE {candidates.name}")
-    # Each half names its index's predicate word for word (SQLite uses a partial index
-    # only then): a pair's bill, and its repairs — rows that are never bills.
-    bills = _rows_of_pairs(connection, candidates, portal_id, period, billed_pair_where)
-    repairs = _rows_of_pairs(
-        connection, candidates, portal_id, period, irregular_row_where, kind_not="bill"
-    )
-    query = union_all(*(_with_terms(*half) for half in (bills, repairs))).subquery()
-    with _without_jit(connection):
-        frame = _frame(
-            connection,
-            select(*list(query.c)[:-1]).order_by(
-                query.c.product_id, query.c.service_month, query.c.id
-            ),
-            LEDGER_ROW_COLUMNS,
-        )
+    source, where, ledger = _bills_of_pairs(connection, candidates, portal_id, period)
+    frame = _with_terms(connection, source, where, ledger)
     # Dropped once read; on an error the transaction's rollback takes it away.
     candidates.drop(connection)
-    return frame.astype(dict.fromkeys(LEDGER_INTEGERS, "Int64"))
+    return frame
+
+
+def _ledger_rows(connection: Connection, portal_id: str, period: date, runs: pd.DataFrame):
+    """The counted rows of the pairs a repair may concern (rule 6), with what each billed:
+    the pairs with an irregular row, and the billed months outside their product's full
+    months. Every repair row is irregular, so only bills remain to be looked up: those of
+    such pairs that are regular."""
+    irregular = _irregular_rows(connection, portal_id, period)
+    pairs = pd.concat(
+        [irregular[["product_id", "month_number"]], _outside_full_months(runs)],
+        ignore_index=True,
+    ).drop_duplicates()
+    have_bill = irregular.loc[irregular["kind"] == "bill", ["product_id", "month_number"]]
+    missing = pairs.merge(have_bill, how="left", indicator=True)
+    missing = missing[missing.pop("_merge") == "left_only"]
+    bills = _bills_of(connection, portal_id, period, missing)
+    # An empty read has no dtypes to give: left out, it cannot turn the keys into objects.
+    rows = pd.concat([f for f in (irregular, bills) if len(f)] or [irregular], ignore_index=True)
+    rows = rows.sort_values(["product_id", "month_number", "id"], ignore_index=True)
+    return rows.drop(columns="id")
 
 
 def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.DataFrame:
@@ -421,11 +429,7 @@ def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.Da
     price billed, in a month its product is active in full under its current dates:
     recomputed, it bills what it billed (billing/repairs.py)."""
     runs = _billed_runs(connection, portal_id, period, full_months=True)
-    pairs = pd.concat(
-        [_irregular_pairs(connection, portal_id, period), _outside_full_months(runs)],
-        ignore_index=True,
-    ).drop_duplicates()
-    rows = _ledger_rows(connection, portal_id, period, pairs)
+    rows = _ledger_rows(connection, portal_id, period, runs)
     # Months a date change can touch come row by row: the runs keep the full months.
     runs["first"] = runs["first"].clip(lower=runs["full_from"])
     runs["last"] = runs["last"].clip(upper=runs["full_through"])
