@@ -713,7 +713,13 @@ def markdown(results: list[dict], command: str) -> str:
             f"{r['months']} months of history ({seeded['invoices']:,} final invoices, "
             f"{seeded['billing_ledger']:,} ledger rows). Seeded in {r['seed_s']:.1f} s "
             f"(products {r['seed_per_table_s']['products']:.1f} s, ledger "
-            f"{r['seed_per_table_s']['billing_ledger']:.1f} s; generated in {r['generate_s']:.1f} s).",
+            f"{r['seed_per_table_s']['billing_ledger']:.1f} s"
+            + (
+                f", vacuum {r['seed_per_table_s']['vacuum']:.1f} s"
+                if "vacuum" in r["seed_per_table_s"]
+                else ""
+            )
+            + f"; generated in {r['generate_s']:.1f} s).",
             "",
             "| step | wall | CPU² | rows | rows/s | peak RSS | baseline | ratio |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
