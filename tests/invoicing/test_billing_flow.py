@@ -6,12 +6,14 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
+from pandera.errors import SchemaErrors
 from sqlalchemy import select
 
 from datagate_pipelines.billing import BillingInputError
 from datagate_pipelines.imports.product_templates import import_product_templates
 from datagate_pipelines.imports.tax_rates import import_tax_rates
 from datagate_pipelines.imports.usage import import_usage
+from datagate_pipelines.invoicing import drafts as drafts_module
 from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
 from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
@@ -196,6 +198,33 @@ def test_an_input_the_engine_refuses_names_the_portal_and_period(engine, bayside
     with engine.begin() as c, pytest.raises(BillingInputError) as refused:
         compute_drafts(c, bayside.settings, JULY)
     assert str(refused.value) == "portal acme, period 2026-07: customers: duplicate customer_id [1]"
+
+
+@pytest.mark.parametrize(
+    ("column", "bad"),
+    [("amount", Decimal("1.001")), ("line_no", 0)],  # the database refuses one, not the other
+)
+def test_an_engine_result_failing_its_checks_stores_nothing(
+    engine, bayside, monkeypatch, column, bad
+):
+    """The engine's output is checked while the drafts are written; a line that fails (a
+    bug in the engine) fails the run with the check's errors, naming the column, whether the
+    database refused the value first or stored it, and the transaction leaves the earlier
+    drafts as they were."""
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+    before = [invoice(engine, JULY), len(select_ledger_rows(engine))]
+    real = drafts_module.bill_period
+
+    def broken(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.invoice_lines.loc[result.invoice_lines.index[-1], column] = bad
+        return result
+
+    monkeypatch.setattr(drafts_module, "bill_period", broken)
+    with pytest.raises(SchemaErrors, match=column), engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+    assert [invoice(engine, JULY), len(select_ledger_rows(engine))] == before
 
 
 def test_a_template_imported_after_the_sync_counts_at_the_next_billing_run(engine, tmp_path):
