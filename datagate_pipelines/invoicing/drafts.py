@@ -8,7 +8,6 @@ no new draft for it (its late additions are caught up by the next period).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -98,36 +97,10 @@ def compute_drafts(
         raise BillingInputError(
             f"portal {portal.id}, period {period_label(period)}: {error}"
         ) from None
-    # The frames are checked at the boundary, in the same transaction as they are stored; a
-    # failure is a bug in the engine, not bad input, so it stops the run (lazily, listing
-    # every failing row) and nothing is stored. The check runs while the rows stream to the
-    # database: the database, not Python, is the busy one then.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="draft-checks") as checks:
-        checked = checks.submit(_check_result, result)
-        try:
-            outcome = _store(connection, portal, period, result, run_id)
-        except Exception as refused:  # a value the database refused: the check says why
-            failed = checked.exception()
-            if failed is not None:
-                raise failed from refused
-            raise
-        checked.result()  # raises the engine's schema errors: the caller rolls back
-    return outcome
-
-
-def _check_result(result: BillingResult) -> None:
+    # The frames are checked at the boundary before they are stored; a failure is a bug in
+    # the engine, not bad input, so it stops the run (lazily, listing every failing row).
     schemas.invoices.validate(result.invoices, lazy=True)
     schemas.invoice_lines.validate(result.invoice_lines, lazy=True)
-
-
-def _store(
-    connection: Connection,
-    portal: PortalSettings,
-    period: date,
-    result: BillingResult,
-    run_id: str | None,
-) -> DraftOutcome:
-    """Replace the period's drafts by the engine's (agreements already final kept)."""
     final_agreements = set(
         connection.execute(
             select(invoices.c.agreement_key).where(

@@ -202,15 +202,14 @@ def test_an_input_the_engine_refuses_names_the_portal_and_period(engine, bayside
 
 @pytest.mark.parametrize(
     ("column", "bad"),
-    [("amount", Decimal("1.001")), ("line_no", 0)],  # the database refuses one, not the other
+    [("amount", Decimal("1.001")), ("line_no", 0)],  # the database would refuse one, not the other
 )
 def test_an_engine_result_failing_its_checks_stores_nothing(
     engine, bayside, monkeypatch, column, bad
 ):
-    """The engine's output is checked while the drafts are written; a line that fails (a
-    bug in the engine) fails the run with the check's errors, naming the column, whether the
-    database refused the value first or stored it, and the transaction leaves the earlier
-    drafts as they were."""
+    """The engine's output is checked before the drafts are replaced; a line that fails (a
+    bug in the engine) fails the run with the check's errors, naming the column, and the
+    earlier drafts stay as they were."""
     with engine.begin() as c:
         compute_drafts(c, bayside.settings, JULY)
     before = [invoice(engine, JULY), len(select_ledger_rows(engine))]
