@@ -10,7 +10,9 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 DEMO_HOST ?= 127.0.0.1
 DEMO_PORT ?= 3000
-PYTEST_WORKERS ?= 2
+# Three workers on two cores: the two end-to-end tests spend most of their minutes waiting
+# on Dagster's daemon ticks, and start first (tests/conftest.py) so a third worker fills it.
+PYTEST_WORKERS ?= 3
 
 .PHONY: demo test check install lint imports validate ui clean
 

@@ -119,3 +119,22 @@ def append_only_lifted(connection) -> Iterator[None]:
 @pytest.fixture
 def engine_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The end-to-end tests take minutes, most of them waiting on Dagster's daemon ticks:
+    each goes first in its own xdist worker's share (worksteal hands each worker a
+    contiguous slice of this order), so they run side by side from the start while another
+    worker's tests fill their waits, instead of trailing at the end. The order is the same
+    in every worker, as xdist requires."""
+    slow = [item for item in items if item.get_closest_marker("e2e")]
+    if not slow:
+        return
+    rest = [item for item in items if not item.get_closest_marker("e2e")]
+    workers = config.getoption("numprocesses", None)
+    workers = workers if isinstance(workers, int) and workers > 1 else 1
+    ordered = rest
+    share = len(items) // workers
+    for index, item in enumerate(slow):
+        ordered.insert(min(index, workers - 1) * share + max(0, index - workers + 1), item)
+    items[:] = ordered
