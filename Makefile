@@ -23,7 +23,7 @@ demo: install
 test: install lint imports validate
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
-# The daily loop (under 2 minutes): lint, import contracts, definitions, the fast unit tests.
+# The daily loop (about 4 minutes here): lint, import contracts, definitions, the fast unit tests.
 check: install lint imports validate
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -q -m "not slow and not e2e"
 
