@@ -244,13 +244,19 @@ def _outside_full_months(runs: pd.DataFrame) -> pd.DataFrame:
         ignore_index=True,
     )
     lengths = (spans["last"] - spans["first"] + 1).to_numpy(dtype=np.int64)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return pd.DataFrame(
         {
             "product_id": np.repeat(spans["product_id"].to_numpy(dtype=object), lengths),
-            "month_number": np.repeat(spans["first"].to_numpy(dtype=np.int64), lengths) + offsets,
+            "month_number": np.repeat(spans["first"].to_numpy(dtype=np.int64), lengths)
+            + _steps(lengths),
         }
     )
+
+
+def _steps(lengths: np.ndarray) -> np.ndarray:
+    """0, 1, …, n − 1 for each run of n months, end to end: what to add to each run's first
+    month, repeated n times, to list its months."""
+    return np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
 
 
 def _candidate_table() -> Table:
@@ -443,9 +449,9 @@ def _ledger_mixed(connection: Connection, portal_id: str, period: date) -> pd.Da
     ]
     if len(inside):
         cut = runs["product_id"].isin(inside["product_id"])
-        lengths = (runs.loc[cut, "last"] - runs.loc[cut, "first"] + 1).to_numpy()
+        lengths = (runs.loc[cut, "last"] - runs.loc[cut, "first"] + 1).to_numpy(dtype=np.int64)
         months = runs[cut].loc[runs[cut].index.repeat(lengths)].reset_index(drop=True)
-        months["first"] += np.concatenate([np.arange(n) for n in lengths])
+        months["first"] += _steps(lengths)
         months["last"] = months["first"]
         months = months.merge(
             pairs.rename(columns={"month_number": "first"}), how="left", indicator=True

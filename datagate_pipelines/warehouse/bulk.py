@@ -159,8 +159,6 @@ class _CopyStream:
             self.error = error
             raise
 
-    readline = read
-
 
 def _copy(connection: Connection, target: str, columns: Sequence[Column], data) -> None:
     """COPY column-wise `data` into `target` (a quoted table name): one statement, its
