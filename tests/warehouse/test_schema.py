@@ -147,6 +147,30 @@ def test_a_service_month_is_billed_once(engine):
         connection.execute(insert(billing_ledger).values(**{**row, "period": date(2026, 8, 1)}))
 
 
+def test_a_ledger_row_names_an_invoice_of_its_own_portal(engine):
+    """One key (portal, invoice) since 0015: a row cannot bill a pair of one portal on
+    another portal's invoice, and an invoice's rows go with it."""
+    with engine.begin() as connection:
+        _portal(connection)
+        _portal(connection, "globex")
+        invoice_id = _invoice(connection)
+        row = dict(
+            product_id="line:1",
+            service_month=date(2026, 8, 1),
+            period=date(2026, 7, 1),
+            invoice_id=invoice_id,
+        )
+        connection.execute(insert(billing_ledger).values(portal_id="acme", **row))
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            insert(billing_ledger).values(portal_id="globex", **{**row, "product_id": "line:2"})
+        )
+    with engine.begin() as connection:
+        connection.execute(sa.delete(invoices).where(invoices.c.id == invoice_id))
+    with engine.connect() as connection:
+        assert connection.execute(select(sa.func.count()).select_from(billing_ledger)).scalar() == 0
+
+
 def test_an_invoice_number_is_used_once_per_portal(engine):
     with engine.begin() as connection:
         _portal(connection)
