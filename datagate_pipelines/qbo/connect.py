@@ -156,10 +156,13 @@ def _save_pending(
         "redirect_uri": pending.redirect_uri,
         "created_at": pending.created_at.isoformat(),
     }
-    # The state is a one-time secret: readable by its owner only.
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The state is a one-time secret: readable by its owner only. Written aside and renamed
+    # into place, so a paste completed from another terminal never reads half a file.
+    partial = path.with_name(f"{path.name}.partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
+    os.replace(partial, path)
 
 
 def load_pending(

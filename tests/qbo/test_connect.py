@@ -170,6 +170,15 @@ def test_the_cli_waits_for_the_browser_on_the_listener(stack, engine, engine_url
     assert "ok   portal acme: connected" in result.output
 
 
+def test_the_pending_state_is_its_owners_alone_and_never_half_written(stack):
+    pending = qbo_connect.begin(stack.portals["acme"], environ=stack.env)
+    folder = Path(stack.env["DATAGATE_DATA_DIR"])
+    [saved] = folder.glob("qbo-connect-acme*")  # renamed into place: no partial file remains
+    assert saved.name == "qbo-connect-acme.json"
+    assert saved.stat().st_mode & 0o777 == 0o600
+    assert json.loads(saved.read_text())["state"] == pending.state
+
+
 # -- every failure: one line, non-zero, nothing stored --------------------------------------------------
 
 
