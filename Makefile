@@ -13,19 +13,24 @@ DEMO_PORT ?= 3000
 # Three workers on two cores: the two end-to-end tests spend most of their minutes waiting
 # on Dagster's daemon ticks, and start first (tests/conftest.py) so a third worker fills it.
 PYTEST_WORKERS ?= 3
+# The tests' files (SQLite warehouses, Dagster homes) live in memory where the machine has
+# /dev/shm: their thousands of small commits then cost no disk flushes. Removed after the run.
+TEST_TMP ?= $(shell test -d /dev/shm -a -w /dev/shm && echo /dev/shm || echo $${TMPDIR:-/tmp})
+PYTEST = tmp=$$(mktemp -d $(TEST_TMP)/datagate-tests.XXXXXX) && \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --basetemp=$$tmp
 
-.PHONY: demo test check install lint imports validate ui clean
+.PHONY: demo test check install bytecode lint imports validate ui clean
 
-demo: install
+demo: install bytecode
 	$(BIN)/datagate demo --host $(DEMO_HOST) --port $(DEMO_PORT)
 
 # The whole suite (SQLite and PostgreSQL, the end-to-end UI test), then the 15 slowest tests.
-test: install lint imports validate
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=15
+test: install bytecode lint imports validate
+	@$(PYTEST) --durations=15; rc=$$?; rm -rf $$tmp; exit $$rc
 
 # The daily loop (about 4 minutes here): lint, import contracts, definitions, the fast unit tests.
-check: install lint imports validate
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal -q -m "not slow and not e2e"
+check: install bytecode lint imports validate
+	@$(PYTEST) -q -m "not slow and not e2e"; rc=$$?; rm -rf $$tmp; exit $$rc
 
 install: $(VENV)/.synced
 
@@ -34,9 +39,16 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # Re-sync whenever the lock file or pyproject changes; --frozen installs exactly the lock.
+# Bytecode is compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on this machine)
+# every process would otherwise compile Dagster from source, each run worker and server
+# of `dagster dev` included (importing the definitions: 5.4 s -> 3.0 s).
 $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --compile-bytecode --python $(PYTHON)
 	@touch $@
+
+# Our own modules likewise (they change between runs: Python recompiles what is stale).
+bytecode: install
+	@$(BIN)/python -m compileall -q datagate_pipelines simulators tests benchmarks
 
 lint: install
 	$(BIN)/ruff check .

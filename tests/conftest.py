@@ -58,7 +58,7 @@ def postgres_schema_url() -> Iterator[callable]:
         with create_engine(POSTGRES_URL).begin() as connection:
             connection.execute(text(f'create schema "{schema}"'))
         made.append(schema)
-        return f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema}')}"
+        return f"{POSTGRES_URL}?options={quote(f'-csearch_path={schema} -csynchronous_commit=off')}"
 
     yield make
     with create_engine(POSTGRES_URL).begin() as connection:
