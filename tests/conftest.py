@@ -122,19 +122,18 @@ def engine_url(engine: Engine) -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The end-to-end tests take minutes, most of them waiting on Dagster's daemon ticks:
-    each goes first in its own xdist worker's share (worksteal hands each worker a
-    contiguous slice of this order), so they run side by side from the start while another
-    worker's tests fill their waits, instead of trailing at the end. The order is the same
-    in every worker, as xdist requires."""
-    slow = [item for item in items if item.get_closest_marker("e2e")]
-    if not slow:
+    """The end-to-end tests (`dagster dev`, tests/e2e) take minutes, most of them waiting on
+    Dagster's daemon ticks: each goes first in its own xdist worker's share (worksteal hands
+    each worker a contiguous slice of this order), so they run side by side from the start
+    while another worker's tests fill their waits, instead of one after the other. The order
+    is the same in every worker, as xdist requires; the workers learn their number from
+    xdist's environment (their `numprocesses` option is unset)."""
+    daemon_bound = [item for item in items if item.path.parent.name == "e2e"]
+    if not daemon_bound:
         return
-    rest = [item for item in items if not item.get_closest_marker("e2e")]
-    workers = config.getoption("numprocesses", None)
-    workers = workers if isinstance(workers, int) and workers > 1 else 1
-    ordered = rest
+    ordered = [item for item in items if item.path.parent.name != "e2e"]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     share = len(items) // workers
-    for index, item in enumerate(slow):
+    for index, item in enumerate(daemon_bound):
         ordered.insert(min(index, workers - 1) * share + max(0, index - workers + 1), item)
     items[:] = ordered
