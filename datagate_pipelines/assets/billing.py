@@ -13,7 +13,7 @@ from datetime import date
 
 import dagster as dg
 import pandas as pd
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from datagate_pipelines.assets.failures import fail_fast_unless_transient, warehouse_retry_policy
 from datagate_pipelines.billing import period_label
@@ -22,14 +22,13 @@ from datagate_pipelines.invoicing.approved import finalize_approved
 from datagate_pipelines.invoicing.close_gate import parse_sync_tick, require_synced_since
 from datagate_pipelines.invoicing.drafts import compute_drafts
 from datagate_pipelines.invoicing.finalize import FinalizeOutcome, finalize_period
+from datagate_pipelines.invoicing.integrity import read_integrity
 from datagate_pipelines.orchestration.partitions import portal_and_period, portal_period_partitions
 from datagate_pipelines.orchestration.tags import SYNCED_SINCE_TAG
 from datagate_pipelines.resources.portals import PortalsResource
 from datagate_pipelines.resources.qbo import QBOResource
 from datagate_pipelines.resources.warehouse import WarehouseResource
 from datagate_pipelines.warehouse.audit import audit_context
-from datagate_pipelines.warehouse.models import billing_ledger
-from datagate_pipelines.warehouse.models import invoice_lines as lines_table
 from datagate_pipelines.warehouse.models import invoices as invoices_table
 from datagate_pipelines.warehouse.rejects import Reject, log_rejects, record_rejects
 from datagate_pipelines.warehouse.request_log import recording
@@ -209,46 +208,10 @@ def invoices(
             .mappings()
             .all()
         )
-        line_sums = {
-            row.invoice_id: (row.amount, row.tax)
-            for row in connection.execute(
-                select(
-                    lines_table.c.invoice_id,
-                    func.sum(lines_table.c.amount).label("amount"),
-                    func.sum(lines_table.c.tax).label("tax"),
-                )
-                .join(invoices_table, invoices_table.c.id == lines_table.c.invoice_id)
-                .where(invoices_table.c.portal_id == portal_id, invoices_table.c.period == period)
-                .group_by(lines_table.c.invoice_id)
-            )
-        }
-        twice = connection.execute(
-            select(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it, and
-            # a voided invoice's rows are released (rule 7).
-            .where(
-                billing_ledger.c.portal_id == portal_id,
-                billing_ledger.c.kind == "bill",
-                billing_ledger.c.released_at.is_(None),
-            )
-            .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            .having(func.count() > 1)
-        ).all()
-        reused = (
-            connection.execute(
-                select(invoices_table.c.doc_number)
-                .where(
-                    invoices_table.c.portal_id == portal_id,
-                    invoices_table.c.doc_number.is_not(None),
-                )
-                .group_by(invoices_table.c.doc_number)
-                .having(func.count() > 1)
-            )
-            .scalars()
-            .all()
-        )
+        found = read_integrity(connection, portal_id, period)
     yield dg.MaterializeResult(metadata=period_metadata(frame, period))
-    yield _totals_check(frame, line_sums)
+    yield _totals_check(frame, found.line_sums)
+    twice = found.billed_twice
     yield dg.AssetCheckResult(
         check_name="service_months_billed_once",
         passed=not twice,
@@ -256,8 +219,8 @@ def invoices(
     )
     yield dg.AssetCheckResult(
         check_name="invoice_numbers_unique",
-        passed=not reused,
-        metadata={"reused": dg.MetadataValue.json(list(reused[:20]))},
+        passed=not found.numbers_reused,
+        metadata={"reused": dg.MetadataValue.json(found.numbers_reused[:20])},
     )
     held = frame[frame["status"] == "held"] if not frame.empty else frame
     yield dg.AssetCheckResult(

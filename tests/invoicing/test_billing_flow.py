@@ -17,6 +17,7 @@ from datagate_pipelines.invoicing import drafts as drafts_module
 from datagate_pipelines.invoicing.drafts import BillingOrderError, compute_drafts
 from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_period
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
+from datagate_pipelines.invoicing.integrity import read_integrity
 from datagate_pipelines.warehouse import models as m
 from tests.sync.halo_records import bayside_tenant, line
 from tests.sync.test_apply import portal, sync_all
@@ -243,3 +244,20 @@ def test_a_template_imported_after_the_sync_counts_at_the_next_billing_run(engin
     inv, lines = invoice(engine, JULY)
     assert (inv.status, inv.hold_reasons) == ("draft", [])
     assert ("line 4", Decimal("3.22"), Decimal("0.23")) in lines
+
+
+def test_the_integrity_reads_sum_the_periods_own_lines(engine, bayside):
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+        finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
+        compute_drafts(c, bayside.settings, AUGUST)
+    with engine.connect() as c:
+        july = read_integrity(c, "acme", JULY)
+        august = read_integrity(c, "acme", AUGUST)
+    july_invoice, _ = invoice(engine, JULY)
+    august_invoice, _ = invoice(engine, AUGUST)
+    assert july.line_sums == {july_invoice.id: (Decimal("350.85"), Decimal("25.61"))}
+    assert set(august.line_sums) == {august_invoice.id}
+    assert august.line_sums[august_invoice.id] == (august_invoice.subtotal, august_invoice.tax)
+    assert july.billed_twice == august.billed_twice == []
+    assert july.numbers_reused == []
