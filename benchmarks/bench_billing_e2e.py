@@ -634,6 +634,8 @@ def worker(kind: str, customers: int, months: int, repairs: bool = True) -> dict
         steps.wrap(drafts, "insert_columns", "drafts: writes", lambda a, r: r)
         steps.wrap(finalize, "update_rows", "finalize: writes", lambda a, r: r)
         steps.wrap(finalize, "record_events", "finalize: writes", lambda a, r: r)
+        for read in CHECK_READS:
+            steps.wrap(integrity, read, f"checks: {read}", lambda a, r: len(r))
         lookups = {"n": 0}
 
         def is_taken(_doc_number: str) -> bool:
@@ -677,6 +679,14 @@ def worker(kind: str, customers: int, months: int, repairs: bool = True) -> dict
 
 
 # --- Report ------------------------------------------------------------------------------
+
+
+#: The blocking checks' reads (invoicing/integrity.py), each timed apart.
+CHECK_READS = {
+    "_line_sums": "line sums of the period's invoices",
+    "_billed_twice": "the portal's billed pairs, each billed once",
+    "_numbers_reused": "the portal's numbers, each used once",
+}
 
 
 def _rate(rows: int, seconds: float) -> str:
@@ -755,6 +765,11 @@ def markdown(results: list[dict], command: str) -> str:
             f"| finalize: the rest (history read, numbering) | {fin_rest:.2f} s | {fin_rest_cpu:.2f} s | | | | | |",
             f"| checks (the `invoices` asset's blocking checks' reads) | {s['invoices (checks)']:.2f} s | "
             f"{cpu['invoices (checks)']:.2f} s | | | {peak['invoices (checks)']:.2f} GB | | |",
+            *(
+                f"| … {label} | {s[f'checks: {read}']:.2f} s | {cpu[f'checks: {read}']:.2f} s | "
+                f"{rows[f'checks: {read}']:,} | | | | |"
+                for read, label in CHECK_READS.items()
+            ),
             f"| **end to end** | **{total:.2f} s** | {total_cpu:.2f} s | | | "
             f"**{max(peak.values()):.2f} GB** | {all_base:.2f} s³ | {total / all_base:.1f}× |",
             "",

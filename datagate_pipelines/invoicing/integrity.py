@@ -23,7 +23,17 @@ class Integrity:
 
 
 def read_integrity(connection: Connection, portal_id: str, period: date) -> Integrity:
-    line_sums = {
+    return Integrity(
+        _line_sums(connection, portal_id, period),
+        _billed_twice(connection, portal_id),
+        _numbers_reused(connection, portal_id),
+    )
+
+
+def _line_sums(
+    connection: Connection, portal_id: str, period: date
+) -> dict[int, tuple[Decimal, Decimal]]:
+    return {
         row.invoice_id: (row.amount, row.tax)
         for row in connection.execute(
             select(
@@ -36,7 +46,10 @@ def read_integrity(connection: Connection, portal_id: str, period: date) -> Inte
             .group_by(invoice_lines.c.invoice_id)
         )
     }
-    billed_twice = [
+
+
+def _billed_twice(connection: Connection, portal_id: str) -> list[tuple[str, date]]:
+    return [
         (row.product_id, row.service_month)
         for row in connection.execute(
             select(billing_ledger.c.product_id, billing_ledger.c.service_month)
@@ -51,7 +64,10 @@ def read_integrity(connection: Connection, portal_id: str, period: date) -> Inte
             .having(func.count() > 1)
         )
     ]
-    numbers_reused = list(
+
+
+def _numbers_reused(connection: Connection, portal_id: str) -> list[str]:
+    return list(
         connection.execute(
             select(invoices.c.doc_number)
             .where(invoices.c.portal_id == portal_id, invoices.c.doc_number.is_not(None))
@@ -59,4 +75,3 @@ def read_integrity(connection: Connection, portal_id: str, period: date) -> Inte
             .having(func.count() > 1)
         ).scalars()
     )
-    return Integrity(line_sums, billed_twice, numbers_reused)
