@@ -684,7 +684,7 @@ def worker(kind: str, customers: int, months: int, repairs: bool = True) -> dict
 #: The blocking checks' reads (invoicing/integrity.py), each timed apart.
 CHECK_READS = {
     "_line_sums": "line sums of the period's invoices",
-    "_billed_twice": "the portal's billed pairs, each billed once",
+    "_billed_twice": "the pairs the period bills, billed by no other bill",
     "_numbers_reused": "the portal's numbers, each used once",
 }
 
@@ -858,11 +858,12 @@ HOW = [
 def run_worker(kind: str, customers: int, months: int, repairs: bool) -> dict:
     done = subprocess.run(
         [sys.executable, __file__, "--worker", kind, str(customers), str(months), str(repairs)],
-        check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
+    if done.returncode != 0:  # the worker's own traceback, not just its exit status
+        raise SystemExit(f"the {kind} worker failed (exit {done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

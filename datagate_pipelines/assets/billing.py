@@ -132,7 +132,8 @@ CHECKS = [
         "service_months_billed_once",
         asset="invoices",
         blocking=True,
-        description="No (product, service month) appears twice in the portal's billing ledger.",
+        description="No (product, service month) the period bills is billed by another bill "
+        "in the portal's billing ledger (each period checks its own bills).",
     ),
     dg.AssetCheckSpec(
         "invoice_numbers_unique",

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, exists, func, select, text
 
-from datagate_pipelines.warehouse.models import billing_ledger, invoice_lines, invoices
+from datagate_pipelines.warehouse.models import (
+    billed_pair_where,
+    billing_ledger,
+    invoice_lines,
+    invoices,
+)
 
 
 @dataclass(frozen=True)
@@ -17,7 +22,7 @@ class Integrity:
     line_sums: dict[int, tuple[Decimal, Decimal]]
     """Each of the period's invoices: (sum of its lines' amounts, sum of their taxes)."""
     billed_twice: list[tuple[str, date]]
-    """(product, service month) pairs billed by more than one standing bill."""
+    """(product, service month) pairs the period bills that another standing bill bills too."""
     numbers_reused: list[str]
     """DocNumbers carried by more than one of the portal's invoices."""
 
@@ -25,7 +30,7 @@ class Integrity:
 def read_integrity(connection: Connection, portal_id: str, period: date) -> Integrity:
     return Integrity(
         _line_sums(connection, portal_id, period),
-        _billed_twice(connection, portal_id),
+        _billed_twice(connection, portal_id, period),
         _numbers_reused(connection, portal_id),
     )
 
@@ -48,20 +53,36 @@ def _line_sums(
     }
 
 
-def _billed_twice(connection: Connection, portal_id: str) -> list[tuple[str, date]]:
+def _billed_twice(connection: Connection, portal_id: str, period: date) -> list[tuple[str, date]]:
+    """The pairs the period's standing bills bill that another standing bill bills too.
+    Every bill is written by its own period's run, which then checks it: so no pair is
+    billed twice anywhere, while a run reads its own period's rows rather than the
+    portal's whole history (the unique index answers each probe)."""
+    mine, other = billing_ledger.alias("mine"), billing_ledger.alias("other")
+    # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it, and a
+    # voided invoice's rows are released (rule 7). The predicate is the index's, word for word.
+    billed_by_other = exists().where(
+        other.c.portal_id == mine.c.portal_id,
+        other.c.product_id == mine.c.product_id,
+        other.c.service_month == mine.c.service_month,
+        text(f"({billed_pair_where(other.name)})"),
+        other.c.id != mine.c.id,
+    )
     return [
         (row.product_id, row.service_month)
         for row in connection.execute(
-            select(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            # Repairs (credit / rebill rows, rule 6) correct a pair; only bills bill it, and
-            # a voided invoice's rows are released (rule 7).
-            .where(
-                billing_ledger.c.portal_id == portal_id,
-                billing_ledger.c.kind == "bill",
-                billing_ledger.c.released_at.is_(None),
+            select(mine.c.product_id, mine.c.service_month)
+            .join(
+                invoices,
+                and_(invoices.c.portal_id == mine.c.portal_id, invoices.c.id == mine.c.invoice_id),
             )
-            .group_by(billing_ledger.c.product_id, billing_ledger.c.service_month)
-            .having(func.count() > 1)
+            .where(
+                invoices.c.portal_id == portal_id,
+                invoices.c.period == period,
+                text(f"({billed_pair_where(mine.name)})"),
+                billed_by_other,
+            )
+            .order_by(mine.c.product_id, mine.c.service_month)
         )
     ]
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from pandera.errors import SchemaErrors
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from datagate_pipelines.billing import BillingInputError
 from datagate_pipelines.imports.product_templates import import_product_templates
@@ -261,3 +261,37 @@ def test_the_integrity_reads_sum_the_periods_own_lines(engine, bayside):
     assert august.line_sums[august_invoice.id] == (august_invoice.subtotal, august_invoice.tax)
     assert july.billed_twice == august.billed_twice == []
     assert july.numbers_reused == []
+
+
+def test_a_pair_billed_twice_is_found_by_either_periods_check(engine, bayside):
+    """The unique index forbids it; the check is there for a warehouse that lost the index.
+    Dropped inside a transaction that is rolled back (both databases' DDL is transactional)."""
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+        finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
+        compute_drafts(c, bayside.settings, AUGUST)
+    august_invoice, _ = invoice(engine, AUGUST)
+    with engine.connect() as c, c.begin() as transaction:
+        c.execute(text("DROP INDEX uq_billing_ledger_billed_pair"))
+        july_bill = (
+            c.execute(
+                select(m.billing_ledger)
+                .where(m.billing_ledger.c.period == JULY, m.billing_ledger.c.kind == "bill")
+                .order_by(m.billing_ledger.c.product_id, m.billing_ledger.c.service_month)
+                .limit(1)
+            )
+            .mappings()
+            .one()
+        )
+        again = {k: v for k, v in july_bill.items() if k != "id"}
+        c.execute(
+            m.billing_ledger.insert().values(
+                {**again, "period": AUGUST, "invoice_id": august_invoice.id}
+            )
+        )
+        pair = (july_bill["product_id"], july_bill["service_month"])
+        assert read_integrity(c, "acme", JULY).billed_twice == [pair]
+        assert read_integrity(c, "acme", AUGUST).billed_twice == [pair]
+        transaction.rollback()
+    with engine.connect() as c:
+        assert read_integrity(c, "acme", AUGUST).billed_twice == []
