@@ -1,5 +1,6 @@
 """What the `invoices` asset's blocking checks read: a period's invoices against their lines,
-the portal's billed pairs, the portal's invoice numbers. Plain reads, no Dagster."""
+the period's bills against every other bill of the portal, the portal's invoice numbers.
+Plain reads, no Dagster."""
 
 from __future__ import annotations
 
