@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from datagate_pipelines.warehouse.db import make_engine, migrate
 from datagate_pipelines.warehouse.models import metadata
@@ -93,6 +93,21 @@ def engine(_migrated_engine: Engine) -> Iterator[Engine]:
     with _migrated_engine.begin() as connection, append_only_lifted(connection):
         for table in reversed(metadata.sorted_tables):
             connection.execute(table.delete())
+
+
+@contextmanager
+def rolled_back(engine: Engine) -> Iterator[Connection]:
+    """A connection whose every change, the schema's included, is rolled back at the end.
+    pysqlite opens a transaction only before a row's change, so a DROP INDEX first would
+    be committed at once: on SQLite the transaction is begun explicitly."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")
+        try:
+            yield connection
+        finally:
+            transaction.rollback()
 
 
 @contextmanager

@@ -216,12 +216,18 @@ def invoices(
     yield dg.AssetCheckResult(
         check_name="service_months_billed_once",
         passed=not twice,
-        metadata={"duplicates": dg.MetadataValue.json([[p, m.isoformat()] for p, m in twice[:20]])},
+        metadata={
+            "duplicates": dg.MetadataValue.json([[p, m.isoformat()] for p, m in twice[:20]]),
+            "proof": _proof(found.billed_once_by, "the period's bills, each against the ledger"),
+        },
     )
     yield dg.AssetCheckResult(
         check_name="invoice_numbers_unique",
         passed=not found.numbers_reused,
-        metadata={"reused": dg.MetadataValue.json(found.numbers_reused[:20])},
+        metadata={
+            "reused": dg.MetadataValue.json(found.numbers_reused[:20]),
+            "proof": _proof(found.numbers_unique_by, "the portal's invoice numbers"),
+        },
     )
     held = frame[frame["status"] == "held"] if not frame.empty else frame
     yield dg.AssetCheckResult(
@@ -273,6 +279,13 @@ def numbers_taken_in_qbo(
             yield lookup
         finally:
             lookup.close()
+
+
+def _proof(index: str | None, read: str) -> dg.MetadataValue:
+    """How a uniqueness check knows: the database's unique index, or the rows it read."""
+    if index:
+        return dg.MetadataValue.text(f"enforced by the warehouse's unique index {index}")
+    return dg.MetadataValue.text(f"no unique index enforces it here: read {read}")
 
 
 def _totals_check(frame: pd.DataFrame, line_sums: dict[int, tuple]) -> dg.AssetCheckResult:

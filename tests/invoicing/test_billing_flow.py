@@ -19,6 +19,7 @@ from datagate_pipelines.invoicing.finalize import PeriodOpenError, finalize_peri
 from datagate_pipelines.invoicing.inputs import load_billing_inputs
 from datagate_pipelines.invoicing.integrity import read_integrity
 from datagate_pipelines.warehouse import models as m
+from tests.conftest import rolled_back
 from tests.sync.halo_records import bayside_tenant, line
 from tests.sync.test_apply import portal, sync_all
 
@@ -261,6 +262,9 @@ def test_the_integrity_reads_sum_the_periods_own_lines(engine, bayside):
     assert august.line_sums[august_invoice.id] == (august_invoice.subtotal, august_invoice.tax)
     assert july.billed_twice == august.billed_twice == []
     assert july.numbers_reused == []
+    # Both are the warehouse's unique indexes' to enforce: proved, not read.
+    assert july.billed_once_by == "uq_billing_ledger_billed_pair"
+    assert july.numbers_unique_by is not None
 
 
 def test_a_pair_billed_twice_is_found_by_either_periods_check(engine, bayside):
@@ -271,7 +275,7 @@ def test_a_pair_billed_twice_is_found_by_either_periods_check(engine, bayside):
         finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
         compute_drafts(c, bayside.settings, AUGUST)
     august_invoice, _ = invoice(engine, AUGUST)
-    with engine.connect() as c, c.begin() as transaction:
+    with rolled_back(engine) as c:
         c.execute(text("DROP INDEX uq_billing_ledger_billed_pair"))
         july_bill = (
             c.execute(
@@ -290,8 +294,27 @@ def test_a_pair_billed_twice_is_found_by_either_periods_check(engine, bayside):
             )
         )
         pair = (july_bill["product_id"], july_bill["service_month"])
+        assert read_integrity(c, "acme", JULY).billed_once_by is None  # so the bills are read
         assert read_integrity(c, "acme", JULY).billed_twice == [pair]
         assert read_integrity(c, "acme", AUGUST).billed_twice == [pair]
-        transaction.rollback()
     with engine.connect() as c:
-        assert read_integrity(c, "acme", AUGUST).billed_twice == []
+        found = read_integrity(c, "acme", AUGUST)
+    assert (found.billed_once_by, found.billed_twice) == ("uq_billing_ledger_billed_pair", [])
+
+
+def test_a_number_used_twice_is_found_where_no_index_forbids_it(engine, bayside):
+    """PostgreSQL only: SQLite keeps a UNIQUE constraint's index as long as the table."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite drops a table's UNIQUE constraint only by rebuilding the table")
+    with engine.begin() as c:
+        compute_drafts(c, bayside.settings, JULY)
+        finalize_period(c, bayside.settings, JULY, today=date(2026, 8, 2))
+        compute_drafts(c, bayside.settings, AUGUST)
+        finalize_period(c, bayside.settings, AUGUST, today=date(2026, 9, 2))
+    with rolled_back(engine) as c:
+        c.execute(text("ALTER TABLE invoices DROP CONSTRAINT uq_invoices_portal_id_doc_number"))
+        c.execute(m.invoices.update().values(doc_number="1001"))
+        found = read_integrity(c, "acme", AUGUST)
+    assert (found.numbers_unique_by, found.numbers_reused) == (None, ["1001"])
+    with engine.connect() as c:
+        assert read_integrity(c, "acme", AUGUST).numbers_unique_by is not None

@@ -76,6 +76,11 @@ def test_the_nightly_schedule_with_manual_or_auto_approval(desk, engine):
         assert finals and len(finals) == len(invoices(engine))
         assert len(desk.qbo.invoices()) == len(finals)
         assert actions(engine) == {"finalize": len(finals), "export": 2 * len(finals)}
+        checks = {e.check_name: e for e in night["2026-07"].get_asset_check_evaluations()}
+        billed_once = checks["service_months_billed_once"]
+        assert billed_once.passed and billed_once.metadata["proof"].value == (
+            "enforced by the warehouse's unique index uq_billing_ledger_billed_pair"
+        )
         return
     # manual: ready for review, nothing numbered, nothing sent
     assert july.run_key.startswith("review:") and july.tags["datagate/finalize"] == "false"
