@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import pytest
 from sqlalchemy import text
@@ -15,9 +15,9 @@ from datagate_pipelines.warehouse.models import (
     BILLED_PAIR_WHERE,
     billing_ledger,
     invoices,
-    portals,
 )
 from tests.conftest import rolled_back
+from tests.warehouse.test_schema import _invoice, _portal
 
 PAIR = ["portal_id", "product_id", "service_month"]
 
@@ -72,41 +72,17 @@ def test_an_index_postgresql_left_invalid_is_no_proof(database_url):
         pytest.skip("SQLite builds an index whole or not at all")
     engine = make_engine(database_url)
     migrate(engine)
-    now = datetime(2026, 8, 1, tzinfo=UTC)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("DROP INDEX uq_billing_ledger_billed_pair"))
-        c.execute(
-            portals.insert().values(
-                id="acme", name="Acme", currency="USD", registered_at=now, next_invoice_number=1
-            )
-        )
-        for invoice_id, period in ((1, date(2026, 7, 1)), (2, date(2026, 8, 1))):
-            c.execute(
-                invoices.insert().values(
-                    id=invoice_id,
-                    portal_id="acme",
-                    period=period,
-                    invoice_key=str(period),
-                    customer_id=1,
-                    customer_name="C",
-                    agreement_key="a",
-                    status="draft",
-                    hold_reasons=[],
-                    invoice_date=period,
-                    due_date=period,
-                    subtotal=0,
-                    tax=0,
-                    total=0,
-                    computed_at=now,
-                )
-            )
+        _portal(c)
+        for key, period in (("july", date(2026, 7, 1)), ("august", date(2026, 8, 1))):
             c.execute(  # the same pair billed by both invoices
                 billing_ledger.insert().values(
                     portal_id="acme",
                     product_id="p1",
                     service_month=date(2026, 7, 1),
                     period=period,
-                    invoice_id=invoice_id,
+                    invoice_id=_invoice(c, key=key),
                     kind="bill",
                 )
             )
